@@ -1,0 +1,5 @@
+import sys
+
+from kamal_secure.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""The static audit: load the project, run every static rule, collect a Report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kamal_secure.config.load import load_project
+from kamal_secure.report.model import Report
+from kamal_secure.rules.base import Context, run_checks
+from kamal_secure.rules.registry import ALL_RULES
+
+
+def run_static(
+    config_file: str,
+    destination: str | None,
+    root: Path | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Report:
+    project = load_project(config_file, destination, root)
+    ctx = Context(project, settings or {})
+    report = Report(findings=list(run_checks(ALL_RULES, ctx)))
+    report.checked.extend(source.name for source in project.sources)
+    return report

@@ -1,0 +1,28 @@
+"""Our own subcommands: one module each, each a function returning an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import NoReturn
+
+from kamal_secure.errors import UsageError
+
+MODULES = {
+    "scan": "kamal_secure.commands.scan",
+    "rules": "kamal_secure.commands.rules",
+    "explain": "kamal_secure.commands.explain",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 2, one line) instead of exiting itself."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"`{self.prog} --help` shows usage")
+
+
+def dispatch(name: str, args: list[str]) -> int:
+    module = importlib.import_module(MODULES[name])
+    result: int = module.run(args)
+    return result

@@ -1,0 +1,167 @@
+"""Load a Kamal project the way Kamal resolves it, without running anything.
+
+``-c`` file (default ``config/deploy.yml``), deep-merged with
+``deploy.DEST.yml`` for ``-d DEST`` (hashes merge, arrays and scalars are
+replaced), each file ERB-masked then safely parsed with positions kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kamal_secure.config import erb, yamlsafe
+from kamal_secure.errors import ConfigError
+
+MAX_BYTES = 1024 * 1024  # real deploy.yml files are a few KiB
+
+
+@dataclass(frozen=True)
+class Source:
+    """One parsed file: its display name, masked text and what the loader saw."""
+
+    path: Path
+    name: str  # as shown in findings: relative to the project root when possible
+    masked: erb.Masked
+    loaded: yamlsafe.Loaded
+
+
+@dataclass(frozen=True)
+class Origin:
+    file: str
+    line: int
+    column: int
+
+
+@dataclass
+class Project:
+    root: Path
+    config_path: Path
+    destination: str | None
+    data: dict[str, Any]
+    sources: list[Source]
+    origins: dict[yamlsafe.Path, Origin] = field(default_factory=dict)
+
+    def get(self, *path: str | int, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                return default
+        return node
+
+    def origin(self, path: yamlsafe.Path) -> Origin:
+        """Where a value was set; the nearest parent that has a position otherwise."""
+        for end in range(len(path), -1, -1):
+            found = self.origins.get(path[:end])
+            if found is not None:
+                return found
+        first = self.sources[0].name if self.sources else str(self.config_path)
+        return Origin(first, 1, 1)
+
+
+def display_name(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_text(path: Path, name: str, max_bytes: int = MAX_BYTES) -> str:
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{name}: is a directory, not a file")
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{name}: permission denied") from None
+    except OSError as err:
+        raise ConfigError(f"{name}: cannot read: {err.strerror}") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{name}: refused: larger than {max_bytes // 1024} KiB")
+    if b"\x00" in raw:
+        raise ConfigError(f"{name}: binary data (NUL byte), not a YAML file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{name}:{line}: not valid UTF-8 (byte {err.start})") from None
+
+
+def parse_file(path: Path, root: Path) -> Source:
+    name = display_name(path, root)
+    text = read_text(path, name)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    masked = erb.mask(text)
+    loaded = yamlsafe.load(masked.text, name)
+    if loaded.data is None:
+        loaded.data = {}
+    if not isinstance(loaded.data, dict):
+        kind = type(loaded.data).__name__
+        raise ConfigError(f"{name}:1: the top level must be a mapping of keys, not a {kind}")
+    return Source(path, name, masked, loaded)
+
+
+def destination_file(config_path: Path, destination: str) -> Path:
+    """Kamal's ``config_file.sub_ext(".#{destination}.yml")``."""
+    return config_path.with_suffix(f".{destination}.yml")
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def _record(origins: dict[yamlsafe.Path, Origin], source: Source) -> None:
+    """Positions of ``source`` override the earlier file's wherever ``source`` set a value."""
+    for path in source.loaded.marks:
+        if path and _replaces(path, source.loaded.data):
+            stale = [p for p in origins if p[: len(path)] == path]
+            for p in stale:
+                del origins[p]
+    for path, mark in source.loaded.marks.items():
+        origins[path] = Origin(source.name, mark.line, mark.column)
+
+
+def _replaces(path: yamlsafe.Path, own: Any) -> bool:
+    node = own
+    for part in path:
+        node = node[part] if isinstance(node, dict | list) else None
+    return not isinstance(node, dict)
+
+
+def load_project(
+    config_file: str = "config/deploy.yml",
+    destination: str | None = None,
+    root: Path | None = None,
+) -> Project:
+    root = (root or Path.cwd()).resolve()
+    config_path = Path(os.path.expanduser(config_file))
+    if not config_path.is_absolute():
+        config_path = root / config_path
+    if destination is not None and ("/" in destination or destination in ("", ".", "..")):
+        raise ConfigError(f"destination {destination!r} is not a plain name")
+    files = [config_path]
+    if destination:
+        files.append(destination_file(config_path, destination))
+    sources: list[Source] = []
+    data: dict[str, Any] = {}
+    origins: dict[yamlsafe.Path, Origin] = {}
+    for path in files:
+        source = parse_file(path, root)
+        sources.append(source)
+        data = _merge(data, source.loaded.data)
+        _record(origins, source)
+    return Project(root, config_path, destination, data, sources, origins)

@@ -1,0 +1,212 @@
+"""What we know about the kamal command line, and how to hand over to the real kamal.
+
+This module sits on the passthrough path: it imports nothing but ``os`` and
+``sys`` so that ``kamal-secure version`` costs little more than starting Python.
+"""
+
+import os
+import sys
+
+from kamal_secure.errors import UsageError
+
+# Kamal 2 class options (lib/kamal/cli/base.rb) that take a value.
+VALUE_OPTIONS = {
+    "-c": "config_file",
+    "--config-file": "config_file",
+    "-d": "destination",
+    "--destination": "destination",
+    "-h": "hosts",
+    "--hosts": "hosts",
+    "-r": "roles",
+    "--roles": "roles",
+    "--version": "version",
+    "--lock-wait-timeout": "lock_wait_timeout",
+    "--lock-wait-interval": "lock_wait_interval",
+}
+SHORT_VALUE_LETTERS = {"c", "d", "h", "r"}
+
+# Read-only or local-only commands: exec'd at once. Anything else under a known
+# command group is gated (fail closed: a new kamal subcommand is gated until listed).
+UNGATED_TOP = {"details", "audit", "config", "docs", "init", "version", "help", "secrets"}
+UNGATED_SUB = {
+    "app": {"details", "containers", "images", "logs", "version", "help"},
+    "accessory": {"details", "logs", "help"},
+    "proxy": {"details", "logs", "help"},
+    "lock": {"status", "help"},
+    "build": {"details", "create", "remove", "dev", "help"},
+    "prune": {"help"},
+    "registry": {"help"},
+    "server": {"help"},
+}
+GATED_TOP = {"setup", "deploy", "redeploy", "rollback", "remove", "upgrade"}
+GROUPS = set(UNGATED_SUB)
+KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
+
+# Our own command words; none of them is a kamal command.
+OWN_COMMANDS = ("scan", "rules", "explain")
+
+EXEC_MARKER = "KAMAL_SECURE_EXEC"
+SHIM_MARKER = b"kamal-secure-shim"
+MAX_ALIAS_DEPTH = 8
+
+
+class Invocation:
+    """A kamal command line as kamal's thor parser would see it."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.options: dict[str, str] = {}
+        self.words: list[str] = []
+        self.after_dashdash = False
+        self._parse()
+
+    def _parse(self) -> None:
+        i = 0
+        while i < len(self.args):
+            i = self._take(i)
+
+    def _take(self, i: int) -> int:
+        arg = self.args[i]
+        if self.after_dashdash or arg == "-" or not arg.startswith("-"):
+            self.words.append(arg)
+            return i + 1
+        if arg == "--":
+            self.after_dashdash = True
+            return i + 1
+        name, eq, value = arg.partition("=")
+        if name.startswith("--"):
+            name = name.replace("_", "-")
+        elif len(name) > 2 and not eq:
+            return self._take_squashed(i, arg)
+        key = VALUE_OPTIONS.get(name)
+        if key is None:
+            return i + 1
+        if eq:
+            self.options[key] = value
+            return i + 1
+        if i + 1 < len(self.args):
+            self.options[key] = self.args[i + 1]
+            return i + 2
+        self.options[key] = ""
+        return i + 1
+
+    def _take_squashed(self, i: int, arg: str) -> int:
+        """Thor expands ``-vq`` into ``-v -q``; a value letter takes the next argument."""
+        letters = arg[1:]
+        if not letters.isalpha():
+            return i + 1
+        for letter in letters:
+            if letter in SHORT_VALUE_LETTERS:
+                return self._take_value_letter(i, letter)
+        return i + 1
+
+    def _take_value_letter(self, i: int, letter: str) -> int:
+        key = VALUE_OPTIONS["-" + letter]
+        if i + 1 < len(self.args):
+            self.options[key] = self.args[i + 1]
+            return i + 2
+        self.options[key] = ""
+        return i + 1
+
+    @property
+    def command(self) -> str | None:
+        return self.words[0] if self.words else None
+
+    @property
+    def subcommand(self) -> str | None:
+        return self.words[1] if len(self.words) > 1 else None
+
+    @property
+    def config_file(self) -> str:
+        return self.options.get("config_file") or "config/deploy.yml"
+
+    @property
+    def destination(self) -> str | None:
+        return self.options.get("destination") or None
+
+    @property
+    def hosts(self) -> list[str]:
+        return [h for h in self.options.get("hosts", "").split(",") if h]
+
+    @property
+    def roles(self) -> list[str]:
+        return [r for r in self.options.get("roles", "").split(",") if r]
+
+
+def classify(inv: Invocation) -> str:
+    """Return ``"gate"``, ``"pass"`` or ``"alias"`` (an unknown word: maybe a config alias)."""
+    command = inv.command
+    if command is None or command in UNGATED_TOP:
+        return "pass"
+    if command in GATED_TOP:
+        return "gate"
+    if command in GROUPS:
+        sub = inv.subcommand
+        if sub is None or sub in UNGATED_SUB[command]:
+            return "pass"
+        return "gate"
+    return "alias"
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4096)
+    except OSError:
+        return b""
+
+
+def is_kamal_secure(path: str) -> bool:
+    """True when ``path`` is our shim or our console script rather than the real kamal."""
+    head = _head(os.path.realpath(path))
+    return SHIM_MARKER in head or b"kamal_secure" in head
+
+
+def _recursed_paths(env: dict[str, str]) -> set[str]:
+    """Paths that, exec'd by an earlier kamal-secure in this same process, turned out to be us."""
+    marker = env.get(EXEC_MARKER, "")
+    pid, _, paths = marker.partition(":")
+    if pid != str(os.getpid()):
+        return set()
+    return {p for p in paths.split(os.pathsep) if p}
+
+
+def find_real_kamal(env: dict[str, str]) -> str:
+    """Locate the real kamal: ``KAMAL_SECURE_KAMAL``, else the first kamal on PATH that is not us."""
+    skip = _recursed_paths(env)
+    explicit = env.get("KAMAL_SECURE_KAMAL")
+    if explicit:
+        return _check_explicit(explicit, skip)
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", "kamal")
+        if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
+            continue
+        if os.path.realpath(candidate) in skip or is_kamal_secure(candidate):
+            continue
+        return candidate
+    raise UsageError(
+        "the real kamal was not found on PATH (only kamal-secure itself)",
+        hint="install Kamal (gem install kamal) or set KAMAL_SECURE_KAMAL=/path/to/kamal",
+    )
+
+
+def _check_explicit(path: str, skip: set[str]) -> str:
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise UsageError(f"KAMAL_SECURE_KAMAL={path} is not an executable file")
+    if os.path.realpath(path) in skip or is_kamal_secure(path):
+        raise UsageError(
+            f"KAMAL_SECURE_KAMAL={path} is kamal-secure itself, not the real kamal",
+            hint="point KAMAL_SECURE_KAMAL at Kamal's own executable",
+        )
+    return path
+
+
+def exec_kamal(args: list[str], env: dict[str, str] | None = None) -> None:
+    """Replace this process with the real kamal, argv exactly as typed. Never returns."""
+    environ = dict(os.environ if env is None else env)
+    path = find_real_kamal(environ)
+    seen = _recursed_paths(environ) | {os.path.realpath(path)}
+    environ[EXEC_MARKER] = f"{os.getpid()}:{os.pathsep.join(sorted(seen))}"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(path, [path, *args], environ)

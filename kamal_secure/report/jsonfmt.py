@@ -1,0 +1,43 @@
+"""The versioned JSON report: the same shape with zero findings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kamal_secure import __version__
+from kamal_secure.report.model import Report, Severity
+
+FORMAT_VERSION = "1"
+
+
+def as_dict(report: Report, fail_on: Severity, exit_code: int) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "tool": {"name": "kamal-secure", "version": __version__},
+        "checked": list(report.checked),
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity.label,
+                "title": f.title,
+                "message": f.message,
+                "file": f.location.file,
+                "line": f.location.line,
+                "column": f.location.column,
+                "host": f.location.host,
+                "path": f.location.path,
+                "evidence": f.evidence,
+                "fix": f.fix,
+            }
+            for f in report.sorted_findings()
+        ],
+        "problems": [{"what": p.what, "message": p.message, "host": p.host}
+                     for p in report.problems],
+        "summary": {"by_severity": report.counts(), "total": len(report.findings),
+                    "fail_on": fail_on.label, "exit_code": exit_code},
+    }
+
+
+def render(report: Report, fail_on: Severity, exit_code: int) -> str:
+    return json.dumps(as_dict(report, fail_on, exit_code), indent=2, ensure_ascii=False) + "\n"

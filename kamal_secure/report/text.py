@@ -1,0 +1,52 @@
+"""Human output with rich: colour only on a terminal (or FORCE_COLOR), never with NO_COLOR."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from kamal_secure.report.model import Report, Severity
+
+STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def make_console(stream: TextIO, color: bool | None = None) -> Console:
+    if color is None:
+        if os.environ.get("NO_COLOR"):
+            color = False
+        elif os.environ.get("FORCE_COLOR"):
+            color = True
+        else:
+            color = stream.isatty()
+    return Console(file=stream, no_color=not color, force_terminal=color,
+                   highlight=False, soft_wrap=True, emoji=False,
+                   color_system="standard" if color else None)
+
+
+def render(report: Report, console: Console, fail_on: Severity, quiet: bool = False) -> None:
+    for f in report.sorted_findings():
+        if quiet and f.severity < fail_on:
+            continue
+        sev = f"[{STYLE[f.severity]}]{f.severity.label.upper():8}[/]"
+        console.print(f"{sev} {f.rule}  {escape(str(f.location))}")
+        console.print(f"         {escape(f.message)}")
+        if f.evidence:
+            console.print(f"         evidence: {escape(f.evidence)}")
+        if f.fix:
+            console.print(f"         fix: {escape(f.fix)}  (kamal-secure explain {f.rule})")
+    for p in report.problems:
+        where = f" host {p.host}" if p.host else ""
+        console.print(f"[bold red]INCOMPLETE[/]{escape(where)}: {escape(p.what)}: "
+                      f"{escape(p.message)}")
+    counts = ", ".join(f"{n} {label}" for label, n in report.counts().items() if n)
+    console.print(f"{len(report.findings)} finding(s){': ' + counts if counts else ''}; "
+                  f"failing at {fail_on.label} and above.")

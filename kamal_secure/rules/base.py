@@ -1,0 +1,91 @@
+"""Rule metadata and the context rules read. Rules do no I/O and never print."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kamal_secure.config import yamlsafe
+from kamal_secure.config.load import Project
+from kamal_secure.report.model import Finding, Location, Severity
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a static rule may read: the loaded project and the policy settings."""
+
+    project: Project
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, *path: str | int) -> Location:
+        origin = self.project.origin(tuple(path))
+        return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
+
+
+def yaml_path(path: yamlsafe.Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+Check = Callable[["Rule", Context], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    title: str
+    rationale: str
+    fix: str
+    insecure: str
+    secure: str
+    family: str
+    check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
+    references: tuple[str, ...] = ()
+
+    def finding(
+        self,
+        message: str,
+        location: Location,
+        evidence: str | None = None,
+        severity: Severity | None = None,
+    ) -> Finding:
+        return Finding(
+            rule=self.id,
+            severity=severity if severity is not None else self.severity,
+            title=self.title,
+            message=message,
+            location=location,
+            evidence=evidence,
+            fix=self.fix,
+        )
+
+
+def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
+    for rule in rules:
+        if rule.check is not None:
+            yield from rule.check(rule, ctx)
+
+
+def define(
+    id: str,  # noqa: A002 - the rule's id is its name everywhere else
+    severity: Severity,
+    title: str,
+    *,
+    rationale: str,
+    fix: str,
+    insecure: str,
+    secure: str,
+    family: str,
+    references: tuple[str, ...] = (),
+) -> Callable[[Check], Rule]:
+    """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
+
+    def wrap(check: Check) -> Rule:
+        return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
+                    references)
+
+    return wrap

@@ -1,0 +1,17 @@
+"""The explicit registry of every rule: no plugin scanning."""
+
+from __future__ import annotations
+
+from kamal_secure.errors import UsageError
+from kamal_secure.rules import ssh
+from kamal_secure.rules.base import Rule
+
+ALL_RULES: tuple[Rule, ...] = (*ssh.RULES,)
+_BY_ID = {rule.id: rule for rule in ALL_RULES}
+
+
+def get(rule_id: str) -> Rule:
+    rule = _BY_ID.get(rule_id.strip().upper())
+    if rule is None:
+        raise UsageError(f"unknown rule {rule_id!r}", hint="`kamal-secure rules` lists them all")
+    return rule

@@ -1,0 +1,101 @@
+"""KS1xx: the ssh section of deploy.yml (Kamal defaults: user root, agent forwarding on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kamal_secure.config.erb import is_dynamic
+from kamal_secure.report.model import Finding, Severity
+from kamal_secure.rules.base import Context, Rule, define
+
+FAMILY = "ssh"
+
+
+def _ssh(ctx: Context) -> dict[str, object]:
+    ssh = ctx.project.get("ssh")
+    return ssh if isinstance(ssh, dict) else {}
+
+
+@define(
+    "KS101", Severity.HIGH, "No dedicated deploy key: ssh.keys is not set",
+    rationale="Without ssh.keys Kamal offers every key in your agent and ~/.ssh to every "
+    "server: a personal key with access to everything ends up deploying.",
+    fix="Run `kamal-secure keygen --write-config`, or set ssh.keys to your deploy key.",
+    insecure="ssh:\n  user: deploy\n",
+    secure="ssh:\n  user: deploy\n  keys: [\"~/.ssh/kamal_deploy_key\"]\n  keys_only: true\n",
+    family=FAMILY,
+)
+def keys_missing(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    keys = _ssh(ctx).get("keys")
+    if not keys and not _ssh(ctx).get("key_data"):
+        where = ctx.at("ssh") if ctx.project.get("ssh") is not None else ctx.at()
+        yield rule.finding("ssh.keys is not set, so Kamal uses whatever keys it finds", where)
+
+
+@define(
+    "KS102", Severity.MEDIUM, "ssh.keys_only is not true",
+    rationale="Without keys_only Kamal still offers the agent's other keys after the deploy "
+    "key, so a server accepts whichever personal key happens to work.",
+    fix="Set `keys_only: true` under ssh.",
+    insecure="ssh:\n  keys: [\"~/.ssh/kamal_deploy_key\"]\n",
+    secure="ssh:\n  keys: [\"~/.ssh/kamal_deploy_key\"]\n  keys_only: true\n",
+    family=FAMILY,
+)
+def keys_only(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    value = _ssh(ctx).get("keys_only")
+    if value is True or is_dynamic(value):
+        return
+    where = ctx.at("ssh", "keys_only") if "keys_only" in _ssh(ctx) else ctx.at("ssh")
+    yield rule.finding(f"ssh.keys_only is {_show(value)}; Kamal will also try agent keys", where)
+
+
+@define(
+    "KS103", Severity.HIGH, "Kamal logs in as root",
+    rationale="Kamal's default ssh.user is root. A deploy key for root is a key to the whole "
+    "machine; a dedicated user in the docker group limits what a leaked key can do.",
+    fix="Create a deploy user on each host (in the docker group) and set ssh.user to it.",
+    insecure="ssh:\n  user: root\n",
+    secure="ssh:\n  user: deploy\n",
+    family=FAMILY,
+)
+def root_user(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    ssh = _ssh(ctx)
+    user = ssh.get("user")
+    if is_dynamic(user):
+        return
+    if "user" not in ssh:
+        yield rule.finding("ssh.user is not set: Kamal connects as root", ctx.at("ssh"))
+    elif str(user) in ("root", "0"):
+        yield rule.finding("ssh.user is root", ctx.at("ssh", "user"))
+
+
+@define(
+    "KS104", Severity.HIGH, "SSH agent forwarding is on",
+    rationale="Kamal forwards your SSH agent unless forward_agent is false. Anyone with root on "
+    "a server can then use your agent's keys to reach every other machine you can.",
+    fix="Set `forward_agent: false` under ssh.",
+    insecure="ssh:\n  user: deploy\n",
+    secure="ssh:\n  user: deploy\n  forward_agent: false\n",
+    family=FAMILY,
+)
+def forward_agent(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    ssh = _ssh(ctx)
+    value = ssh.get("forward_agent")
+    if value is False or is_dynamic(value):
+        return
+    if "forward_agent" in ssh:
+        yield rule.finding(f"ssh.forward_agent is {_show(value)}", ctx.at("ssh", "forward_agent"))
+    else:
+        yield rule.finding("ssh.forward_agent is not set: Kamal forwards your agent",
+                           ctx.at("ssh"))
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent)

@@ -60,6 +60,6 @@ def collisions(project: Project) -> list[str]:
 
 
 def _exists(config_file: str) -> bool:
-    import os
+    from pathlib import Path
 
-    return os.path.exists(os.path.expanduser(config_file))
+    return Path(config_file).expanduser().exists()

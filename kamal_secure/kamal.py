@@ -172,7 +172,7 @@ def _recursed_paths(env: dict[str, str]) -> set[str]:
 
 
 def find_real_kamal(env: dict[str, str]) -> str:
-    """Locate the real kamal: ``KAMAL_SECURE_KAMAL``, else the first kamal on PATH that is not us."""
+    """The real kamal: ``KAMAL_SECURE_KAMAL``, else the first kamal on PATH that is not us."""
     skip = _recursed_paths(env)
     explicit = env.get("KAMAL_SECURE_KAMAL")
     if explicit:

@@ -7,7 +7,6 @@ replaced), each file ERB-masked then safely parsed with positions kept.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,9 @@ class Project:
     def get(self, *path: str | int, default: Any = None) -> Any:
         node: Any = self.data
         for part in path:
-            if isinstance(node, dict) and isinstance(part, str) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
+            if not _has(node, part):
                 return default
+            node = node[part]
         return node
 
     def origin(self, path: yamlsafe.Path) -> Origin:
@@ -63,6 +59,12 @@ class Project:
                 return found
         first = self.sources[0].name if self.sources else str(self.config_path)
         return Origin(first, 1, 1)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -138,7 +140,7 @@ def _record(origins: dict[yamlsafe.Path, Origin], source: Source) -> None:
 def _replaces(path: yamlsafe.Path, own: Any) -> bool:
     node = own
     for part in path:
-        node = node[part] if isinstance(node, dict | list) else None
+        node = node[part] if _has(node, part) else None
     return not isinstance(node, dict)
 
 
@@ -148,7 +150,7 @@ def load_project(
     root: Path | None = None,
 ) -> Project:
     root = (root or Path.cwd()).resolve()
-    config_path = Path(os.path.expanduser(config_file))
+    config_path = Path(config_file).expanduser()
     if not config_path.is_absolute():
         config_path = root / config_path
     if destination is not None and ("/" in destination or destination in ("", ".", "..")):

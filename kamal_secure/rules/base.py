@@ -71,7 +71,7 @@ def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
 
 
 def define(
-    id: str,  # noqa: A002 - the rule's id is its name everywhere else
+    id: str,
     severity: Severity,
     title: str,
     *,

@@ -1,0 +1,43 @@
+"""The wheel carries schema/ and hooks/ and works from another directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INSECURE_CONFIG
+from tests.helpers import REPO
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_scans_from_elsewhere(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "-w", str(dist), str(REPO)],
+                   check=True, timeout=300, cwd=tmp_path)
+    wheel = next(dist.glob("kamal_secure-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, str(wheel)], check=True, timeout=600)
+    app = tmp_path / "elsewhere" / "app"
+    (app / "config").mkdir(parents=True)
+    (app / "config" / "deploy.yml").write_text(INSECURE_CONFIG)
+    out = subprocess.run([str(venv / "bin" / "kamal-secure"), "scan", "--offline",
+                          "--format", "json"], cwd=app, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "KS103" in {f["rule"] for f in json.loads(out.stdout)["findings"]}
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from kamal_secure.resources import data_dir; "
+         "print(data_dir('schema')); print(data_dir('hooks'))"],
+        cwd=app, capture_output=True, text=True, check=True, timeout=60)
+    schema_dir, hooks_dir = map(Path, where.stdout.split())
+    assert str(venv) in str(schema_dir)
+    assert (schema_dir / "report.schema.json").is_file()
+    assert (hooks_dir / "README.md").is_file()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kamal_secure import waivers
 from kamal_secure.config.load import load_project
+from kamal_secure.policy import Policy
 from kamal_secure.report.model import Report
 from kamal_secure.rules.base import Context, run_checks
 from kamal_secure.rules.registry import ALL_RULES
@@ -21,4 +23,18 @@ def run_static(
     ctx = Context(project, settings or {})
     report = Report(findings=list(run_checks(ALL_RULES, ctx)))
     report.checked.extend(source.name for source in project.sources)
+    report.sources.extend((source.name, source.masked.text) for source in project.sources)
     return report
+
+
+def evaluate(
+    config_file: str,
+    destination: str | None,
+    policy: Policy,
+    *,
+    inline: bool | None = None,
+    baseline: frozenset[str] = frozenset(),
+) -> Report:
+    """Every check the gate runs, with the policy (switches, waivers, baseline) applied."""
+    report = run_static(config_file, destination, settings=policy.settings())
+    return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

@@ -9,17 +9,21 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kamal_secure.audit import run_static
+from rich.markup import escape
+
+from kamal_secure import baseline
+from kamal_secure.audit import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.kamal import Invocation, exec_kamal
+from kamal_secure.policy import load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
 
 AUDIT_LOG = Path(".kamal/secure-audit.log")
 
 
-def fail_on_from_env(env: dict[str, str]) -> Severity:
-    raw = env.get("KAMAL_SECURE_FAIL_ON", "high")
+def fail_on_from_env(env: dict[str, str], default: Severity = Severity.HIGH) -> Severity:
+    raw = env.get("KAMAL_SECURE_FAIL_ON") or default.label
     try:
         return Severity.parse(raw)
     except ValueError as err:
@@ -38,21 +42,25 @@ def _require_text(inv: Invocation) -> None:
 def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     _require_text(inv)
-    fail_on = fail_on_from_env(environ)
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
-    report = run_static(inv.config_file, inv.destination)
+    policy = load_policy()
+    fail_on = fail_on_from_env(environ, policy.fail_on)
+    known = frozenset[str]()
+    if environ.get("KAMAL_SECURE_BASELINE"):
+        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
+    report = evaluate(inv.config_file, inv.destination, policy, baseline=known)
     verdict = report.exit_code(fail_on)
     console = text.make_console(sys.stderr)
     if verdict == 0:
-        if report.findings:
+        if report.active():
             text.render(report, console, fail_on)
         exec_kamal(inv.args, environ)
     text.render(report, console, fail_on)
     if verdict == EXIT_FINDINGS and skip:
         console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: running kamal "
-                      f"despite {len(report.findings)} finding(s). Reason: {skip.strip()}")
+                      f"despite {len(report.active())} finding(s). Reason: {escape(skip.strip())}")
         _append_audit(inv, skip.strip(), report)
         exec_kamal(inv.args, environ)
     console.print(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
@@ -77,7 +85,7 @@ def _append_audit(inv: Invocation, reason: str, report: Report) -> None:
         "command": inv.words[:2],
         "options": {k: v for k, v in inv.options.items() if k != "version"},
         "reason": reason,
-        "findings": len(report.findings),
+        "findings": len(report.active()),
         "by_severity": report.counts(),
     }
     try:

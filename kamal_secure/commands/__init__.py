@@ -12,6 +12,7 @@ MODULES = {
     "scan": "kamal_secure.commands.scan",
     "rules": "kamal_secure.commands.rules",
     "explain": "kamal_secure.commands.explain",
+    "init-policy": "kamal_secure.commands.init",
 }
 
 

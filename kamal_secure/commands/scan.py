@@ -1,66 +1,138 @@
-"""`kamal-secure scan`: the gate's checks without deploying."""
+"""`kamal-secure scan`: the gate's checks without deploying, in any output format."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
-from kamal_secure.audit import run_static
+from kamal_secure import baseline as baseline_file
+from kamal_secure.audit import evaluate
 from kamal_secure.commands import Parser
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.gate import fail_on_from_env
-from kamal_secure.report import jsonfmt, text
-from kamal_secure.report.model import Severity
+from kamal_secure.policy import Policy, load_policy
+from kamal_secure.report import github, jsonfmt, sarif, text
+from kamal_secure.report.model import Report, Severity
+
+FORMATS = ("text", "json", "sarif", "github")
 
 
 def _parser() -> Parser:
-    parser = Parser(prog="kamal-secure scan", add_help=False,
-                    description="Audit the Kamal project in this directory without deploying.")
-    parser.add_argument("--help", action="help", help="show this help and exit")
-    parser.add_argument("-c", "--config-file", default="config/deploy.yml")
-    parser.add_argument("-d", "--destination", default=None)
-    parser.add_argument("-h", "--hosts", default=None, help="only these hosts (comma-separated)")
-    parser.add_argument("-r", "--roles", default=None, help="only these roles (comma-separated)")
-    parser.add_argument("--offline", action="store_true",
-                        help="static checks only: never connect to a host")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--output", type=Path, default=None, help="write the report here")
-    parser.add_argument("--fail-on", default=None,
-                        help="severity at which to exit 1 (default: high)")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="text: only findings at or above the threshold")
-    parser.add_argument("--color", dest="color", action="store_true", default=None)
-    parser.add_argument("--no-color", dest="color", action="store_false")
-    return parser
+    p = Parser(prog="kamal-secure scan", add_help=False,
+               description="Audit the Kamal project in this directory without deploying.")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-c", "--config-file", default="config/deploy.yml")
+    p.add_argument("-d", "--destination", default=None)
+    p.add_argument("-h", "--hosts", default=None, help="only these hosts (comma-separated)")
+    p.add_argument("-r", "--roles", default=None, help="only these roles (comma-separated)")
+    p.add_argument("--offline", action="store_true",
+                   help="static checks only: never connect to a host")
+    p.add_argument("--format", action="append", choices=FORMATS, default=None,
+                   help="text, json, sarif or github; repeat for several (default: text)")
+    p.add_argument("--output", action="append", type=Path, default=None,
+                   help="file for the matching --format (in order); text still goes to the "
+                   "terminal when every format has a file")
+    p.add_argument("--policy", type=Path, default=None,
+                   help="policy file (default: .kamal/secure.yml when present)")
+    p.add_argument("--fail-on", default=None, help="severity at which to exit 1 (default: high)")
+    p.add_argument("--soft-fail", action="store_true", help="report findings but exit 0")
+    p.add_argument("--show-suppressed", action="store_true", help="also show waived findings")
+    p.add_argument("--no-inline-waivers", action="store_true",
+                   help="ignore `# kamal-secure: ignore` comments in deploy.yml")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="only findings not in this baseline file fail")
+    p.add_argument("--write-baseline", type=Path, default=None,
+                   help="record the current findings as the baseline and exit 0")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="text: only findings at or above the threshold")
+    p.add_argument("--color", dest="color", action="store_true", default=None)
+    p.add_argument("--no-color", dest="color", action="store_false")
+    return p
+
+
+def _fail_on(opts: argparse.Namespace, policy: Policy) -> Severity:
+    if opts.fail_on is not None:
+        try:
+            return Severity.parse(opts.fail_on)
+        except ValueError as err:
+            raise UsageError(f"--fail-on: {err}") from None
+    if os.environ.get("KAMAL_SECURE_FAIL_ON"):
+        return fail_on_from_env(dict(os.environ))
+    return policy.fail_on
+
+
+def _targets(opts: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    formats: list[str] = opts.format or ["text"]
+    outputs: list[Path] = opts.output or []
+    if len(outputs) > len(formats):
+        raise UsageError("more --output files than --format values")
+    pairs: list[tuple[str, Path | None]] = [
+        (fmt, outputs[i] if i < len(outputs) else None) for i, fmt in enumerate(formats)]
+    if sum(1 for _, out in pairs if out is None) > 1:
+        raise UsageError("only one --format can go to the terminal; give the others --output")
+    if all(out is not None for _, out in pairs) and "text" not in formats:
+        pairs.append(("text", None))
+    return pairs
 
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    if opts.fail_on is None:
-        fail_on = fail_on_from_env(dict(os.environ))
-    else:
-        try:
-            fail_on = Severity.parse(opts.fail_on)
-        except ValueError as err:
-            raise UsageError(f"--fail-on: {err}") from None
-    report = run_static(opts.config_file, opts.destination)
+    targets = _targets(opts)
+    policy = load_policy(opts.policy)
+    fail_on = _fail_on(opts, policy)
+    known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
+    report = evaluate(opts.config_file, opts.destination, policy,
+                      inline=False if opts.no_inline_waivers else None, baseline=known)
+    if opts.write_baseline:
+        count = baseline_file.write(opts.write_baseline, report)
+        sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")
+        return 0
     code = report.exit_code(fail_on)
-    if opts.format == "json":
-        _write(jsonfmt.render(report, fail_on, code), opts.output)
-    elif opts.output is not None:
-        with opts.output.open("w", encoding="utf-8") as handle:
-            text.render(report, text.make_console(handle, color=False), fail_on, opts.quiet)
+    for fmt, output in targets:
+        _emit(fmt, output, report, opts, fail_on, code)
+    return 0 if opts.soft_fail and code == EXIT_FINDINGS else code
+
+
+def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespace,
+          fail_on: Severity, code: int) -> None:
+    if fmt == "text":
+        if output is None:
+            console = text.make_console(sys.stdout, opts.color)
+            text.render(report, console, fail_on, opts.quiet, opts.show_suppressed)
+            return
+        with _open(output) as handle:
+            text.render(report, text.make_console(handle, color=False), fail_on, opts.quiet,
+                        opts.show_suppressed)
+        return
+    if fmt == "json":
+        content = jsonfmt.render(report, fail_on, code)
+    elif fmt == "sarif":
+        content = sarif.render(report, Path.cwd().as_uri() + "/", opts.config_file)
     else:
-        text.render(report, text.make_console(sys.stdout, opts.color), fail_on, opts.quiet)
-    return code
-
-
-def _write(content: str, output: Path | None) -> None:
+        content = github.render(report, opts.config_file)
     if output is None:
         sys.stdout.write(content)
         return
+    with _open(output) as handle:
+        handle.write(content)
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[TextIO]:
+    """Write a report file whole or not at all (temp file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        output.write_text(content, encoding="utf-8")
+        handle = tmp.open("w", encoding="utf-8")
     except OSError as err:
-        raise UsageError(f"--output {output}: {err.strerror}") from None
+        raise UsageError(f"--output {path}: {err.strerror}") from None
+    try:
+        with handle:
+            yield handle
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

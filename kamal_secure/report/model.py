@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -52,6 +53,15 @@ class Location:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """Why a finding does not count: a waiver in the policy file or inline in deploy.yml."""
+
+    kind: str  # "external" (policy file) or "inSource" (inline comment)
+    justification: str
+    where: str  # "file:line" of the waiver
+
+
+@dataclass(frozen=True)
 class Finding:
     rule: str
     severity: Severity
@@ -60,6 +70,20 @@ class Finding:
     location: Location = field(default_factory=Location)
     evidence: str | None = None  # always redacted before it gets here
     fix: str | None = None
+    suppression: Suppression | None = None
+    in_baseline: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """Does this finding take part in the verdict?"""
+        return self.suppression is None and not self.in_baseline
+
+    def fingerprint(self) -> str:
+        """Stable across runs and line shifts: rule, file, YAML path, host, message."""
+        loc = self.location
+        key = "\x1f".join([self.rule, loc.file or "", loc.path or "", loc.host or "",
+                           self.message])
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
     def sort_key(self) -> tuple[int, str, int, str, str]:
         loc = self.location
@@ -80,18 +104,22 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)  # what was looked at, for the summary
+    sources: list[tuple[str, str]] = field(default_factory=list)  # (file, text) for inline waivers
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=Finding.sort_key)
 
+    def active(self) -> list[Finding]:
+        return [f for f in self.sorted_findings() if f.counts]
+
     def counts(self) -> dict[str, int]:
-        counter = Counter(f.severity.label for f in self.findings)
+        counter = Counter(f.severity.label for f in self.findings if f.counts)
         return {s.label: counter.get(s.label, 0) for s in reversed(Severity)}
 
     def exit_code(self, fail_on: Severity) -> int:
         if self.problems:
             return EXIT_INCOMPLETE
-        if any(f.severity >= fail_on for f in self.findings):
+        if any(f.severity >= fail_on for f in self.findings if f.counts):
             return EXIT_FINDINGS
         return EXIT_CLEAN
 

@@ -32,13 +32,19 @@ def make_console(stream: TextIO, color: bool | None = None) -> Console:
                    color_system="standard" if color else None)
 
 
-def render(report: Report, console: Console, fail_on: Severity, quiet: bool = False) -> None:
+def render(report: Report, console: Console, fail_on: Severity, quiet: bool = False,
+           show_suppressed: bool = False) -> None:
     for f in report.sorted_findings():
-        if quiet and f.severity < fail_on:
+        if (quiet and f.severity < fail_on) or (f.suppression and not show_suppressed):
             continue
         sev = f"[{STYLE[f.severity]}]{f.severity.label.upper():8}[/]"
-        console.print(f"{sev} {f.rule}  {escape(str(f.location))}")
+        tag = " [dim](in baseline)[/]" if f.in_baseline else ""
+        console.print(f"{sev} {f.rule}  {escape(str(f.location))}{tag}")
         console.print(f"         {escape(f.message)}")
+        if f.suppression:
+            console.print(f"         [dim]waived ({f.suppression.kind}, "
+                          f"{escape(f.suppression.where)}): "
+                          f"{escape(f.suppression.justification)}[/]")
         if f.evidence:
             console.print(f"         evidence: {escape(f.evidence)}")
         if f.fix:
@@ -48,5 +54,8 @@ def render(report: Report, console: Console, fail_on: Severity, quiet: bool = Fa
         console.print(f"[bold red]INCOMPLETE[/]{escape(where)}: {escape(p.what)}: "
                       f"{escape(p.message)}")
     counts = ", ".join(f"{n} {label}" for label, n in report.counts().items() if n)
-    console.print(f"{len(report.findings)} finding(s){': ' + counts if counts else ''}; "
+    waived = sum(1 for f in report.findings if f.suppression)
+    based = sum(1 for f in report.findings if f.in_baseline)
+    extra = (f"; {waived} waived" if waived else "") + (f"; {based} in baseline" if based else "")
+    console.print(f"{len(report.active())} finding(s){': ' + counts if counts else ''}{extra}; "
                   f"failing at {fail_on.label} and above.")

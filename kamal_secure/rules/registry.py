@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import ssh
+from kamal_secure.rules import meta, ssh
 from kamal_secure.rules.base import Rule
 
-ALL_RULES: tuple[Rule, ...] = (*ssh.RULES,)
+ALL_RULES: tuple[Rule, ...] = (*ssh.RULES, *meta.RULES)
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 
 
@@ -15,3 +15,7 @@ def get(rule_id: str) -> Rule:
     if rule is None:
         raise UsageError(f"unknown rule {rule_id!r}", hint="`kamal-secure rules` lists them all")
     return rule
+
+
+def known(rule_id: str) -> bool:
+    return rule_id in _BY_ID

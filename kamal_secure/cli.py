@@ -20,6 +20,8 @@ Usage:
   kamal-secure rules                     list every rule: id, severity, title
   kamal-secure explain RULE              show a rule's rationale, fix and examples
   kamal-secure init-policy               write a commented starter .kamal/secure.yml
+  kamal-secure hooks install|uninstall|status
+                                         run the gate from Kamal's own hooks too
   kamal-secure --help | --version
 
 Kamal commands that change servers (deploy, setup, redeploy, rollback, app boot,

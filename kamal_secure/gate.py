@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,9 +40,16 @@ def _require_text(inv: Invocation) -> None:
             raise UsageError(f"the {key.replace('_', '-')} argument is not valid UTF-8") from None
 
 
-def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
-    environ = dict(os.environ if env is None else env)
-    _require_text(inv)
+@dataclass
+class Verdict:
+    report: Report
+    fail_on: Severity
+    code: int
+    skip: str | None  # the break-glass reason, when one was given
+
+
+def decide(config_file: str, destination: str | None, environ: dict[str, str]) -> Verdict:
+    """Run every check with the policy applied; raises on usage or config errors."""
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
@@ -50,22 +58,38 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     known = frozenset[str]()
     if environ.get("KAMAL_SECURE_BASELINE"):
         known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
-    report = evaluate(inv.config_file, inv.destination, policy, baseline=known)
-    verdict = report.exit_code(fail_on)
+    report = evaluate(config_file, destination, policy, baseline=known)
+    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
+
+
+def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, str]) -> bool:
+    """Print what the user must see; True when kamal may go on (clean, or break glass)."""
     console = text.make_console(sys.stderr)
-    if verdict == 0:
+    report = verdict.report
+    if verdict.code == 0:
         if report.active():
-            text.render(report, console, fail_on)
+            text.render(report, console, verdict.fail_on)
+        return True
+    text.render(report, console, verdict.fail_on)
+    if verdict.code == EXIT_FINDINGS and verdict.skip:
+        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: {escape(what)} "
+                      f"despite {len(report.active())} finding(s). "
+                      f"Reason: {escape(verdict.skip)}")
+        _append_audit(command, options, verdict.skip, report)
+        return True
+    return False
+
+
+def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
+    environ = dict(os.environ if env is None else env)
+    _require_text(inv)
+    verdict = decide(inv.config_file, inv.destination, environ)
+    options = {k: v for k, v in inv.options.items() if k != "version"}
+    if proceed(verdict, "running kamal", inv.words[:2], options):
         exec_kamal(inv.args, environ)
-    text.render(report, console, fail_on)
-    if verdict == EXIT_FINDINGS and skip:
-        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: running kamal "
-                      f"despite {len(report.active())} finding(s). Reason: {escape(skip.strip())}")
-        _append_audit(inv, skip.strip(), report)
-        exec_kamal(inv.args, environ)
-    console.print(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
-                  "(see the findings above; `kamal-secure scan` repeats them)")
-    return verdict
+    sys.stderr.write(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
+                     "(see the findings above; `kamal-secure scan` repeats them)\n")
+    return verdict.code
 
 
 def _git_commit() -> str | None:
@@ -77,13 +101,14 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _append_audit(inv: Invocation, reason: str, report: Report) -> None:
+def _append_audit(command: list[str], options: dict[str, str], reason: str,
+                  report: Report) -> None:
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "user": os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
         "git_commit": _git_commit(),
-        "command": inv.words[:2],
-        "options": {k: v for k, v in inv.options.items() if k != "version"},
+        "command": command,
+        "options": options,
         "reason": reason,
         "findings": len(report.active()),
         "by_severity": report.counts(),

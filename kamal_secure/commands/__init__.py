@@ -13,6 +13,8 @@ MODULES = {
     "rules": "kamal_secure.commands.rules",
     "explain": "kamal_secure.commands.explain",
     "init-policy": "kamal_secure.commands.init",
+    "hooks": "kamal_secure.commands.hooks",
+    "hook": "kamal_secure.commands.hook",
 }
 
 

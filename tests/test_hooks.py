@@ -1,0 +1,115 @@
+"""Kamal hooks: install chains to an existing hook, uninstall restores it exactly."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SECURE_CONFIG
+from tests.helpers import REPO, run_ks
+
+BIN = str(Path(sys.executable).parent)
+SECRETS = {"KAMAL_REGISTRY_PASSWORD": "reg-Zq9vLx2Wm4Tn8Rp1",
+           "RAILS_MASTER_KEY": "mk-8f3a9c0d1e2b4f6a"}
+
+
+def hooks(app: Path, *args: str) -> tuple[int, str]:
+    run = run_ks(["hooks", *args], app, [], app.parent / "rec.json")
+    return run.code, run.stdout + run.stderr
+
+
+def run_hook(app: Path, name: str, env: dict[str, str] | None = None,
+             path: str | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
+    environ.update({"PATH": path if path is not None else f"{BIN}:/usr/bin:/bin",
+                    "PYTHONPATH": str(REPO), "NO_COLOR": "1", "KAMAL_HOSTS": "127.0.0.1",
+                    "KAMAL_COMMAND": "deploy", **SECRETS, **(env or {})})
+    return subprocess.run([f".kamal/hooks/{name}"], cwd=app, env=environ, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_install_is_idempotent_and_executable(project: Path) -> None:
+    code, out = hooks(project, "install")
+    assert code == 0
+    assert "pre-connect: installed" in out
+    for name in ("pre-connect", "pre-deploy"):
+        path = project / ".kamal" / "hooks" / name
+        assert path.read_bytes() == (REPO / "hooks" / name).read_bytes()
+        assert path.stat().st_mode & stat.S_IXUSR
+    code, out = hooks(project, "install")
+    assert "pre-connect: already installed" in out
+    assert sorted(p.name for p in (project / ".kamal" / "hooks").iterdir()) == \
+        ["pre-connect", "pre-deploy"]
+
+
+def test_existing_hook_is_chained_and_restored_exactly(project: Path) -> None:
+    hook_dir = project / ".kamal" / "hooks"
+    hook_dir.mkdir(parents=True)
+    theirs = hook_dir / "pre-connect"
+    original = b"#!/bin/sh\n# their hook\necho theirs-ran > theirs.out\n"
+    theirs.write_bytes(original)
+    theirs.chmod(0o750)
+    hooks(project, "install")
+    assert (hook_dir / "pre-connect.kamal-secure-orig").read_bytes() == original
+    code, out = hooks(project, "status")
+    assert code == 0
+    assert "pre-connect: kamal-secure, then your pre-connect.kamal-secure-orig" in out
+    failing = run_hook(project, "pre-connect")  # the project fixture's config is insecure
+    assert failing.returncode == 1
+    assert not (project / "theirs.out").exists(), "their hook must not run when ours fails"
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    passing = run_hook(project, "pre-connect")
+    assert passing.returncode == 0, passing.stderr
+    assert (project / "theirs.out").read_text() == "theirs-ran\n"
+    hooks(project, "uninstall")
+    assert theirs.read_bytes() == original
+    assert stat.S_IMODE(theirs.stat().st_mode) == 0o750
+    assert not (hook_dir / "pre-connect.kamal-secure-orig").exists()
+    assert not (hook_dir / "pre-deploy").exists()
+
+
+def test_hooks_path_from_config(project: Path) -> None:
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG + "hooks_path: ops/hooks\n")
+    hooks(project, "install")
+    assert (project / "ops" / "hooks" / "pre-deploy").is_file()
+    assert not (project / ".kamal" / "hooks").exists()
+
+
+def test_failing_hook_names_the_failure_and_never_prints_secrets(project: Path) -> None:
+    hooks(project, "install")
+    result = run_hook(project, "pre-deploy", env={"KAMAL_DESTINATION": "secure"})
+    assert result.returncode == 1
+    assert "KS103" in result.stderr
+    assert "full report: kamal-secure scan -d secure" in result.stderr
+    for value in SECRETS.values():
+        assert value not in result.stdout + result.stderr
+
+
+def test_break_glass_in_hook(project: Path) -> None:
+    hooks(project, "install")
+    result = run_hook(project, "pre-connect", env={"KAMAL_SECURE_SKIP": "INC-9 hotfix"})
+    assert result.returncode == 0
+    assert "BREAK GLASS" in result.stderr
+    assert "INC-9 hotfix" in (project / ".kamal" / "secure-audit.log").read_text()
+    for value in SECRETS.values():
+        assert value not in result.stderr
+
+
+def test_hook_fails_closed_without_kamal_secure(project: Path) -> None:
+    hooks(project, "install")
+    result = run_hook(project, "pre-connect", path="/usr/bin:/bin")
+    assert result.returncode == 1
+    assert "kamal-secure is not on PATH" in result.stderr
+
+
+def test_foreign_hook_left_alone_on_uninstall(project: Path) -> None:
+    hook_dir = project / ".kamal" / "hooks"
+    hook_dir.mkdir(parents=True)
+    (hook_dir / "pre-deploy").write_text("#!/bin/sh\nexit 0\n")
+    code, out = hooks(project, "uninstall")
+    assert code == 0
+    assert "pre-deploy: not ours, left alone" in out
+    assert (hook_dir / "pre-deploy").read_text() == "#!/bin/sh\nexit 0\n"

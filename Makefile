@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit deps venv bench docs clean
+.PHONY: test demo lint typecheck unit e2e deps venv bench docs clean
+E2E_ROOT := .e2e/kamal
 
-test: deps venv lint typecheck unit demo
+test: deps venv lint typecheck unit e2e demo
 
 deps:
 	@bash scripts/system-deps.sh
@@ -27,7 +28,12 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not e2e"
+
+# The real Kamal from Debian's registry (scripts/install-kamal.sh), then the e2e tier.
+e2e: deps venv
+	@kamal=$$(bash scripts/install-kamal.sh $(E2E_ROOT)) || { echo "e2e: the real Kamal could not be installed (see above)"; exit 1; }; \
+	KAMAL_E2E_BIN=$$kamal $(VENV)/bin/pytest -q -m e2e tests/e2e
 
 demo: venv
 	$(PY) examples/demo.py
@@ -39,4 +45,4 @@ bench: venv
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .e2e build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

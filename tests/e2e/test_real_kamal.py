@@ -1,0 +1,104 @@
+"""End to end against the real Kamal (installed by scripts/install-kamal.sh; run by `make e2e`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.e2e
+BIN = str(Path(sys.executable).parent)
+INSECURE = """\
+service: shop
+image: acme/shop
+servers:
+  - 127.0.0.1
+registry:
+  username: acme
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+  arch: amd64
+ssh:
+  user: root
+  port: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def real_kamal() -> Path:
+    value = os.environ.get("KAMAL_E2E_BIN")
+    if not value:
+        pytest.fail("KAMAL_E2E_BIN is not set: run `make e2e`, which installs the real Kamal")
+    path = Path(value)
+    assert path.is_file(), f"{path} missing"
+    return path
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    root = tmp_path / "app"
+    (root / "config").mkdir(parents=True)
+    (root / ".kamal").mkdir()
+    (root / "config" / "deploy.yml").write_text(INSECURE)
+    (root / ".kamal" / "secrets").write_text("KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n")
+    git = ["git", "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
+    subprocess.run([*git, "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "-C", str(root), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
+    return root
+
+
+def env_for(real_kamal: Path, **extra: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
+    environ.update(PATH=os.pathsep.join([BIN, str(real_kamal.parent), "/usr/bin", "/bin"]),
+                   PYTHONPATH=str(REPO), NO_COLOR="1",
+                   KAMAL_REGISTRY_PASSWORD="reg-e2e-Vq7Lm2Xz9Tn4", **extra)
+    return environ
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
+                          check=False)
+
+
+@pytest.mark.parametrize("args", [["version"], ["config"], ["-h", "127.0.0.1", "details"],
+                                  ["details", "-h", "127.0.0.1"], ["docs", "ssh"]])
+def test_passthrough_matches_real_kamal_exactly(args: list[str], app: Path,
+                                                real_kamal: Path) -> None:
+    env = env_for(real_kamal)
+    direct = run([str(real_kamal), *args], app, env)
+    ours = run([f"{BIN}/kamal-secure", *args], app, env)
+    assert ours.returncode == direct.returncode
+    assert _same(ours.stdout) == _same(direct.stdout)
+    assert _same(ours.stderr) == _same(direct.stderr)
+
+
+def _same(text: str) -> str:
+    """Kamal tags each command with a random id: [dc541f25]."""
+    return re.sub(r"\[[0-9a-f]{8}\]", "[id]", text)
+
+
+def test_gated_command_refused_before_kamal_starts(app: Path, real_kamal: Path) -> None:
+    result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env_for(real_kamal))
+    assert result.returncode == 1
+    assert "KS103" in result.stderr
+    assert "INFO" not in result.stdout + result.stderr  # kamal never ran
+
+
+def test_plain_kamal_is_stopped_by_our_pre_connect_hook(app: Path, real_kamal: Path) -> None:
+    env = env_for(real_kamal)
+    assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
+    result = run([str(real_kamal), "server", "exec", "whoami"], app, env)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "Hook `pre-connect` failed" in output
+    assert "KS103" in output
+    assert "Connection refused" not in output  # stopped before any SSH connection
+    assert "reg-e2e-Vq7Lm2Xz9Tn4" not in output  # the hook got the secret, never printed it

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_USAGE
-    except Exception as err:  # noqa: BLE001 - the one place that turns a crash into a line
+    except Exception as err:
         return _crash(err)
 
 

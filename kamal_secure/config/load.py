@@ -7,12 +7,11 @@ replaced), each file ERB-masked then safely parsed with positions kept.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config import erb, yamlsafe
+from kamal_secure.config import erb, files, yamlsafe
 from kamal_secure.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024  # real deploy.yml files are a few KiB
@@ -43,16 +42,16 @@ class Project:
     data: dict[str, Any]
     sources: list[Source]
     origins: dict[yamlsafe.Path, Origin] = field(default_factory=dict)
+    secrets: list[files.SecretsFile] = field(default_factory=list)
+    hooks: list[files.Hook] = field(default_factory=list)
+    destination_files: list[str] = field(default_factory=list)  # deploy.*.yml beside -c
 
     def get(self, *path: str | int, default: Any = None) -> Any:
         node: Any = self.data
         for part in path:
-            if isinstance(node, dict) and isinstance(part, str) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
+            if not _has(node, part):
                 return default
+            node = node[part]
         return node
 
     def origin(self, path: yamlsafe.Path) -> Origin:
@@ -63,6 +62,12 @@ class Project:
                 return found
         first = self.sources[0].name if self.sources else str(self.config_path)
         return Origin(first, 1, 1)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -138,7 +143,7 @@ def _record(origins: dict[yamlsafe.Path, Origin], source: Source) -> None:
 def _replaces(path: yamlsafe.Path, own: Any) -> bool:
     node = own
     for part in path:
-        node = node[part] if isinstance(node, dict | list) else None
+        node = node[part] if _has(node, part) else None
     return not isinstance(node, dict)
 
 
@@ -148,7 +153,7 @@ def load_project(
     root: Path | None = None,
 ) -> Project:
     root = (root or Path.cwd()).resolve()
-    config_path = Path(os.path.expanduser(config_file))
+    config_path = Path(config_file).expanduser()
     if not config_path.is_absolute():
         config_path = root / config_path
     if destination is not None and ("/" in destination or destination in ("", ".", "..")):
@@ -164,4 +169,22 @@ def load_project(
         sources.append(source)
         data = _merge(data, source.loaded.data)
         _record(origins, source)
-    return Project(root, config_path, destination, data, sources, origins)
+    project = Project(root, config_path, destination, data, sources, origins)
+    _side_files(project)
+    return project
+
+
+def _setting(data: dict[str, Any], key: str, default: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) and value and not erb.is_dynamic(value) else default
+
+
+def _side_files(project: Project) -> None:
+    """Secrets files, hooks and sibling destination files, read once for the rules."""
+    root, data = project.root, project.data
+    secrets_path = _setting(data, "secrets_path", ".kamal/secrets")
+    project.secrets = files.load_secrets(root, secrets_path, project.destination)
+    project.hooks = files.load_hooks(root, _setting(data, "hooks_path", ".kamal/hooks"))
+    config = project.config_path
+    siblings = sorted(config.parent.glob(f"{config.stem}.*{config.suffix}"))
+    project.destination_files = [display_name(p, root) for p in siblings if p.is_file()]

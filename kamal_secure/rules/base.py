@@ -45,6 +45,7 @@ class Rule:
     family: str
     check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
     references: tuple[str, ...] = ()
+    example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
 
     def finding(
         self,
@@ -71,7 +72,7 @@ def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
 
 
 def define(
-    id: str,  # noqa: A002 - the rule's id is its name everywhere else
+    id: str,
     severity: Severity,
     title: str,
     *,
@@ -81,11 +82,12 @@ def define(
     secure: str,
     family: str,
     references: tuple[str, ...] = (),
-) -> Callable[[Check], Rule]:
+    example_path: str = "config/deploy.yml",
+) -> Callable[[Check | None], Rule]:
     """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
 
-    def wrap(check: Check) -> Rule:
+    def wrap(check: Check | None) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references)
+                    references, example_path)
 
     return wrap

@@ -1,0 +1,104 @@
+"""The shipped JSON schemas, and their violations mapped to rule ids.
+
+Each schema is loaded and its validator built once per process. Every
+constraint carries ``"x-rule": "KSnnn"`` on its own subschema (or an enclosing
+one): a violation belongs to the innermost tagged subschema on its schema path,
+followed through local ``$ref``s, so one violation is one finding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from kamal_secure.config import yamlsafe
+
+SECURITY = "deploy.security.schema.json"
+STRUCTURE = "kamal2.schema.json"
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    path: yamlsafe.Path  # the value at fault (for an unknown key: the key itself)
+    message: str
+    key: str | None = None  # set for unknown keys
+
+
+def schema_text(name: str) -> str:
+    try:
+        return resources.files("kamal_secure.schema").joinpath(name).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # running from a checkout
+        return (Path(__file__).resolve().parents[1] / "schema" / name).read_text("utf-8")
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text(name))
+    return loaded
+
+
+@cache
+def validator(name: str) -> Any:
+    root = schema(name)
+    cls = jsonschema.validators.validator_for(root)
+    cls.check_schema(root)
+    return cls(root)
+
+
+def violations(name: str, data: Any) -> Iterator[Violation]:
+    root = schema(name)
+    for error in validator(name).iter_errors(data):
+        yield from _flatten(error, root)
+
+
+def _flatten(error: ValidationError, root: dict[str, Any]) -> Iterator[Violation]:
+    path = tuple(error.absolute_path)
+    rule = rule_of(error, root)
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sub.get("properties", {})
+        patterns = sub.get("patternProperties", {})
+        for key in error.instance:
+            if key not in allowed and not _matches(patterns, key):
+                yield Violation(rule, (*path, key), f"unknown key {key}", key)
+        return
+    yield Violation(rule, path, str(sub.get("x-message") or error.message))
+
+
+def _matches(patterns: dict[str, Any], key: str) -> bool:
+    import re
+
+    return any(re.search(pattern, key) for pattern in patterns)
+
+
+def rule_of(error: ValidationError, root: dict[str, Any]) -> str:
+    """The x-rule of the innermost tagged subschema on the error's schema path."""
+    node: Any = root
+    rule = str(root.get("x-rule", "KS000"))
+    for step in error.absolute_schema_path:
+        if isinstance(node, dict) and step == "$ref" and isinstance(node.get("$ref"), str):
+            node = _resolve(root, node["$ref"])
+        elif isinstance(node, dict | list):
+            node = node[step] if isinstance(node, list) and isinstance(step, int) else (
+                node.get(step) if isinstance(node, dict) else None)
+        else:
+            break
+        if isinstance(node, dict) and "x-rule" in node:
+            rule = str(node["x-rule"])
+    return rule
+
+
+def _resolve(root: dict[str, Any], ref: str) -> Any:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node

@@ -62,7 +62,7 @@ def violations(name: str, data: Any) -> Iterator[Violation]:
 
 def _flatten(error: ValidationError, root: dict[str, Any]) -> Iterator[Violation]:
     path = tuple(error.absolute_path)
-    rule = rule_of(error, root)
+    rule, message = rule_of(error, root)
     sub = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sub.get("properties", {})
@@ -71,7 +71,8 @@ def _flatten(error: ValidationError, root: dict[str, Any]) -> Iterator[Violation
             if key not in allowed and not _matches(patterns, key):
                 yield Violation(rule, (*path, key), f"unknown key {key}", key)
         return
-    yield Violation(rule, path, str(sub.get("x-message") or error.message))
+    # Never error.message: it quotes the value, which may be a secret.
+    yield Violation(rule, path, message or f"fails the schema's {error.validator} constraint")
 
 
 def _matches(patterns: dict[str, Any], key: str) -> bool:
@@ -80,21 +81,30 @@ def _matches(patterns: dict[str, Any], key: str) -> bool:
     return any(re.search(pattern, key) for pattern in patterns)
 
 
-def rule_of(error: ValidationError, root: dict[str, Any]) -> str:
-    """The x-rule of the innermost tagged subschema on the error's schema path."""
+def rule_of(error: ValidationError, root: dict[str, Any]) -> tuple[str, str | None]:
+    """x-rule and x-message of the innermost tagged subschema on the error's schema path."""
     node: Any = root
     rule = str(root.get("x-rule", "KS000"))
+    message: str | None = None
     for step in error.absolute_schema_path:
-        if isinstance(node, dict) and step == "$ref" and isinstance(node.get("$ref"), str):
-            node = _resolve(root, node["$ref"])
-        elif isinstance(node, dict | list):
-            node = node[step] if isinstance(node, list) and isinstance(step, int) else (
-                node.get(step) if isinstance(node, dict) else None)
-        else:
+        node = _step(root, node, step)
+        if node is None:
             break
         if isinstance(node, dict) and "x-rule" in node:
             rule = str(node["x-rule"])
-    return rule
+            message = node.get("x-message")
+    return rule, message
+
+
+def _step(root: dict[str, Any], node: Any, step: str | int) -> Any:
+    """One schema-path step; jsonschema leaves ``$ref`` out of the path, so follow it here."""
+    while isinstance(node, dict) and step not in node and isinstance(node.get("$ref"), str):
+        node = _resolve(root, node["$ref"])
+    if isinstance(node, dict):
+        return node.get(step) if isinstance(step, str) else None
+    if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        return node[step]
+    return None
 
 
 def _resolve(root: dict[str, Any], ref: str) -> Any:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.load import Project
 from kamal_secure.report.model import Finding, Location, Severity
+
+if TYPE_CHECKING:
+    from kamal_secure.schemas import Violation
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,13 @@ class Context:
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
         return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
+
+    @cached_property
+    def violations(self) -> list[Violation]:
+        """The security schema's violations, computed once for all schema rules."""
+        from kamal_secure.schemas import SECURITY, violations
+
+        return list(violations(SECURITY, self.project.data))
 
 
 def yaml_path(path: yamlsafe.Path) -> str:
@@ -63,6 +74,13 @@ class Rule:
             evidence=evidence,
             fix=self.fix,
         )
+
+
+def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """The check of a rule that lives in schema/deploy.security.schema.json."""
+    for found in ctx.violations:
+        if found.rule == rule.id:
+            yield rule.finding(f"{yaml_path(found.path)}: {found.message}", ctx.at(*found.path))
 
 
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:

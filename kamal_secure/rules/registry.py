@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import loader, ssh, structure
+from kamal_secure.rules import containers, loader, ssh, structure
 from kamal_secure.rules.base import Rule
 
-ALL_RULES: tuple[Rule, ...] = (*loader.RULES, *structure.RULES, *ssh.RULES)
+ALL_RULES: tuple[Rule, ...] = (
+    *loader.RULES,
+    *structure.RULES,
+    *ssh.RULES,
+    *containers.RULES,
+)
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 
 

@@ -20,6 +20,7 @@ def write_project(root: Path, files: dict[str, str], mode: int = 0o755) -> Path:
     """Write ``files`` (path -> text) under ``root``; hooks get ``mode``."""
     files = dict(files)
     files.setdefault("config/deploy.yml", MINIMAL)
+    files.setdefault("config/deploy.staging.yml", "# a destination: not loaded without -d\n")
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import containers, loader, ssh, structure
+from kamal_secure.rules import containers, exposure, loader, settings, ssh, structure
 from kamal_secure.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
@@ -11,6 +11,8 @@ ALL_RULES: tuple[Rule, ...] = (
     *structure.RULES,
     *ssh.RULES,
     *containers.RULES,
+    *exposure.RULES,
+    *settings.RULES,
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 

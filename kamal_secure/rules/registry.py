@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import containers, exposure, loader, settings, ssh, structure
+from kamal_secure.rules import (
+    containers,
+    exposure,
+    loader,
+    secrets,
+    settings,
+    ssh,
+    structure,
+)
 from kamal_secure.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
     *loader.RULES,
     *structure.RULES,
     *ssh.RULES,
+    *secrets.RULES,
     *containers.RULES,
     *exposure.RULES,
     *settings.RULES,

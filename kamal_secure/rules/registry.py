@@ -6,6 +6,7 @@ from kamal_secure.errors import UsageError
 from kamal_secure.rules import (
     containers,
     exposure,
+    hooks,
     loader,
     secrets,
     settings,
@@ -22,6 +23,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *containers.RULES,
     *exposure.RULES,
     *settings.RULES,
+    *hooks.RULES,
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.audit import run_static
@@ -38,13 +41,27 @@ def ids(findings: list[Finding]) -> set[str]:
     return {f.rule for f in findings}
 
 
-def cli(*args: str, cwd: Path, timeout: float = 60,
-        limit_mb: int | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess, optionally under an address-space limit."""
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    max_rss_mb: float
+
+
+def cli(*args: str, cwd: Path, timeout: float = 60) -> Run:
+    """Run the real CLI in a subprocess: exit code, output, time and peak memory.
+
+    The peak is RUSAGE_CHILDREN's ru_maxrss: the largest of every child waited for so far,
+    so an upper bound for this one.
+    """
     env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(REPO))
-    prefix: list[str] = []
-    if limit_mb is not None:
-        prefix = ["prlimit", f"--as={limit_mb * 1024 * 1024}", "--"]
-    return subprocess.run([*prefix, sys.executable, "-m", "kamal_secure", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    env.pop("KAMAL_SECURE_FAIL_ON", None)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "kamal_secure", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Run(done.returncode, done.stdout, done.stderr, seconds, rss)

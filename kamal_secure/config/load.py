@@ -165,10 +165,18 @@ def load_project(
     data: dict[str, Any] = {}
     origins: dict[yamlsafe.Path, Origin] = {}
     for path in files:
+        if path != config_path and not path.is_file():
+            name = display_name(path, root)
+            raise ConfigError(f"destination {destination!r}: {name} not found "
+                              "(Kamal stops here too)")
         source = parse_file(path, root)
         sources.append(source)
         data = _merge(data, source.loaded.data)
         _record(origins, source)
+    if not data:
+        merged = f" (merged with {sources[-1].name})" if destination else ""
+        raise ConfigError(f"{sources[0].name}:1: the config is empty{merged}: Kamal needs at "
+                          "least service and image")
     project = Project(root, config_path, destination, data, sources, origins)
     _side_files(project)
     return project

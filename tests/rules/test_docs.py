@@ -51,3 +51,24 @@ def test_schemas_are_valid_2020_12_and_built_once() -> None:
         text = (REPO / "schema" / name).read_text(encoding="utf-8")
         assert json.loads(text)["$schema"].endswith("2020-12/schema")
         assert validator(name) is validator(name)
+
+
+def _patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            if key == "patternProperties" and isinstance(value, dict):
+                yield from value
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+def test_schema_regexes_are_portable() -> None:
+    """ECMA 262 has no inline flags such as (?i): other validators reject the schema."""
+    for name in (SECURITY, STRUCTURE):
+        for pattern in _patterns(schema(name)):
+            assert "(?i" not in pattern
+            assert "(?P" not in pattern

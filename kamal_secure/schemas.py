@@ -48,10 +48,10 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Any:
+    """Built once. The schemas are checked against the metaschema by the tests, not here:
+    that check alone costs more than a whole scan."""
     root = schema(name)
-    cls = jsonschema.validators.validator_for(root)
-    cls.check_schema(root)
-    return cls(root)
+    return jsonschema.validators.validator_for(root)(root)
 
 
 def violations(name: str, data: Any) -> Iterator[Violation]:

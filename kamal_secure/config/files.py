@@ -10,9 +10,7 @@ that rules read data and do no I/O.
 from __future__ import annotations
 
 import re
-import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +136,9 @@ def read_hook(path: Path, name: str) -> Hook:
 
 def run_shellcheck(text: str) -> tuple[ShellcheckNote, ...] | None:
     """ShellCheck's notes for a shell hook; None when it is missing or the hook is not shell."""
+    import shutil
+    import subprocess
+
     exe = shutil.which("shellcheck")
     first = text.split("\n", 1)[0]
     if exe is None or (first.startswith("#!") and not re.search(r"\b(ba|da|k)?sh\b", first)):

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from kamal_secure.rules import docs
 from kamal_secure.rules.base import schema_check
 from kamal_secure.rules.registry import ALL_RULES
@@ -50,6 +52,7 @@ def test_schemas_are_valid_2020_12_and_built_once() -> None:
     for name in (SECURITY, STRUCTURE):
         text = (REPO / "schema" / name).read_text(encoding="utf-8")
         assert json.loads(text)["$schema"].endswith("2020-12/schema")
+        Draft202012Validator.check_schema(schema(name))
         assert validator(name) is validator(name)
 
 

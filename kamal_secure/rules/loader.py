@@ -28,7 +28,10 @@ def _at(source: Source, line: int, column: int, path: tuple[str | int, ...] = ()
 )
 def duplicate_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for source in ctx.project.sources:
+        branches = source.masked.conditional_lines
         for path, first, second in source.loaded.duplicates:
+            if first.line in branches or second.line in branches:
+                continue  # if/else branches: only one exists once rendered (KS007 says so)
             yield rule.finding(
                 f"{yaml_path(path)} is set twice (first at line {first.line}); "
                 "Kamal uses this later one",
@@ -89,11 +92,24 @@ def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
             yield rule.finding(f"lines {first}-{last} sit inside an ERB block (if/unless/loop): "
                                "whether and how often they apply is only known when rendered",
                                _at(source, first, 1))
+        yield from _structural(rule, source)
         for path, mark in source.loaded.marks.items():
             if path and isinstance(path[-1], str) and DYNAMIC in path[-1]:
                 parent = yaml_path(path[:-1]) or "the top level"
                 yield rule.finding(f"a key under {parent} is produced by ERB: its checks are "
                                    "skipped", _at(source, mark.line, mark.column))
+
+
+def _structural(rule: Rule, source: Source) -> Iterator[Finding]:
+    """Output tags alone on a line: ERB writes YAML structure there, not a value."""
+    lines = source.masked.text.split("\n")
+    for tag in source.masked.tags:
+        if tag.kind != "output" or tag.line > len(lines):
+            continue
+        text = lines[tag.line - 1].split(" #", 1)[0].strip()
+        if text and not text.strip(DYNAMIC):
+            yield rule.finding(f"line {tag.line} is produced entirely by ERB: the keys it writes "
+                               "are only known when rendered", _at(source, tag.line, tag.column))
 
 
 def _ranges(lines: frozenset[int]) -> Iterator[tuple[int, int]]:

@@ -127,21 +127,46 @@ def uses_eval(rule: Rule, ctx: Context) -> Iterator[Finding]:
 
 
 def unquoted(line: str) -> Iterator[int]:
-    """Columns (0-based) of $KAMAL_* expansions outside double quotes and single quotes."""
-    quote = ""
+    """Columns (0-based) of $KAMAL_* expansions that the shell would word-split.
+
+    Tracks single and double quotes per ``$( ... )`` level; ``${KAMAL_X:+...}`` (the
+    optional-argument idiom) and comments are left alone.
+    """
+    stack = [""]
     index = 0
     while index < len(line):
-        char = line[index]
-        if char == "\\" and quote != "'":
-            index += 2
-            continue
-        if char in "'\"" and quote in ("", char):
-            quote = "" if quote else char
-        elif char == "#" and not quote and (index == 0 or line[index - 1].isspace()):
+        step = _scan(line, index, stack)
+        if step < 0:
             return
-        elif not quote and KAMAL_VAR.match(line, index):
+        if step == 0:
             yield index
-        index += 1
+            step = 1
+        index += step
+
+
+def _scan(line: str, index: int, stack: list[str]) -> int:
+    """Advance the quote state by one token: its length, 0 for a hit, -1 at a comment."""
+    char, quote = line[index], stack[-1]
+    if quote == "'":
+        stack[-1] = "" if char == "'" else quote
+        return 1
+    if char == "\\":
+        return 2
+    if line.startswith("$(", index):
+        stack.append("")
+        return 2
+    if char == ")" and quote == "" and len(stack) > 1:
+        stack.pop()
+    elif char == '"':
+        stack[-1] = "" if quote == '"' else '"'
+    elif char == "'" and quote == "":
+        stack[-1] = "'"
+    elif char == "#" and quote == "" and len(stack) == 1 and (index == 0 or line[index - 1]
+                                                                .isspace()):
+        return -1
+    elif quote == "" and (match := KAMAL_VAR.match(line, index)):
+        return 1 if line.startswith(":+", match.end()) else 0
+    return 1
 
 
 @define(

@@ -182,7 +182,10 @@ def secrets_file(rule: Rule, ctx: Context) -> Iterator[Finding]:
         for entry in source.entries:
             if entry.quote != "'" and is_reference(entry.value):
                 continue
+            expands = entry.quote != "'" and "$" in entry.value
             why = looks_secret(entry.name, entry.value)
+            if why is None and expands:
+                continue  # literal text around a reference: `postgres://app:${PW}@db/app`
             severity = None if why else Severity.LOW
             yield rule.finding(
                 f"{entry.name} holds a literal value" + (f" ({why})" if why else ""),

@@ -32,7 +32,8 @@ VENDOR: tuple[tuple[str, re.Pattern[str]], ...] = (
 KEYWORD = re.compile(r"(?i)(pass(word|wd|phrase)?|secret|token|api_?key|access_?key|private_?key|"
                      r"credential|auth|salt|signing|encryption_?key|master_?key|_key$|^key$)")
 PLAIN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^@\s]*$")
-REFERENCE = re.compile(r"^(\$\{?[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\}?|\$\(.*\)|`.*`)$", re.DOTALL)
+REFERENCE = re.compile(r"^(\$\{?[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\}?|\$\(.*\)|`.*`"
+                       r"|op://[^\n]+)$", re.DOTALL)  # op://: a 1Password secret reference
 SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*(:[A-Z][A-Z0-9_]*)?$")
 MIN_ENTROPY = 3.5
 MIN_LENGTH = 8

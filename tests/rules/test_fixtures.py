@@ -34,7 +34,7 @@ def _project(case: Path, tmp_path: Path) -> Path:
     if case.is_dir():
         root = tmp_path / "project"
         shutil.copytree(case, root, symlinks=True)
-        for hook in root.glob(".kamal/hooks/*"):
+        for hook in root.glob("**/hooks/*"):
             mode = 0o644 if hook.name.endswith("-noexec") else 0o755
             if hook.name.endswith("-noexec"):
                 hook = hook.rename(hook.with_name(hook.name.removesuffix("-noexec")))

@@ -59,9 +59,11 @@ def test_fixture(case: Path, tmp_path: Path) -> None:
         assert expected, "a fail fixture must mark at least one line with # expect"
 
 
-def test_every_rule_with_a_check_has_fixtures() -> None:
+def test_every_static_rule_has_fixtures() -> None:
+    """KS0xx-KS5xx: the project rules. Key and host rules are tested elsewhere."""
     from kamal_secure.rules.registry import ALL_RULES
 
     have = {p.name for p in (FIXTURES / "rules").iterdir()}
-    missing = [r.id for r in ALL_RULES if r.id not in have]
+    static = [r for r in ALL_RULES if r.check is not None and r.id[2] in "012345"]
+    missing = [r.id for r in static if r.id not in have]
     assert missing == []

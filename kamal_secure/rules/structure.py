@@ -74,6 +74,11 @@ def kamal1(rule: Rule, ctx: Context) -> Iterator[Finding]:
         if hint is not None:
             yield rule.finding(f"{yaml_path(found.path)} is a Kamal 1 setting: {hint}",
                                ctx.at(*found.path))
+    for key in ("remote", "local"):
+        if isinstance(ctx.project.get("builder", key), dict):
+            yield rule.finding(f"builder.{key} is a Kamal 1 hash ({{arch, host}}): Kamal 2 "
+                               "takes `arch:` plus `remote: ssh://HOST` or `local: true`",
+                               ctx.at("builder", key))
 
 
 @define(

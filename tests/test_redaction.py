@@ -18,6 +18,7 @@ SECRETS = {
     "url": "Tr0ub4dor3xyzzy",
     "pem": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "file": "kQ9vX2mZ7pL4wR8tY6uI",
+    "pem-line": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo",
 }
 CONFIG = f"""\
 service: shop
@@ -48,7 +49,10 @@ ssh:
 def project(tmp_path: Path) -> Path:
     return write_project(tmp_path, {
         "config/deploy.yml": CONFIG,
-        ".kamal/secrets": f"POSTGRES_PASSWORD={SECRETS['file']}\n",
+        ".kamal/secrets": f"POSTGRES_PASSWORD={SECRETS['file']}\n"
+                          'SSH_KEY="-----BEGIN OPENSSH PRIVATE KEY-----\n'
+                          f"{SECRETS['pem-line']}==\n"
+                          '-----END OPENSSH PRIVATE KEY-----"\n',
         ".kamal/hooks/pre-deploy": "#!/bin/sh\nset -x\nprintenv\n",
     })
 

@@ -81,12 +81,39 @@ def read_small(path: Path, name: str) -> str:
 
 
 def parse_secrets(text: str, name: str) -> SecretsFile:
+    """dotenv lines ``NAME=value``; a quoted value may run over several lines (a PEM)."""
     entries = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        entry = _entry(raw, number)
-        if entry is not None:
-            entries.append(entry)
+    lines = text.splitlines()
+    number = 0
+    while number < len(lines):
+        entry = _entry(lines[number], number + 1)
+        number += 1
+        if entry is None:
+            continue
+        if entry.quote and _unclosed(lines[number - 1], entry):
+            more, number = _continuation(lines, number, entry.quote)
+            entry = Entry(entry.name, entry.value + "\n" + more, entry.line, entry.column,
+                          entry.quote)
+        entries.append(entry)
     return SecretsFile(name, tuple(entries))
+
+
+def _unclosed(raw: str, entry: Entry) -> bool:
+    return raw[entry.column - 1:].find(entry.quote) < 0
+
+
+def _continuation(lines: list[str], number: int, quote: str) -> tuple[str, int]:
+    """The rest of a multi-line quoted value, and the index of the line after it."""
+    taken = []
+    while number < len(lines):
+        line = lines[number]
+        number += 1
+        end = line.find(quote)
+        if end >= 0:
+            taken.append(line[:end])
+            break
+        taken.append(line)
+    return "\n".join(taken), number
 
 
 def _entry(raw: str, number: int) -> Entry | None:

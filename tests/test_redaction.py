@@ -19,6 +19,7 @@ SECRETS = {
     "pem": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "file": "kQ9vX2mZ7pL4wR8tY6uI",
     "pem-line": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo",
+    "as-key": "ghp_Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8",
 }
 CONFIG = f"""\
 service: shop
@@ -40,6 +41,7 @@ builder:
   args:
     STRIPE_KEY: {SECRETS["stripe"]}
 ssh:
+  {SECRETS["as-key"]}: pasted into the wrong place
   key_data:
     - "-----BEGIN OPENSSH PRIVATE KEY-----\\n{SECRETS["pem"]}\\n-----END OPENSSH PRIVATE KEY-----"
 """

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.load import Project
-from kamal_secure.report.model import Finding, Location, Severity
+from kamal_secure.report.model import Finding, Location, Severity, redact
+from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
     from kamal_secure.schemas import Violation
@@ -35,9 +36,14 @@ class Context:
 
 
 def yaml_path(path: yamlsafe.Path) -> str:
+    """``servers.web.options.cap-add[1]``; a key that looks like a secret is redacted."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        shown = redact(part) if vendor_match(part) else part
+        out += f".{shown}" if out else shown
     return out
 
 

@@ -55,7 +55,8 @@ def unknown_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
         path = found.path
         if _kamal1_hint(path) is None and path != ("ssh_key",):
             parent = yaml_path(path[:-1]) or "the top level"
-            yield rule.finding(f"{parent}: unknown key {found.key!r}", ctx.at(*path))
+            key = yaml_path((found.key or "",))
+            yield rule.finding(f"{parent}: unknown key {key!r}", ctx.at(*path))
 
 
 @define(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from kamal_secure.config.erb import DYNAMIC
+from kamal_secure.config.erb import DYNAMIC, is_dynamic
 from kamal_secure.config.load import Source
+from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Location, Severity
 from kamal_secure.rules.base import Context, Rule, define, yaml_path
 
@@ -87,6 +89,7 @@ def erb_shell(rule: Rule, ctx: Context) -> Iterator[Finding]:
     family=FAMILY,
 )
 def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    yield from _dynamic_settings(rule, ctx)
     for source in ctx.project.sources:
         for first, last in _ranges(source.masked.conditional_lines):
             yield rule.finding(f"lines {first}-{last} sit inside an ERB block (if/unless/loop): "
@@ -98,6 +101,33 @@ def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
                 parent = yaml_path(path[:-1]) or "the top level"
                 yield rule.finding(f"a key under {parent} is produced by ERB: its checks are "
                                    "skipped", _at(source, mark.line, mark.column))
+
+
+# Settings whose safety the rules decide; ERB there means "only known when rendered".
+DECISIVE: tuple[tuple[str, ...], ...] = (
+    ("ssh", "user"), ("ssh", "keys_only"), ("ssh", "forward_agent"), ("ssh", "proxy"),
+    ("proxy", "ssl"), ("accessories", "*", "port"), ("accessories", "*", "image"),
+    ("servers", "*", "options", "*"), ("accessories", "*", "options", "*"),
+)
+
+
+def _decisive(node: Any, pattern: tuple[str, ...], path: Path) -> Iterator[Path]:
+    if not pattern:
+        if is_dynamic(node):
+            yield path
+        return
+    if not isinstance(node, dict):
+        return
+    keys = list(node) if pattern[0] == "*" else [pattern[0]] if pattern[0] in node else []
+    for key in keys:
+        yield from _decisive(node[key], pattern[1:], (*path, key))
+
+
+def _dynamic_settings(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for pattern in DECISIVE:
+        for path in _decisive(ctx.project.data, pattern, ()):
+            yield rule.finding(f"{yaml_path(path)} comes from ERB: whether it is safe is only "
+                               "known when rendered, so its checks are skipped", ctx.at(*path))
 
 
 def _structural(rule: Rule, source: Source) -> Iterator[Finding]:

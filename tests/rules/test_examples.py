@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ def _findings(rule: Rule, text: str, root: Path) -> set[str]:
 
 @pytest.mark.parametrize("rule", CHECKED, ids=lambda r: r.id)
 def test_insecure_example_triggers(rule: Rule, tmp_path: Path) -> None:
+    if rule.id == "KS517" and shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make deps installs it)")
     assert rule.id in _findings(rule, rule.insecure, tmp_path)
 
 

@@ -90,7 +90,7 @@ def test_missing_config_for_gated_command(tmp_path: Path, standin_dir: Path,
 
 def test_missing_destination_file(project: Path, standin_dir: Path, record: Path) -> None:
     _expect_error(["deploy", "-d", "nowhere"], project, standin_dir, record,
-                  "config/deploy.nowhere.yml: file not found")
+                  "config/deploy.nowhere.yml not found")
 
 
 def test_config_that_is_a_directory(tmp_path: Path, standin_dir: Path, record: Path) -> None:

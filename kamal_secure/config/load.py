@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config import erb, yamlsafe
+from kamal_secure.config import erb, files, yamlsafe
 from kamal_secure.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024  # real deploy.yml files are a few KiB
@@ -42,6 +42,9 @@ class Project:
     data: dict[str, Any]
     sources: list[Source]
     origins: dict[yamlsafe.Path, Origin] = field(default_factory=dict)
+    secrets: list[files.SecretsFile] = field(default_factory=list)
+    hooks: list[files.Hook] = field(default_factory=list)
+    destination_files: list[str] = field(default_factory=list)  # deploy.*.yml beside -c
 
     def get(self, *path: str | int, default: Any = None) -> Any:
         node: Any = self.data
@@ -162,8 +165,34 @@ def load_project(
     data: dict[str, Any] = {}
     origins: dict[yamlsafe.Path, Origin] = {}
     for path in files:
+        if path != config_path and not path.is_file():
+            name = display_name(path, root)
+            raise ConfigError(f"destination {destination!r}: {name} not found "
+                              "(Kamal stops here too)")
         source = parse_file(path, root)
         sources.append(source)
         data = _merge(data, source.loaded.data)
         _record(origins, source)
-    return Project(root, config_path, destination, data, sources, origins)
+    if not data:
+        merged = f" (merged with {sources[-1].name})" if destination else ""
+        raise ConfigError(f"{sources[0].name}:1: the config is empty{merged}: Kamal needs at "
+                          "least service and image")
+    project = Project(root, config_path, destination, data, sources, origins)
+    _side_files(project)
+    return project
+
+
+def _setting(data: dict[str, Any], key: str, default: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) and value and not erb.is_dynamic(value) else default
+
+
+def _side_files(project: Project) -> None:
+    """Secrets files, hooks and sibling destination files, read once for the rules."""
+    root, data = project.root, project.data
+    secrets_path = _setting(data, "secrets_path", ".kamal/secrets")
+    project.secrets = files.load_secrets(root, secrets_path, project.destination)
+    project.hooks = files.load_hooks(root, _setting(data, "hooks_path", ".kamal/hooks"))
+    config = project.config_path
+    siblings = sorted(config.parent.glob(f"{config.stem}.*{config.suffix}"))
+    project.destination_files = [display_name(p, root) for p in siblings if p.is_file()]

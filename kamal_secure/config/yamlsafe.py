@@ -50,6 +50,16 @@ def _where(name: str, err: yaml.MarkedYAMLError) -> str:
     return f"{spot}: {problem}"
 
 
+def _plain(name: str, text: str, err: yaml.YAMLError) -> str:
+    """One line for an error without a mark (a control character, say)."""
+    if isinstance(err, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(err.position, 0)) + 1
+        char = err.character if isinstance(err.character, int) else ord(err.character[:1] or "?")
+        return f"{name}:{line}: character #x{char:04x} is not allowed in YAML ({err.reason})"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{name}: {first}"
+
+
 def _precheck(text: str, name: str) -> None:
     """Walk the event stream (iterative, bounded) before building anything."""
     depth = 0
@@ -67,7 +77,7 @@ def _precheck(text: str, name: str) -> None:
     except yaml.MarkedYAMLError as err:
         raise ConfigError(f"{_where(name, err)}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{name}: {err}") from None
+        raise ConfigError(_plain(name, text, err)) from None
 
 
 def load(text: str, name: str) -> Loaded:
@@ -78,7 +88,7 @@ def load(text: str, name: str) -> Loaded:
     except yaml.MarkedYAMLError as err:
         raise ConfigError(_where(name, err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{name}: {err}") from None
+        raise ConfigError(_plain(name, text, err)) from None
     if len(nodes) > 1:
         raise ConfigError(f"{name}:{_mark(nodes[1]).line}: more than one YAML document")
     result = Loaded(None)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.load import Project
-from kamal_secure.report.model import Finding, Location, Severity
+from kamal_secure.report.model import Finding, Location, Severity, redact
+from kamal_secure.rules.secretscan import vendor_match
+
+if TYPE_CHECKING:
+    from kamal_secure.schemas import Violation
 
 
 @dataclass(frozen=True)
@@ -22,11 +27,23 @@ class Context:
         origin = self.project.origin(tuple(path))
         return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
 
+    @cached_property
+    def violations(self) -> list[Violation]:
+        """The security schema's violations, computed once for all schema rules."""
+        from kamal_secure.schemas import SECURITY, violations
+
+        return list(violations(SECURITY, self.project.data))
+
 
 def yaml_path(path: yamlsafe.Path) -> str:
+    """``servers.web.options.cap-add[1]``; a key that looks like a secret is redacted."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        shown = redact(part) if vendor_match(part) else part
+        out += f".{shown}" if out else shown
     return out
 
 
@@ -45,6 +62,7 @@ class Rule:
     family: str
     check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
     references: tuple[str, ...] = ()
+    example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
 
     def finding(
         self,
@@ -64,6 +82,13 @@ class Rule:
         )
 
 
+def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """The check of a rule that lives in schema/deploy.security.schema.json."""
+    for found in ctx.violations:
+        if found.rule == rule.id:
+            yield rule.finding(f"{yaml_path(found.path)}: {found.message}", ctx.at(*found.path))
+
+
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
     for rule in rules:
         if rule.check is not None:
@@ -81,11 +106,12 @@ def define(
     secure: str,
     family: str,
     references: tuple[str, ...] = (),
-) -> Callable[[Check], Rule]:
+    example_path: str = "config/deploy.yml",
+) -> Callable[[Check | None], Rule]:
     """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
 
-    def wrap(check: Check) -> Rule:
+    def wrap(check: Check | None) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references)
+                    references, example_path)
 
     return wrap

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import meta, ssh
+from kamal_secure.rules import (
+    containers,
+    exposure,
+    hooks,
+    loader,
+    meta,
+    secrets,
+    settings,
+    ssh,
+    structure,
+)
 from kamal_secure.rules.base import Rule
 
-ALL_RULES: tuple[Rule, ...] = (*ssh.RULES, *meta.RULES)
+ALL_RULES: tuple[Rule, ...] = (
+    *loader.RULES,
+    *structure.RULES,
+    *ssh.RULES,
+    *secrets.RULES,
+    *containers.RULES,
+    *exposure.RULES,
+    *settings.RULES,
+    *hooks.RULES,
+    *meta.RULES,
+)
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 
 

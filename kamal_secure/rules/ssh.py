@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.report.model import Finding, Severity
-from kamal_secure.rules.base import Context, Rule, define
+from kamal_secure.rules.base import Context, Rule, define, schema_check
 
 FAMILY = "ssh"
 
@@ -98,4 +98,27 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent)
+key_data = define(
+    "KS105", Severity.CRITICAL, "Private key written inline in ssh.key_data",
+    rationale="An inline PEM in deploy.yml is a private key in git, in every clone and CI log, "
+    "and `kamal config` prints it. key_data entries should name secrets.",
+    fix="Rotate the key, then list a secret name: `key_data: [SSH_PRIVATE_KEY]` with the key in "
+    ".kamal/secrets (from a password manager), or use ssh.keys with a file path.",
+    insecure="ssh:\n  key_data:\n    - \"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Blbn...\\n"
+    "-----END OPENSSH PRIVATE KEY-----\"\n",
+    secure="ssh:\n  key_data:\n    - SSH_PRIVATE_KEY\n",
+    family=FAMILY,
+)(schema_check)
+
+jump_user = define(
+    "KS106", Severity.MEDIUM, "SSH jump host without a user: Kamal connects to it as root",
+    rationale="`ssh.proxy: bastion.example.com` makes Kamal log in to the jump host as root "
+    "(its default), so the bastion needs a root key: the most valuable host gets the weakest "
+    "login.",
+    fix="Name an unprivileged user: `proxy: deploy@bastion.example.com`.",
+    insecure="ssh:\n  proxy: bastion.example.com\n",
+    secure="ssh:\n  proxy: deploy@bastion.example.com\n",
+    family=FAMILY,
+)(schema_check)
+
+RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent, key_data, jump_user)

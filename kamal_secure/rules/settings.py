@@ -1,0 +1,74 @@
+"""KS50x: app settings in clear env that turn security off; KS520 require_destination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kamal_secure.report.model import Finding, Severity
+from kamal_secure.rules.base import Context, Rule, define, schema_check
+
+FAMILY = "settings"
+HEAD = "service: shop\nimage: acme/shop\nenv:\n  clear:\n"
+
+debug = define(
+    "KS501", Severity.LOW, "Debug mode on in a deployed environment",
+    rationale="Debug modes (Django/Flask DEBUG, APP_DEBUG) print stack traces, settings and "
+    "sometimes an interactive console to anyone who triggers an error.",
+    fix="Set DEBUG to false (or remove it) for deployed destinations.",
+    insecure=HEAD + "    DEBUG: \"true\"\n",
+    secure=HEAD + "    DEBUG: \"false\"\n",
+    family=FAMILY,
+)(schema_check)
+
+force_ssl = define(
+    "KS502", Severity.LOW, "Forced HTTPS turned off",
+    rationale="`*FORCE_SSL=false` (Rails config.force_ssl, SECURE_SSL_REDIRECT) lets the app "
+    "answer over plain HTTP and drops HSTS and secure cookies.",
+    fix="Leave forced SSL on; if TLS ends at a load balancer, also set assume_ssl.",
+    insecure=HEAD + "    RAILS_FORCE_SSL: \"false\"\n",
+    secure=HEAD + "    RAILS_FORCE_SSL: \"true\"\n",
+    family=FAMILY,
+)(schema_check)
+
+trusted_proxies = define(
+    "KS503", Severity.LOW, "Every address trusted as a proxy",
+    rationale="TRUSTED_PROXIES=0.0.0.0/0 makes the app believe any client's X-Forwarded-For: "
+    "IP-based limits, audit logs and allowlists can be spoofed.",
+    fix="List only your proxies' addresses (kamal-proxy runs on the Docker network).",
+    insecure=HEAD + "    TRUSTED_PROXIES: 0.0.0.0/0\n",
+    secure=HEAD + "    TRUSTED_PROXIES: 172.16.0.0/12\n",
+    family=FAMILY,
+)(schema_check)
+
+allowed_hosts = define(
+    "KS504", Severity.LOW, "Any Host header accepted (ALLOWED_HOSTS=*)",
+    rationale="A wildcard ALLOWED_HOSTS turns off host-header validation: password-reset "
+    "links and cache keys can be poisoned with an attacker's host name.",
+    fix="List the real host names.",
+    insecure=HEAD + "    ALLOWED_HOSTS: \"*\"\n",
+    secure=HEAD + "    ALLOWED_HOSTS: shop.example.com\n",
+    family=FAMILY,
+)(schema_check)
+
+
+@define(
+    "KS520", Severity.LOW, "Destinations exist but require_destination is not set",
+    rationale="With destination files (deploy.staging.yml, deploy.production.yml) a bare "
+    "`kamal deploy` still deploys the base config, which is usually neither: an easy way to "
+    "ship the wrong settings.",
+    fix="Set `require_destination: true` so that kamal insists on `-d DEST`.",
+    insecure="service: shop\nimage: acme/shop\n",
+    secure="service: shop\nimage: acme/shop\nrequire_destination: true\n",
+    family=FAMILY,
+)
+def require_destination(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    found = ctx.project.destination_files
+    if not found or ctx.project.get("require_destination") is True:
+        return
+    where = ctx.at("require_destination") if "require_destination" in ctx.project.data \
+        else ctx.at()
+    yield rule.finding(f"{len(found)} destination file(s) ({', '.join(found[:3])}) but "
+                       "require_destination is not true", where)
+
+
+RULES: tuple[Rule, ...] = (debug, force_ssl, trusted_proxies, allowed_hosts, require_destination)

@@ -1,0 +1,108 @@
+"""KS003-KS005: keys Kamal 2 does not know (it refuses to start), Kamal 1 leftovers, ssh_key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from kamal_secure.config.erb import DYNAMIC
+from kamal_secure.config.yamlsafe import Path
+from kamal_secure.report.model import Finding, Severity
+from kamal_secure.rules.base import Context, Rule, define, yaml_path
+from kamal_secure.schemas import STRUCTURE, Violation, violations
+
+FAMILY = "structure"
+KAMAL1: dict[tuple[str, ...], str] = {
+    ("traefik",): "Kamal 2 replaced Traefik with kamal-proxy: move host/ssl settings to "
+    "`proxy:` (host, ssl, app_port) and drop the traefik section",
+    ("healthcheck",): "move it to `proxy: {healthcheck: {path, interval, timeout}}`",
+    ("stop_wait_time",): "renamed: use `drain_timeout` (and `stop_timeout` on roles)",
+    ("primary_web_role",): "renamed: use `primary_role`",
+    ("builder", "multiarch"): "replaced by `builder.arch` (e.g. `arch: amd64`)",
+    ("servers", "*", "traefik"): "roles use `proxy: true|false` or a proxy hash in Kamal 2",
+    ("accessories", "*", "traefik"): "accessories use `proxy:` in Kamal 2",
+    ("servers", "*", "healthcheck"): "move it to the role's `proxy: {healthcheck: {...}}`",
+}
+
+
+def _unknown(ctx: Context) -> Iterator[Violation]:
+    for found in violations(STRUCTURE, ctx.project.data):
+        if found.key is not None and DYNAMIC not in found.key:
+            yield found
+
+
+def _kamal1_hint(path: Path) -> str | None:
+    for pattern, hint in KAMAL1.items():
+        if len(pattern) == len(path) and all(p in ("*", q) for p, q in zip(pattern, path,
+                                                                          strict=True)):
+            return hint
+    return None
+
+
+@define(
+    "KS003", Severity.MEDIUM, "Unknown key: Kamal 2 refuses to run this config",
+    rationale="Kamal 2 validates every key against its documented set and stops with "
+    "`unknown key`; a misspelt security setting (say `forward_agnet`) would otherwise be "
+    "silently ignored by a less strict reader.",
+    fix="Fix the spelling or remove the key; `kamal docs SECTION` lists the allowed keys. "
+    "Top-level `x-*` keys are allowed for YAML anchors.",
+    insecure="service: shop\nimage: acme/shop\nssh:\n  user: deploy\n  forward_agnet: false\n",
+    secure="service: shop\nimage: acme/shop\nssh:\n  user: deploy\n  forward_agent: false\n",
+    family=FAMILY,
+)
+def unknown_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for found in _unknown(ctx):
+        path = found.path
+        if _kamal1_hint(path) is None and path != ("ssh_key",):
+            parent = yaml_path(path[:-1]) or "the top level"
+            key = yaml_path((found.key or "",))
+            yield rule.finding(f"{parent}: unknown key {key!r}", ctx.at(*path))
+
+
+@define(
+    "KS004", Severity.MEDIUM, "Kamal 1 setting: Kamal 2 rejects it",
+    rationale="Kamal 2 refuses Kamal 1 keys such as traefik, healthcheck, stop_wait_time and "
+    "builder.multiarch. A config that still carries them was never deployed with Kamal 2, "
+    "or its security settings (Traefik's TLS, dashboards) no longer apply.",
+    fix="Migrate the setting as the message says (kamal-deploy.org: Upgrading to Kamal 2).",
+    insecure="service: shop\nimage: acme/shop\nbuilder:\n  multiarch: false\n",
+    secure="service: shop\nimage: acme/shop\nbuilder:\n  arch: amd64\n",
+    family=FAMILY,
+)
+def kamal1(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for found in _unknown(ctx):
+        hint = _kamal1_hint(found.path)
+        if hint is not None:
+            yield rule.finding(f"{yaml_path(found.path)} is a Kamal 1 setting: {hint}",
+                               ctx.at(*found.path))
+    for key in ("remote", "local"):
+        if isinstance(ctx.project.get("builder", key), dict):
+            yield rule.finding(f"builder.{key} is a Kamal 1 hash ({{arch, host}}): Kamal 2 "
+                               "takes `arch:` plus `remote: ssh://HOST` or `local: true`",
+                               ctx.at("builder", key))
+
+
+@define(
+    "KS005", Severity.MEDIUM, "Top-level ssh_key: not a Kamal setting",
+    rationale="Some templates put `ssh_key:` at the top level. Kamal 2 stops with "
+    "`unknown key: ssh_key`, and Kamal 1 ignored it: the key you meant to pin was never used, "
+    "Kamal offered every key you have instead.",
+    fix="Replace it with `ssh: {keys: [PATH], keys_only: true}`.",
+    insecure="service: shop\nimage: acme/shop\nssh_key: ~/.ssh/deploy\n",
+    secure="service: shop\nimage: acme/shop\nssh:\n  keys: [\"~/.ssh/deploy\"]\n"
+    "  keys_only: true\n",
+    family=FAMILY,
+)
+def ssh_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    if "ssh_key" not in ctx.project.data:
+        return
+    value = ctx.project.data["ssh_key"]
+    keys = value if isinstance(value, list) else [value]
+    shown = [str(k) for k in keys if isinstance(k, str | int) and "PRIVATE KEY" not in str(k)]
+    replacement = "ssh: {keys: " + json.dumps(shown or ["~/.ssh/DEPLOY_KEY"]) + \
+        ", keys_only: true}"
+    yield rule.finding(f"top-level ssh_key is not a Kamal key; write `{replacement}`",
+                       ctx.at("ssh_key"))
+
+
+RULES: tuple[Rule, ...] = (unknown_key, kamal1, ssh_key)

@@ -1,0 +1,37 @@
+"""Each rule's documented insecure example triggers it; the secure one does not."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.rules.base import Rule
+from kamal_secure.rules.registry import ALL_RULES
+from tests.helpers import ids, scan, write_project
+
+# File modes cannot be written in an example; their fixtures cover them.
+MODE_RULES = {"KS510", "KS511"}
+# The static project rules (KS0xx-KS5xx); key files (KS6xx) and hosts (KS7xx, KS8xx) have
+# their own test harnesses.
+STATIC = "012345"
+CHECKED = [r for r in ALL_RULES
+           if r.check is not None and r.id[2] in STATIC and r.id not in MODE_RULES]
+
+
+def _findings(rule: Rule, text: str, root: Path) -> set[str]:
+    write_project(root, {rule.example_path: text})
+    return ids(scan(root))
+
+
+@pytest.mark.parametrize("rule", CHECKED, ids=lambda r: r.id)
+def test_insecure_example_triggers(rule: Rule, tmp_path: Path) -> None:
+    if rule.id == "KS517" and shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make deps installs it)")
+    assert rule.id in _findings(rule, rule.insecure, tmp_path)
+
+
+@pytest.mark.parametrize("rule", CHECKED, ids=lambda r: r.id)
+def test_secure_example_is_clean(rule: Rule, tmp_path: Path) -> None:
+    assert rule.id not in _findings(rule, rule.secure, tmp_path)

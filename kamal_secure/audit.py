@@ -7,6 +7,7 @@ from typing import Any
 
 from kamal_secure import waivers
 from kamal_secure.config.load import load_project
+from kamal_secure.keyfacts import gather
 from kamal_secure.policy import Policy
 from kamal_secure.report.model import Report
 from kamal_secure.rules.base import Context, run_checks
@@ -20,7 +21,8 @@ def run_static(
     settings: dict[str, Any] | None = None,
 ) -> Report:
     project = load_project(config_file, destination, root)
-    ctx = Context(project, settings or {})
+    keys = gather(project.get("ssh", "keys"), project.root)
+    ctx = Context(project, settings or {}, keys)
     report = Report(findings=list(run_checks(ALL_RULES, ctx)))
     report.checked.extend(source.name for source in project.sources)
     report.sources.extend((source.name, source.masked.text) for source in project.sources)

@@ -13,6 +13,7 @@ from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
+    from kamal_secure.keyfacts import KeyFacts
     from kamal_secure.schemas import Violation
 
 
@@ -22,6 +23,7 @@ class Context:
 
     project: Project
     settings: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[KeyFacts, ...] = ()  # facts about the files in ssh.keys
 
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))

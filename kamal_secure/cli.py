@@ -19,6 +19,7 @@ Usage:
   kamal-secure scan [options]            run the checks without deploying
   kamal-secure rules                     list every rule: id, severity, title
   kamal-secure explain RULE              show a rule's rationale, fix and examples
+  kamal-secure keygen [--write-config]   create a dedicated ed25519 deploy key
   kamal-secure init-policy               write a commented starter .kamal/secure.yml
   kamal-secure hooks install|uninstall|status
                                          run the gate from Kamal's own hooks too

@@ -135,15 +135,19 @@ def _openssh_public_blob(data: bytes) -> bytes | None:
 
 def read_private(data: bytes) -> tuple[KeyInfo | None, bool, str | None]:
     """(info, encrypted, problem) for the bytes of a private key file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DSA is deprecated: we report it ourselves
+        return _read_private(data)
+
+
+def _read_private(data: bytes) -> tuple[KeyInfo | None, bool, str | None]:
     from cryptography.hazmat.primitives import serialization
 
     blob = _openssh_public_blob(data)
     loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
     for loader in loaders:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # DSA is deprecated: we report it ourselves
-                key = loader(data, password=None)
+            key = loader(data, password=None)
         except TypeError:  # encrypted: the public half may still be readable
             return (_blob_info(blob) if blob else None), True, None
         except Exception:  # noqa: S112 - not this format (or an algorithm it cannot read)

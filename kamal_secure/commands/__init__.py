@@ -13,6 +13,7 @@ MODULES = {
     "rules": "kamal_secure.commands.rules",
     "explain": "kamal_secure.commands.explain",
     "init-policy": "kamal_secure.commands.init",
+    "keygen": "kamal_secure.commands.keygen",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
 }

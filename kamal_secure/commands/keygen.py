@@ -1,0 +1,84 @@
+"""`kamal-secure keygen`: a dedicated ed25519 deploy key, and the ssh section that uses it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from kamal_secure.commands import Parser
+from kamal_secure.config.edit import set_ssh_key, snippet
+from kamal_secure.config.load import read_text
+from kamal_secure.errors import ConfigError, UsageError
+from kamal_secure.ops import keygen
+
+
+def _parser() -> Parser:
+    p = Parser(prog="kamal-secure keygen",
+               description="Create a dedicated ed25519 deploy key for Kamal.")
+    p.add_argument("--path", default=keygen.DEFAULT_PATH,
+                   help=f"where to write the private key (default {keygen.DEFAULT_PATH})")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing key; the old pair is kept as a timestamped backup")
+    p.add_argument("--passphrase-from-env", metavar="VAR", default=None,
+                   help="encrypt the key with the passphrase in this environment variable")
+    p.add_argument("--write-config", action="store_true",
+                   help="set ssh.keys, keys_only and forward_agent in the config file")
+    p.add_argument("-c", "--config-file", default="config/deploy.yml")
+    p.add_argument("--service", default=None, help="service name for the key comment")
+    return p
+
+
+def _service(config_file: str, given: str | None) -> str:
+    if given:
+        return given
+    from kamal_secure.config.load import load_project
+
+    try:
+        value = load_project(config_file).get("service")
+    except ConfigError:
+        return "app"
+    return value if isinstance(value, str) and value.isprintable() else "app"
+
+
+def _passphrase(var: str | None) -> bytes | None:
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise UsageError(f"--passphrase-from-env {var}: the variable is not set or empty")
+    return value.encode()
+
+
+def run(args: list[str]) -> int:
+    opts = _parser().parse_args(args)
+    passphrase = _passphrase(opts.passphrase_from_env)
+    comment = keygen.comment_for(_service(opts.config_file, opts.service))
+    new = keygen.create(Path(opts.path), comment, passphrase, opts.force)
+    out = sys.stdout
+    out.write(f"kamal-secure: created {new.path} (ed25519, {new.fingerprint}, {comment})\n")
+    for backup in new.backups:
+        out.write(f"kamal-secure: the old key is kept as {backup}\n")
+    shown = opts.path if opts.path.startswith("~") else str(new.path)
+    if opts.write_config:
+        _write_config(Path(opts.config_file), shown)
+    else:
+        out.write(f"\nAdd this to {opts.config_file} (or rerun with --write-config):\n\n"
+                  f"{snippet(shown)}\n")
+    out.write("Next: authorize the key for the deploy user on every host, e.g.\n"
+              f"  ssh-copy-id -i {new.path}.pub DEPLOY_USER@HOST\n"
+              "then check with `kamal-secure scan`.\n")
+    return 0
+
+
+def _write_config(config: Path, key_path: str) -> None:
+    text = read_text(config, str(config))
+    edit = set_ssh_key(text, key_path, str(config))
+    if not edit.changed:
+        sys.stdout.write(f"kamal-secure: {config} already uses this key\n")
+        return
+    tmp = config.with_name(f".{config.name}.kamal-secure-tmp")
+    tmp.write_text(edit.after, encoding="utf-8")
+    tmp.chmod(config.stat().st_mode & 0o7777)
+    tmp.replace(config)
+    sys.stdout.write(f"kamal-secure: updated {config}:\n{edit.diff(str(config))}")

@@ -1,0 +1,110 @@
+"""Create a dedicated ed25519 deploy key, atomically: the old pair or the new, never half."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kamal_secure.errors import UsageError
+from kamal_secure.keyfacts import fingerprint, parse_public
+
+DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    path: Path
+    fingerprint: str
+    comment: str
+    backups: tuple[Path, ...]
+
+
+def comment_for(service: str, today: dt.date | None = None) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in service) or "app"
+    return f"kamal-deploy:{safe}:{(today or dt.date.today()).isoformat()}"
+
+
+def _key_material(comment: str, passphrase: bytes | None) -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase
+        else serialization.NoEncryption())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                encryption)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return private, public + f" {comment}\n".encode()
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prepare_dir(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = directory.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077 and directory.name == ".ssh":
+        directory.chmod(0o700)
+
+
+def _backup(path: Path, stamp: str) -> list[Path]:
+    """Hard-link the old pair to timestamped names: the old files stay in place until replaced."""
+    made = []
+    for old in (path, path.with_name(path.name + ".pub")):
+        if old.exists():
+            backup = old.with_name(f"{old.name}.bak-{stamp}")
+            os.link(old, backup)
+            made.append(backup)
+    return made
+
+
+def create(path: Path, comment: str, passphrase: bytes | None = None,
+           force: bool = False) -> NewKey:
+    path = path.expanduser()
+    pub_path = path.with_name(path.name + ".pub")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(f"{path} exists already; refusing to overwrite a key",
+                         hint="pass --force to replace it (the old pair is kept as a backup)")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory")
+    _prepare_dir(path.parent)
+    private, public = _key_material(comment, passphrase)
+    work = Path(tempfile.mkdtemp(prefix=".kamal-secure-keygen-", dir=path.parent))
+    try:
+        _write(work / "key", private, 0o600)
+        _write(work / "key.pub", public, 0o644)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        backups = _backup(path, stamp) if force else []
+        (work / "key.pub").replace(pub_path)
+        (work / "key").replace(path)  # the commit point: the private key appears whole
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info, _ = parse_public(public.decode())
+    assert info.fingerprint == fingerprint(_blob(public))
+    return NewKey(path, info.fingerprint, comment, tuple(backups))
+
+
+def _blob(public: bytes) -> bytes:
+    import base64
+
+    return base64.b64decode(public.split()[1])

@@ -1,0 +1,204 @@
+"""Deploy key checks on real files with real modes and owners, compared with real ssh-keygen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.audit import run_static
+from kamal_secure.report.model import Finding
+
+CONFIG = """\
+service: shop
+image: acme/shop
+servers:
+  - 127.0.0.1
+ssh:
+  user: deploy
+  keys: ["{key}"]
+  keys_only: true
+  forward_agent: false
+"""
+
+
+def keygen(path: Path, kind: str = "ed25519", *extra: str, comment: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    date = dt.date.today().isoformat()
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, *extra, "-N", "", "-C",
+                    comment or f"kamal-deploy:shop:{date}", "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    (home / ".ssh").chmod(0o700)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def findings(root: Path, key: str, settings: dict[str, object] | None = None) -> list[Finding]:
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    (root / "config" / "deploy.yml").write_text(CONFIG.replace("{key}", key))
+    return [f for f in run_static("config/deploy.yml", None, root, settings or {}).findings
+            if f.rule.startswith("KS6")]
+
+
+def rules(found: list[Finding]) -> set[str]:
+    return {f.rule for f in found}
+
+
+def test_secure_key_has_no_findings(tmp_path: Path, home: Path) -> None:
+    keygen(home / ".ssh" / "deploy")
+    assert findings(tmp_path, "~/.ssh/deploy") == []
+
+
+def test_fingerprint_matches_ssh_keygen(tmp_path: Path, home: Path) -> None:
+    from kamal_secure.keyfacts import gather
+
+    for kind, extra in (("ed25519", ()), ("rsa", ("-b", "3072")), ("ecdsa", ())):
+        key = keygen(home / ".ssh" / kind, kind, *extra)
+        out = subprocess.run(["ssh-keygen", "-lf", str(key)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        facts = gather([str(key)], tmp_path, home)[0]
+        assert facts.info is not None
+        assert facts.info.fingerprint == out[1]
+        assert facts.info.bits == int(out[0])
+        assert facts.pub_info is not None
+        assert facts.pub_info.fingerprint == out[1]
+
+
+@pytest.mark.parametrize(("mode", "hit"), [(0o600, False), (0o400, False), (0o640, True),
+                                            (0o644, True), (0o606, True)])
+def test_key_mode(mode: int, hit: bool, tmp_path: Path, home: Path) -> None:
+    key = keygen(home / ".ssh" / "deploy")
+    key.chmod(mode)
+    assert ("KS603" in rules(findings(tmp_path, str(key)))) is hit
+
+
+def test_ssh_dir_and_parent_dirs(tmp_path: Path, home: Path) -> None:
+    key = keygen(home / ".ssh" / "deploy")
+    (home / ".ssh").chmod(0o755)
+    assert rules(findings(tmp_path, "~/.ssh/deploy")) == {"KS606"}
+    (home / ".ssh").chmod(0o777)
+    found = rules(findings(tmp_path, "~/.ssh/deploy"))
+    assert {"KS605", "KS606"} <= found
+    (home / ".ssh").chmod(0o700)
+    other = tmp_path / "shared"
+    other.mkdir(mode=0o777)
+    other.chmod(0o777)
+    moved = keygen(other / "sub" / "deploy")
+    assert "KS605" in rules(findings(tmp_path, str(moved)))
+    assert key.exists()
+
+
+@pytest.fixture(scope="module")
+def other_user() -> Iterator[pwd.struct_passwd]:
+    if os.geteuid() != 0:
+        assert os.environ.get("CI") != "true", "CI runs as root"
+        pytest.skip("creating a second user needs root")
+    name = "ksotheruser"
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                   check=True)
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def test_key_owned_by_another_user(tmp_path: Path, home: Path,
+                                   other_user: pwd.struct_passwd) -> None:
+    key = keygen(home / ".ssh" / "deploy")
+    os.chown(key, other_user.pw_uid, other_user.pw_gid)
+    found = findings(tmp_path, str(key))
+    assert "KS604" in rules(found)
+    assert str(other_user.pw_uid) in next(f.message for f in found if f.rule == "KS604")
+
+
+@pytest.mark.parametrize(("kind", "extra", "hit"), [
+    ("rsa", ("-b", "2048"), True), ("rsa", ("-b", "3072"), False), ("dsa", (), True),
+    ("ecdsa", ("-b", "384"), False), ("ed25519", (), False)])
+def test_key_type_and_size(kind: str, extra: tuple[str, ...], hit: bool, tmp_path: Path,
+                           home: Path) -> None:
+    key = keygen(home / ".ssh" / f"k_{kind}", kind, *extra)
+    assert ("KS607" in rules(findings(tmp_path, str(key)))) is hit
+
+
+def test_default_identity_by_fingerprint_not_name(tmp_path: Path, home: Path) -> None:
+    default = keygen(home / ".ssh" / "id_ed25519")
+    copy = home / ".ssh" / "innocent_name"
+    copy.write_bytes(default.read_bytes())
+    copy.chmod(0o600)
+    found = findings(tmp_path, str(copy))
+    assert rules(found) == {"KS609", "KS608"}  # a copy without its .pub: low KS608 too
+    assert "id_ed25519" in next(f.message for f in found if f.rule == "KS609")
+
+
+def test_pub_for_another_key(tmp_path: Path, home: Path) -> None:
+    key = keygen(home / ".ssh" / "deploy")
+    other = keygen(home / ".ssh" / "other")
+    Path(f"{key}.pub").write_bytes(Path(f"{other}.pub").read_bytes())
+    found = [f for f in findings(tmp_path, str(key)) if f.rule == "KS608"]
+    assert len(found) == 1
+    assert "is another key" in found[0].message
+
+
+def test_encrypted_key_is_info(tmp_path: Path, home: Path) -> None:
+    key = home / ".ssh" / "enc"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", str(key)],
+                   check=True)
+    found = findings(tmp_path, str(key))
+    assert rules(found) == {"KS610"}
+    Path(f"{key}.pub").unlink()
+    assert "KS607" not in rules(findings(tmp_path, str(key)))  # type read from the key file
+
+
+def test_age_from_comment_then_mtime(tmp_path: Path, home: Path) -> None:
+    old = keygen(home / ".ssh" / "old", comment="kamal-deploy:shop:2020-01-01")
+    found = [f for f in findings(tmp_path, str(old)) if f.rule == "KS611"]
+    assert "from the key comment" in found[0].message
+    assert findings(tmp_path, str(old), {"key_rotation_days": 10_000}) == []
+    plain = keygen(home / ".ssh" / "plain", comment="me@laptop")
+    stamp = (dt.datetime.now() - dt.timedelta(days=200)).timestamp()
+    os.utime(plain, (stamp, stamp))
+    found = [f for f in findings(tmp_path, str(plain)) if f.rule == "KS611"]
+    assert "from the file mtime" in found[0].message
+
+
+@pytest.mark.parametrize("case", ["directory", "device", "dangling", "missing", "not_a_key",
+                                  "crlf"])
+def test_bad_key_files_are_findings_not_crashes(case: str, tmp_path: Path, home: Path) -> None:
+    ssh = home / ".ssh"
+    target = {"directory": str(ssh), "device": "/dev/null", "missing": str(ssh / "nope")}
+    if case == "dangling":
+        (ssh / "link").symlink_to(ssh / "gone")
+        target[case] = str(ssh / "link")
+    if case == "not_a_key":
+        pem = ssh / "cert.pem"
+        pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        pem.chmod(0o600)
+        target[case] = str(pem)
+    if case == "crlf":
+        key = keygen(ssh / "crlf")
+        key.write_bytes(key.read_bytes().replace(b"\n", b"\r\n"))
+        target[case] = str(key)
+    found = rules(findings(tmp_path, target[case]))
+    expected = {"directory": "KS601", "device": "KS601", "dangling": "KS601",
+                "missing": "KS601", "not_a_key": "KS608"}.get(case)
+    if expected:
+        assert expected in found
+    else:  # OpenSSH reads CRLF keys too: no finding, no crash
+        assert "KS608" not in found
+
+
+def test_mode_000_is_reported_even_for_root(tmp_path: Path, home: Path) -> None:
+    key = keygen(home / ".ssh" / "deploy")
+    key.chmod(0o000)
+    found = [f for f in findings(tmp_path, str(key)) if f.rule == "KS603"]
+    assert "mode 0000" in found[0].message

@@ -138,7 +138,7 @@ def _record(origins: dict[yamlsafe.Path, Origin], source: Source) -> None:
 def _replaces(path: yamlsafe.Path, own: Any) -> bool:
     node = own
     for part in path:
-        node = node[part] if isinstance(node, dict | list) else None
+        node = node[part] if isinstance(node, dict | list) else None  # type: ignore[index]
     return not isinstance(node, dict)
 
 

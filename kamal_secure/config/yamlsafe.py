@@ -60,7 +60,7 @@ def _precheck(text: str, name: str) -> None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    line = event.start_mark.line + 1
+                    line = event.start_mark.line + 1  # type: ignore[union-attr]
                     raise ConfigError(f"{name}:{line}: refused: nesting deeper than {MAX_DEPTH}")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1

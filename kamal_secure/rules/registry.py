@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from kamal_secure.errors import UsageError
-from kamal_secure.rules import ssh
+from kamal_secure.rules import host, ssh
 from kamal_secure.rules.base import Rule
 
-ALL_RULES: tuple[Rule, ...] = (*ssh.RULES,)
+ALL_RULES: tuple[Rule, ...] = (*ssh.RULES, *host.RULES)
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 
 

@@ -34,7 +34,9 @@ def make_home(base: Path) -> Path:
 
 
 def run_gate(app: Path, home: Path) -> int:
-    env = dict(os.environ, HOME=str(home), KAMAL_SECURE_KAMAL=str(STANDIN))
+    # The example apps name documentation addresses (203.0.113.x): never connect to them.
+    env = dict(os.environ, HOME=str(home), KAMAL_SECURE_KAMAL=str(STANDIN),
+               KAMAL_SECURE_OFFLINE="1")
     env.pop("KAMAL_SECURE_SKIP", None)
     cmd = [sys.executable, "-m", "kamal_secure", "deploy", "-d", "production"]
     print(f"$ cd {app.name} && kamal-secure deploy -d production", flush=True)

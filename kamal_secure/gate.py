@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from kamal_secure.audit import run_static
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.kamal import Invocation, exec_kamal
@@ -43,8 +45,9 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
     report = run_static(inv.config_file, inv.destination)
-    verdict = report.exit_code(fail_on)
     console = text.make_console(sys.stderr)
+    _host_checks(inv, environ, report, console)
+    verdict = report.exit_code(fail_on)
     if verdict == 0:
         if report.findings:
             text.render(report, console, fail_on)
@@ -58,6 +61,18 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     console.print(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
                   "(see the findings above; `kamal-secure scan` repeats them)")
     return verdict
+
+
+def _host_checks(inv: Invocation, environ: dict[str, str], report: Report,
+                 console: Console) -> None:
+    """Live checks of every host this command reaches, unless KAMAL_SECURE_OFFLINE=1."""
+    from kamal_secure.hosts import OFFLINE_ENV, audit_hosts, merge
+
+    if environ.get(OFFLINE_ENV) == "1":
+        console.print(f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd "
+                      "settings and host keys were NOT checked before this command")
+        return
+    merge(report, audit_hosts(inv.config_file, inv.destination, inv.hosts, inv.roles))
 
 
 def _git_commit() -> str | None:

@@ -45,6 +45,11 @@ def run(args: list[str]) -> int:
         except ValueError as err:
             raise UsageError(f"--fail-on: {err}") from None
     report = run_static(opts.config_file, opts.destination)
+    if not opts.offline:
+        from kamal_secure.hosts import audit_hosts, merge
+
+        merge(report, audit_hosts(opts.config_file, opts.destination, _split(opts.hosts),
+                                  _split(opts.roles)))
     code = report.exit_code(fail_on)
     if opts.format == "json":
         _write(jsonfmt.render(report, fail_on, code), opts.output)
@@ -54,6 +59,10 @@ def run(args: list[str]) -> int:
     else:
         text.render(report, text.make_console(sys.stdout, opts.color), fail_on, opts.quiet)
     return code
+
+
+def _split(value: str | None) -> list[str]:
+    return [item for item in (value or "").split(",") if item]
 
 
 def _write(content: str, output: Path | None) -> None:

@@ -1,0 +1,67 @@
+"""Fixtures for real-sshd tests. With CI=true a host that cannot run sshd fails, never skips."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.sshd_hosts import DEPLOY_USER, Lab, can_run_sshd, ensure_user, keygen
+
+_addresses = itertools.count(os.getpid() % 50 * 100)
+
+
+def next_addr() -> str:
+    n = next(_addresses)
+    return f"127.55.{n // 200 % 250}.{n % 200 + 2}"
+
+
+@pytest.fixture(scope="session")
+def sshd_available() -> None:
+    why = can_run_sshd()
+    if why is None:
+        ensure_user(DEPLOY_USER)
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and real sshd tests cannot run: {why}")
+    pytest.skip(why)
+
+
+@dataclass
+class Client:
+    home: Path
+    key: Path
+    public: str  # "ssh-ed25519 AAAA... comment"
+
+    def trust(self, *lines: str) -> None:
+        with (self.home / ".ssh" / "known_hosts").open("a") as handle:
+            handle.writelines(lines)
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Client:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    key = home / ".ssh" / "kamal_deploy_key"
+    public = keygen(key)
+    (home / ".ssh" / "known_hosts").write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return Client(home, key, public)
+
+
+@pytest.fixture
+def lab(sshd_available: None, tmp_path: Path) -> Iterator[Lab]:
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    hosts.chmod(0o755)
+    tmp_path.chmod(0o755)
+    lab = Lab(hosts)
+    try:
+        yield lab
+    finally:
+        lab.stop_all()

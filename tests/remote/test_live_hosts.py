@@ -1,0 +1,123 @@
+"""Host checks against real OpenSSH sshd processes on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.remote.facts import SOURCE_HOSTKEY
+from kamal_secure.report.model import Severity
+from tests.conftest import Client, next_addr
+from tests.live import rules_by_host, scan_hosts, write_project
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+
+pytestmark = pytest.mark.sshd
+
+
+def deploy_line(client: Client, options: str = 'from="127.0.0.0/8"') -> str:
+    return f"{options} {client.public}".strip()
+
+
+def test_hardened_host(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    assert report.problems == []
+    assert {(f.rule, f.severity) for f in report.findings} == {("KS720", Severity.INFO)}
+    assert report.checked == [f"host {addr}: {SOURCE_HOSTKEY}"]
+    assert report.findings[0].location.line == 5  # the deploy.yml line naming the host
+
+
+def test_cloud_init_trap(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
+                     files={"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    found = {f.rule: f for f in report.findings}
+    assert found["KS701"].severity is Severity.CRITICAL
+    assert "password" in (found["KS701"].evidence or "")
+    assert "KS721" not in found
+
+
+def test_match_user_turns_password_on(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    config = HARDENED + f"Match User {DEPLOY_USER}\n  PasswordAuthentication yes\n"
+    host = lab.start(addr, config, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    assert "KS701" in rules_by_host(report)[addr]
+
+
+def test_keyboard_interactive_with_pam(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    files = {"sshd_config.d/10-pam.conf": "UsePAM yes\nKbdInteractiveAuthentication yes\n"}
+    host = lab.start(addr, HARDENED, files=files,
+                     authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    found = {f.rule: f for f in report.findings}
+    assert "keyboard-interactive" in (found["KS702"].evidence or "")
+
+
+def test_root_login_allowed_read_as_root(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    config = HARDENED.replace("PermitRootLogin no", "PermitRootLogin yes").replace(
+        "AllowUsers kshdeploy", "AllowUsers kshdeploy root")
+    host = lab.start(addr, config, authorized={"root": deploy_line(client)})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr], user="root"))
+    assert "KS704" in rules_by_host(report)[addr]
+    assert report.checked == [f"host {addr}: sshd -T (as root)"]
+
+
+def test_unreadable_config_falls_back_to_derived(lab: Lab, client: Client,
+                                                tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
+                     main_mode=0o600)
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    derived = [f for f in report.findings if f.rule == "KS722"]
+    assert len(derived) == 1
+    assert "could not read /etc/ssh/sshd_config" in (derived[0].evidence or "")
+    assert "derived, not read" in report.checked[0]
+
+
+def test_not_reloaded_reports_both(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    host.write("sshd_config.d/50-cloud-init.conf", "PasswordAuthentication yes\n")
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    found = {f.rule: f for f in report.findings}
+    assert "after a reload" in found["KS701"].message
+    assert "KS721" in found
+
+
+def test_jump_host(lab: Lab, client: Client, tmp_path: Path) -> None:
+    jump_addr, target_addr = next_addr(), next_addr()
+    jump_config = HARDENED.replace("AllowTcpForwarding no", "AllowTcpForwarding local")
+    jump = lab.start(jump_addr, jump_config, authorized={DEPLOY_USER: deploy_line(client)})
+    target = lab.start(target_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(jump.known_line(), target.known_line())
+    extra = f"  proxy: {DEPLOY_USER}@{jump_addr}\n"
+    report = scan_hosts(write_project(tmp_path / "app", client, [target_addr],
+                                      extra_ssh=extra))
+    assert report.problems == []
+    assert rules_by_host(report) == {target_addr: {"KS720"}}
+    assert "Accepted publickey for kshdeploy" in jump.log()
+
+
+def test_unknown_jump_host_key_stops_that_host(lab: Lab, client: Client,
+                                               tmp_path: Path) -> None:
+    jump_addr, target_addr = next_addr(), next_addr()
+    lab.start(jump_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    target = lab.start(target_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(target.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [target_addr],
+                                      extra_ssh=f"  proxy: {DEPLOY_USER}@{jump_addr}\n"))
+    assert [p.what.split()[0] for p in report.problems] == ["KS802"]
+    assert jump_addr in report.problems[0].message

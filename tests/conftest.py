@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.sshd_hosts import DEPLOY_USER, Lab, can_run_sshd, ensure_user, keygen
+from tests.sshd_hosts import DEPLOY_USER, Lab, can_run_sshd, ensure_user, keygen, remove_user
 
 _addresses = itertools.count(os.getpid() % 50 * 100)
 
@@ -21,10 +22,15 @@ def next_addr() -> str:
 
 
 @pytest.fixture(scope="session")
-def sshd_available() -> None:
+def sshd_available() -> Iterator[None]:
     why = can_run_sshd()
     if why is None:
+        existed = subprocess.run(["id", DEPLOY_USER], capture_output=True,
+                                 check=False).returncode == 0
         ensure_user(DEPLOY_USER)
+        yield
+        if not existed:
+            remove_user(DEPLOY_USER)
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and real sshd tests cannot run: {why}")

@@ -14,6 +14,7 @@ from kamal_secure.rules.host_base import (
 )
 
 WEAK_CIPHER_PARTS = ("cbc", "3des", "arcfour", "blowfish", "cast128", "rc4")
+WEAK_MAC_PARTS = ("sha1", "md5", "umac-64", "-96")
 
 
 def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
@@ -23,7 +24,8 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
         if name and any(part in name.lower() for part in WEAK_CIPHER_PARTS):
             yield "ciphers", name
     for name in (ctx.sshd.get("macs") or "").split(","):
-        if name and "-etm@" not in name.lower():
+        if name and ("-etm@" not in name.lower() or any(
+                part in name.lower() for part in WEAK_MAC_PARTS)):
             yield "macs", name
     for name in (ctx.sshd.get("kexalgorithms") or "").split(","):
         if name.lower().endswith("-sha1"):
@@ -32,8 +34,9 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
 
 @host_rule(
     "KS708", Severity.HIGH, "sshd offers weak ciphers, MACs or key exchange",
-    rationale="CBC ciphers, 3DES and arcfour, MACs that are not encrypt-then-MAC and SHA-1 "
-    "key exchange have known attacks or margins too thin to keep.",
+    rationale="CBC ciphers, 3DES and arcfour, MACs that are not encrypt-then-MAC (or use "
+    "SHA-1, MD5 or 64-bit tags) and SHA-1 key exchange have known attacks or margins too "
+    "thin to keep.",
     fix="Set Ciphers, MACs and KexAlgorithms to modern lists only.",
     insecure="Ciphers aes128-cbc,aes256-ctr\nMACs hmac-sha1\n",
     secure="Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com\n"

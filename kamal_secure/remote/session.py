@@ -57,7 +57,7 @@ class Session:
     jump: paramiko.Transport | None = None
     execs: int = field(default=0)
 
-    def run(self, argv: list[str]) -> tuple[int, str]:
+    def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
         """Run argv (quoted, never interpolated) on the host; stdout+stderr, exit status."""
         channel = self.transport.open_session(timeout=self.timeout)
         try:
@@ -65,6 +65,9 @@ class Session:
             channel.set_combine_stderr(True)
             channel.exec_command(shlex.join(argv))
             self.execs += 1
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
             data = _read_all(channel)
             return channel.recv_exit_status(), data.decode("utf-8", "replace")
         finally:

@@ -12,6 +12,7 @@ argument (``shlex.quote``/``shlex.join``); the script text itself is constant.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import shlex
 from dataclasses import dataclass, field
@@ -29,7 +30,9 @@ from kamal_secure.remote.sshd_config import ConnInfo, derive
 
 SOURCES = {"root": SOURCE_ROOT, "sudo": SOURCE_SUDO, "hostkey": SOURCE_HOSTKEY}
 
-# $0 = section marker, $1 = user. Nothing from the config is spliced into this text.
+# $0 = section marker, $1 = user; stdin: a throwaway host key for `sshd -T -h` (made
+# here, trusted by nothing, never used to authenticate; written 0600 into a mktemp
+# directory and removed). Nothing from the config is spliced into this text.
 SCRIPT = r"""
 M=$0; U=$1
 sec() { printf '\n%s %s\n' "$M" "$1"; }
@@ -46,7 +49,7 @@ if [ "$(id -u)" = 0 ]; then
 elif OUT=$(sudo -n "$S" -T -C "$SPEC" 2>&1); then
   T=sudo
 else
-  D=$(mktemp -d 2>/dev/null) && ssh-keygen -q -t ed25519 -N '' -f "$D/k" >/dev/null 2>&1 &&
+  D=$(mktemp -d 2>/dev/null) && (umask 077 && cat > "$D/k") &&
     OUT=$("$S" -T -C "$SPEC" -h "$D/k" 2>&1) && T=hostkey
   [ -n "${D:-}" ] && rm -rf -- "$D"
 fi
@@ -57,7 +60,18 @@ GLOB_SCRIPT = r'for f in $1; do [ -e "$f" ] && printf "%s\n" "$f"; done; exit 0'
 
 
 class Runner(Protocol):
-    def run(self, argv: list[str]) -> tuple[int, str]: ...
+    def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]: ...
+
+
+@functools.cache
+def throwaway_host_key() -> bytes:
+    """One ed25519 key per process: lets a non-root `sshd -T` start; authenticates nothing."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption())
 
 
 @dataclass
@@ -84,7 +98,7 @@ def sections(text: str, marker: str) -> dict[str, str]:
 
 def gather(runner: Runner, user: str) -> SshdFacts:
     marker = "KS-" + secrets.token_hex(8)
-    _, text = runner.run(["sh", "-c", SCRIPT, marker, user])
+    _, text = runner.run(["sh", "-c", SCRIPT, marker, user], throwaway_host_key())
     parts = sections(text, marker)
     facts = SshdFacts(uid=parts.get("uid", ""), home=parts.get("home", ""))
     addr, laddr, lport, _ = (parts.get("conn", "") + "|||").split("|")[:4]

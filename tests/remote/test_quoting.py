@@ -26,7 +26,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    def run(self, argv: list[str]) -> tuple[int, str]:
+    def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
         self.calls.append(argv)
         return 1, ""
 

@@ -58,9 +58,16 @@ def _apply(policy: HostPolicy, section: dict[str, Any], name: str) -> HostPolicy
 def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, tuple):
         items = value if isinstance(value, list) else [value]
-        return tuple(str(v) for v in items)
+        return tuple(_word(v) for v in items)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if value <= 0:
         raise ConfigError(f"{where}: must be positive")
     return type(default)(value)
+
+
+def _word(value: Any) -> str:
+    """YAML 1.1 reads a bare ``no`` as false: give sshd's word back."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

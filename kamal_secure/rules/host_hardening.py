@@ -119,7 +119,8 @@ def forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     references=SSHD_REFS,
 )
 def tcp_forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
-    if setting_not(ctx, "allowtcpforwarding", *ctx.policy.tcp_forwarding):
+    allowed = (value.lower() for value in ctx.policy.tcp_forwarding)
+    if setting_not(ctx, "allowtcpforwarding", *allowed):
         yield rule.finding("AllowTcpForwarding is "
                            f"{ctx.sshd.get('allowtcpforwarding') if ctx.sshd else '?'}",
                            ctx.where, ctx.evidence("allowtcpforwarding"))
@@ -185,7 +186,7 @@ def client_alive(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
 )
 def log_level(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     value = ctx.sshd.get("loglevel") if ctx.sshd is not None else None
-    if value is not None and value.upper() not in ctx.policy.log_levels:
+    if value is not None and value.upper() not in {v.upper() for v in ctx.policy.log_levels}:
         yield rule.finding(f"LogLevel is {value}", ctx.where, ctx.evidence("loglevel"))
 
 

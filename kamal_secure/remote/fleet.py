@@ -48,11 +48,16 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
     if not targets:
         return result
     show = sys.stderr.isatty() if progress is None else progress
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as pool:
+    workers = max(1, min(concurrency, len(targets)))
+    waves = -(-len(targets) // workers)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures = {pool.submit(_one, connector, t): t for t in targets}
-        _collect(futures, result, timeout, show)
-        for transport in connector.opened:
+        _collect(futures, result, (timeout * 3 + 5) * waves, show)
+    finally:
+        for transport in list(connector.opened):  # unblocks any thread still waiting
             transport.close()
+        pool.shutdown(wait=False, cancel_futures=True)
     result.connections = len(connector.opened)
     order = {t.name: i for i, t in enumerate(targets)}
     result.facts.sort(key=lambda pair: order[pair[0].name])
@@ -62,11 +67,12 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
 Outcome = tuple[HostFacts | None, HostProblem | None, int]
 
 
-def _collect(futures: dict[Future[Outcome], Target], result: FleetResult, timeout: float,
+def _collect(futures: dict[Future[Outcome], Target], result: FleetResult, budget: float,
              show: bool) -> None:
+    """Gather outcomes until all are in or ``budget`` seconds (every host's deadline) pass."""
     tick = _progress(len(futures)) if show else None
     pending = set(futures)
-    deadline = time.monotonic() + timeout * 3 + 5  # handshake, login, commands
+    deadline = time.monotonic() + budget
     while pending:
         done, pending = wait(pending, timeout=max(0.0, deadline - time.monotonic()),
                              return_when=FIRST_COMPLETED)
@@ -83,7 +89,7 @@ def _collect(futures: dict[Future[Outcome], Target], result: FleetResult, timeou
                 tick(futures[future].name)
     for future in pending:
         result.problems.append(HostProblem(futures[future], "KS801",
-                                           f"no answer within {timeout * 3 + 5:.0f}s"))
+                                           f"no answer within {budget:.0f}s"))
     if tick is not None:
         tick(None)
 

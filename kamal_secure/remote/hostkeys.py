@@ -8,7 +8,9 @@ keys raise; nothing is ever added to a file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -35,22 +37,52 @@ def known_hosts_files(root: Path) -> list[Path]:
     return [Path.home() / ".ssh" / "known_hosts", SYSTEM, root / PINNED]
 
 
-def load_known_hosts(files: list[Path]) -> paramiko.HostKeys:
-    keys = paramiko.HostKeys()
+@dataclass
+class KnownHosts:
+    keys: paramiko.HostKeys = field(default_factory=paramiko.HostKeys)
+    revoked: set[str] = field(default_factory=set)  # base64 blobs of @revoked keys
+
+    def lookup(self, name: str) -> Any:
+        return self.keys.lookup(name)
+
+
+def load_known_hosts(files: list[Path]) -> KnownHosts:
+    """Plain and hashed entries; ``@revoked`` honoured; ``@cert-authority`` and malformed
+    lines skipped (a host only they would vouch for stays unknown: fail closed)."""
+    known = KnownHosts()
     for path in files:
         try:
-            if path.is_file():
-                keys.load(str(path))
-        except (OSError, paramiko.SSHException, ValueError) as err:
+            text = path.read_text(errors="replace") if path.is_file() else ""
+        except OSError as err:
             raise CheckIncomplete(f"cannot read known hosts file {path}: {err}") from None
-    return keys
+        for line in text.splitlines():
+            _add_line(known, line.strip())
+    return known
+
+
+def _add_line(known: KnownHosts, line: str) -> None:
+    if not line or line.startswith("#"):
+        return
+    if line.startswith("@"):
+        marker, _, rest = line.partition(" ")
+        fields = rest.split()
+        if marker == "@revoked" and len(fields) >= 3:
+            known.revoked.add(fields[2])
+        return
+    try:
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+    except Exception:  # paramiko raises several unrelated types for a bad line
+        return
+    if entry is not None and entry.key is not None:
+        for name in entry.hostnames:
+            known.keys.add(name, entry.key.get_name(), entry.key)
 
 
 def key_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def known_for(keys: paramiko.HostKeys, names: list[str]) -> dict[str, paramiko.PKey]:
+def known_for(keys: KnownHosts, names: list[str]) -> dict[str, paramiko.PKey]:
     found: dict[str, paramiko.PKey] = {}
     for name in names:
         entry = keys.lookup(name)
@@ -77,8 +109,13 @@ def fingerprint(key: paramiko.PKey) -> str:
     return str(key.fingerprint)
 
 
-def verify(known: dict[str, paramiko.PKey], names: list[str], key: paramiko.PKey) -> None:
+def verify(known: dict[str, paramiko.PKey], names: list[str], key: paramiko.PKey,
+           revoked: set[str] | None = None) -> None:
     name = names[0]
+    if key.get_base64() in (revoked or set()):
+        raise HostKeyChanged(f"{name} presents a REVOKED host key ({key.get_name()} "
+                             f"{fingerprint(key)}, marked @revoked in known_hosts); "
+                             "refusing to continue")
     if not known:
         raise HostKeyUnknown(
             f"unknown host key for {name}: {key.get_name()} {fingerprint(key)}",

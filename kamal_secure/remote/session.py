@@ -99,7 +99,7 @@ class Connector:
     """Everything needed to open sessions: settings, trusted keys, login keys."""
 
     ssh: SshSettings
-    known: paramiko.HostKeys
+    known: hostkeys.KnownHosts
     keys: list[paramiko.PKey]
     timeout: float
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
@@ -172,7 +172,7 @@ class Connector:
             raise Unreachable(f"{endpoint.hostname}:{endpoint.port} did not complete the SSH "
                               f"handshake: {err or type(err).__name__}") from None
         key = transport.get_remote_server_key()
-        hostkeys.verify(known, names, key)
+        hostkeys.verify(known, names, key, self.known.revoked)
         offered = probe_methods(transport, endpoint.user)
         self._login(transport, endpoint)
         return transport, key, offered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -114,3 +115,24 @@ def test_thirty_hosts_at_once(lab: Lab, client: Client, tmp_path: Path) -> None:
     assert len(report.checked) == 30
     assert {f.rule for f in report.findings} == {"KS720"}
     assert elapsed < 30
+
+
+def test_hashed_known_hosts_entries(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized=authorized(client))
+    client.trust(host.known_line())
+    known = client.home / ".ssh" / "known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True,
+                   capture_output=True)
+    client.trust("garbage line\n@cert-authority * ssh-ed25519 AAAA\nx ssh-rsa !!!\n")
+    assert addr not in known.read_text()
+    assert scan_hosts(write_project(tmp_path / "app", client, [addr])).problems == []
+
+
+def test_revoked_host_key(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, HARDENED, authorized=authorized(client))
+    client.trust(host.known_line(), f"@revoked * {host.public_key}\n")
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    assert rules(report.problems) == ["KS803"]
+    assert "REVOKED" in report.problems[0].message

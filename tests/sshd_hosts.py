@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = Path("/usr/sbin/sshd")
+MOUNT_AND_RUN = (
+    'mount --bind "$0" /etc/ssh && '
+    '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '
+    "exec /usr/sbin/sshd -D -e"
+)
 DEPLOY_USER = "kshdeploy"
 BASE = """\
 Include /etc/ssh/sshd_config.d/*.conf
@@ -108,7 +113,7 @@ class Lab:
 
     def start(self, addr: str, config: str = HARDENED, port: int = 22,
               files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
-              main_mode: int = 0o644) -> Host:
+              main_mode: int = 0o644, sudoers: str | None = None) -> Host:
         assert is_loopback(addr), addr
         host = Host(addr, port, self.base / f"{addr}-{port}")
         host.etc.mkdir(parents=True)
@@ -122,6 +127,11 @@ class Lab:
             host.write(relative, text)
         for user, line in (authorized or {}).items():
             host.write(f"authorized_keys/{user}", line + "\n")
+        if sudoers is not None:  # this host's own /etc/sudoers.d, same namespace trick
+            sudo_dir = host.root / "sudoers.d"
+            sudo_dir.mkdir(mode=0o755)
+            (sudo_dir / "kamal-secure-test").write_text(sudoers)
+            (sudo_dir / "kamal-secure-test").chmod(0o440)
         self._spawn(host)
         self.hosts.append(host)
         return host
@@ -130,8 +140,8 @@ class Lab:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         with (host.root / "sshd.log").open("wb") as log:
             host.process = subprocess.Popen(
-                ["unshare", "-m", "--", "/bin/sh", "-c",
-                 'mount --bind "$0" /etc/ssh && exec /usr/sbin/sshd -D -e', str(host.etc)],
+                ["unshare", "-m", "--", "/bin/sh", "-c", MOUNT_AND_RUN, str(host.etc),
+                 str(host.root / "sudoers.d")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_listening(host)
 

@@ -121,3 +121,15 @@ def test_unknown_jump_host_key_stops_that_host(lab: Lab, client: Client,
                                       extra_ssh=f"  proxy: {DEPLOY_USER}@{jump_addr}\n"))
     assert [p.what.split()[0] for p in report.problems] == ["KS802"]
     assert jump_addr in report.problems[0].message
+
+
+@pytest.mark.skipif(not Path("/usr/bin/sudo").exists(), reason="sudo is not installed")
+def test_sudo_n_path(lab: Lab, client: Client, tmp_path: Path) -> None:
+    addr = next_addr()
+    sudoers = f"{DEPLOY_USER} ALL=(root) NOPASSWD: /usr/sbin/sshd\n"
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
+                     main_mode=0o600, sudoers=sudoers)
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    assert report.checked == [f"host {addr}: sshd -T (sudo -n)"]
+    assert {f.rule for f in report.findings} == {"KS720"}

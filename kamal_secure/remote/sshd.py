@@ -54,6 +54,29 @@ else
   [ -n "${D:-}" ] && rm -rf -- "$D"
 fi
 sec "sshd $T"; printf '%s\n' "$OUT"
+[ -n "$T" ] || exit 0
+xp() {  # AuthorizedKeysFile tokens, as sshd expands them: %h %u %U %%, relative to $HOME
+  w=$1; o=
+  while :; do
+    case $w in
+      *%*) o=$o${w%%\%*}; w=${w#*\%}
+        case $w in
+          h*) o=$o$HOME ;; u*) o=$o$U ;; U*) o=$o$(id -u) ;; %*) o=$o% ;;
+          *) o=$o%${w%"${w#?}"} ;;
+        esac
+        w=${w#?} ;;
+      *) o=$o$w; break ;;
+    esac
+  done
+  case $o in /*) ;; *) o=$HOME/$o ;; esac
+  printf '%s' "$o"
+}
+set -f
+for w in $(printf '%s\n' "$OUT" | sed -n 's/^authorizedkeysfile //p'); do
+  [ "$w" = none ] && continue
+  P=$(xp "$w"); sec "file $P"; cat -- "$P" 2>/dev/null
+done
+exit 0
 """
 CAT_SCRIPT = r'for f do printf "\n%s %s\n" "$0" "$f"; cat -- "$f" 2>/dev/null; done'
 GLOB_SCRIPT = r'for f in $1; do [ -e "$f" ] && printf "%s\n" "$f"; done; exit 0'
@@ -112,7 +135,8 @@ def gather(runner: Runner, user: str) -> SshdFacts:
         facts.sshd, notes = derive(facts.conn, lambda p: read_file(runner, p),
                                    lambda p: glob(runner, p))
         facts.notes.extend(notes)
-    facts.authorized_keys = read_authorized_keys(runner, facts)
+    preloaded = {name[5:]: body for name, body in parts.items() if name.startswith("file ")}
+    facts.authorized_keys = read_authorized_keys(runner, facts, preloaded)
     return facts
 
 
@@ -141,14 +165,20 @@ def authorized_keys_paths(facts: SshdFacts, user: str) -> list[str]:
     return paths
 
 
-def read_authorized_keys(runner: Runner, facts: SshdFacts) -> tuple[AuthorizedKey, ...] | None:
+def read_authorized_keys(runner: Runner, facts: SshdFacts,
+                         preloaded: dict[str, str] | None = None,
+                         ) -> tuple[AuthorizedKey, ...] | None:
+    """The files the main script already printed are used; any other path is fetched."""
     user = facts.conn.user if facts.conn else ""
     paths = authorized_keys_paths(facts, user)
     if not paths or not facts.home:
         return None
-    marker = "KS-" + secrets.token_hex(8)
-    _, text = runner.run(["sh", "-c", CAT_SCRIPT, marker, *paths])
-    found = sections(text, marker)
+    found = dict(preloaded or {})
+    missing = [path for path in paths if path not in found]
+    if missing:
+        marker = "KS-" + secrets.token_hex(8)
+        _, text = runner.run(["sh", "-c", CAT_SCRIPT, marker, *missing])
+        found.update(sections(text, marker))
     keys: list[AuthorizedKey] = []
     for path in paths:
         keys.extend(parse_authorized_keys(found.get(path, ""), path))

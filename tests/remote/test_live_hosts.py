@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kamal_secure.config.inventory import build_inventory
+from kamal_secure.config.load import load_project
 from kamal_secure.remote.facts import SOURCE_HOSTKEY
+from kamal_secure.remote.fleet import check_fleet
 from kamal_secure.report.model import Severity
 from tests.conftest import Client, next_addr
 from tests.live import rules_by_host, scan_hosts, write_project
@@ -133,3 +136,22 @@ def test_sudo_n_path(lab: Lab, client: Client, tmp_path: Path) -> None:
     report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
     assert report.checked == [f"host {addr}: sshd -T (sudo -n)"]
     assert {f.rule for f in report.findings} == {"KS720"}
+
+
+def test_one_connection_and_one_command_per_host(lab: Lab, client: Client,
+                                                 tmp_path: Path) -> None:
+    """AuthorizedKeysFile tokens are expanded by the host script exactly as we expand them."""
+    tokens = "AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys %h/k_%u_%%x\n"
+    addrs = [next_addr(), next_addr()]
+    for addr in addrs:
+        client.trust(lab.start(addr, HARDENED, files={"sshd_config.d/10-keys.conf": tokens},
+                               authorized={DEPLOY_USER: deploy_line(client)}).known_line())
+    app = write_project(tmp_path / "app", client, addrs)
+    inventory = build_inventory(load_project(root=app))
+    result = check_fleet(inventory, app, progress=False)
+    assert result.problems == []
+    assert (result.connections, result.execs) == (2, 2)
+    facts = result.facts[0][1]
+    assert facts.authorized_keys is not None
+    assert [k.source_file for k in facts.authorized_keys] == [
+        f"/etc/ssh/authorized_keys/{DEPLOY_USER}"]

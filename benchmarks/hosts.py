@@ -50,15 +50,18 @@ def connections(hosts: list[Host]) -> int:
     return sum(h.log().count("Connection from") for h in hosts)
 
 
-def timed_scan(app: Path, hosts: list[Host]) -> tuple[float, float]:
+def timed_scan(app: Path, hosts: list[Host]) -> tuple[float, float, float]:
     before = connections(hosts)
+    cpu = os.times()
     started = time.perf_counter()
     report = audit_hosts("config/deploy.yml", None, root=app, progress=False)
     elapsed = time.perf_counter() - started
+    after = os.times()
+    ours = after.user - cpu.user + after.system - cpu.system
     if report.problems:
         raise SystemExit(f"benchmark hosts not checkable: {report.problems[:2]}")
     time.sleep(0.2)  # let sshd flush its log lines
-    return elapsed, (connections(hosts) - before) / len(hosts)
+    return elapsed, (connections(hosts) - before) / len(hosts), ours
 
 
 def ssh_audit_time(host: Host) -> float | None:
@@ -105,8 +108,10 @@ def report(base: Path, key: Path, hosts: list[Host]) -> None:
         runs = [timed_scan(app, hosts[:size]) for _ in range(ROUNDS)]
         medians[size] = statistics.median(r[0] for r in runs)
         per_host = max(r[1] for r in runs)
+        cpu = statistics.median(r[2] for r in runs)
         print(f"  {size:>2} host(s): {medians[size] * 1000:7.0f} ms wall, "
-              f"{per_host:.1f} SSH connection(s) per host")
+              f"{per_host:.1f} SSH connection(s) per host, "
+              f"kamal-secure's own CPU {cpu * 1000:.0f} ms")
     ratio = medians[30] / medians[1]
     print(f"  t(30)/t(1) = {ratio:.2f} (goal <= 3)")
     audit = ssh_audit_time(hosts[0])

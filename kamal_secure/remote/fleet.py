@@ -95,9 +95,10 @@ def _collect(futures: dict[Future[Outcome], Target], result: FleetResult, budget
 
 
 def _progress(total: int) -> Callable[[str | None], None]:
+    from rich.console import Console
     from rich.progress import Progress
 
-    bar = Progress(transient=True)
+    bar = Progress(console=Console(stderr=True), transient=True)  # stdout keeps the report
     task = bar.add_task("checking hosts", total=total)
     bar.start()
 

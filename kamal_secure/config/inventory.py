@@ -55,9 +55,24 @@ class Inventory:
     ssh: SshSettings
 
 
+HOST_NAME = re.compile(r"[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*")
+USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]*\$?")
+
+
 def build_inventory(
     project: Project, hosts: Iterable[str] = (), roles: Iterable[str] = ()
 ) -> Inventory:
+    inventory = _build(project, hosts, roles)
+    for target in inventory.targets:
+        if not HOST_NAME.fullmatch(target.name):
+            where = f"{target.origin.file}:{target.origin.line}"
+            raise ConfigError(f"{where}: {target.name!r} is not a host name or address")
+    if not USER_NAME.fullmatch(inventory.ssh.user):
+        raise ConfigError(f"ssh.user {inventory.ssh.user!r} is not a user name")
+    return inventory
+
+
+def _build(project: Project, hosts: Iterable[str], roles: Iterable[str]) -> Inventory:
     role_hosts = _role_hosts(project)
     found: dict[str, Target] = {}
     for role, entries in role_hosts.items():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,22 @@ def test_bad_port(tmp_path: Path) -> None:
 
 def test_match_items_keeps_order() -> None:
     assert match_items(["b*", "a"], ["a", "b1", "b2"]) == ["b1", "b2", "a"]
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch x", "a b", "a;b", "$(id)", "a\nb"])
+def test_hostile_host_names_are_refused(tmp_path: Path, host: str) -> None:
+    text = f"servers:\n  - {json.dumps(host)}\n"
+    with pytest.raises(ConfigError, match="not a host name"):
+        build_inventory(project(tmp_path, text))
+
+
+@pytest.mark.parametrize("user", ["deploy,addr=10.0.0.1", "a b", "; rm -rf /", "$(id)", "-x"])
+def test_hostile_user_is_refused(tmp_path: Path, user: str) -> None:
+    text = f"servers: [a]\nssh:\n  user: {json.dumps(user)}\n"
+    with pytest.raises(ConfigError, match="not a user name"):
+        build_inventory(project(tmp_path, text))
+
+
+def test_ipv6_and_names_are_fine(tmp_path: Path) -> None:
+    inv = build_inventory(project(tmp_path, "servers: ['2001:db8::1', web-1.example.com]\n"))
+    assert [t.name for t in inv.targets] == ["2001:db8::1", "web-1.example.com"]

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SSHD = Path("/usr/sbin/sshd")
+SSHD = Path(os.environ.get("KAMAL_SECURE_TEST_SSHD", "/usr/sbin/sshd"))  # override: tests
 MOUNT_AND_RUN = (
     'mount --bind "$0" /etc/ssh && '
     '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '

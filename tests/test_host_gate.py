@@ -50,6 +50,7 @@ def test_gate_passes_hardened_host(lab: Lab, client: Client, tmp_path: Path) -> 
     done = run(app, client, "deploy", "-h", addr)
     assert done.returncode == 0, done.stderr
     assert "stand-in kamal ran with 3 argument(s): [deploy] [-h]" in done.stdout
+    assert "checking hosts" not in done.stderr  # no progress display when not a terminal
 
 
 @pytest.mark.sshd

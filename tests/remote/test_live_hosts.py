@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,17 @@ def test_one_connection_and_one_command_per_host(lab: Lab, client: Client,
     assert facts.authorized_keys is not None
     assert [k.source_file for k in facts.authorized_keys] == [
         f"/etc/ssh/authorized_keys/{DEPLOY_USER}"]
+
+
+def test_proxy_command(lab: Lab, client: Client, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    addr = next_addr()
+    monkeypatch.setenv("KS_RELAY_LOG", str(tmp_path / "relay.log"))
+    host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(host.known_line())
+    relay = Path(__file__).resolve().parent.parent / "proxy_relay.py"
+    extra = f"  proxy_command: \"{sys.executable} {relay} %h %p\"\n"
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr], extra_ssh=extra))
+    assert report.problems == []
+    assert rules_by_host(report) == {addr: {"KS720"}}
+    assert (tmp_path / "relay.log").read_text() == f"{addr}:22\n"

@@ -174,7 +174,8 @@ class Connector:
         key = transport.get_remote_server_key()
         hostkeys.verify(known, names, key, self.known.revoked)
         offered = probe_methods(transport, endpoint.user)
-        self._login(transport, endpoint)
+        if not transport.is_authenticated():  # "none" let us in: KS703 reports it
+            self._login(transport, endpoint)
         return transport, key, offered
 
     def _login(self, transport: paramiko.Transport, endpoint: Endpoint) -> None:

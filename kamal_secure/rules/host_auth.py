@@ -65,12 +65,16 @@ def keyboard_interactive(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
 
 @host_rule(
     "KS703", Severity.CRITICAL, "sshd permits empty passwords",
-    rationale="An account without a password can then log in with none.",
+    rationale="An account without a password can then log in with none; the live probe "
+    "also catches a daemon that accepts the `none` method outright.",
     fix="Set `PermitEmptyPasswords no`.",
     insecure="PermitEmptyPasswords yes\n", secure="PermitEmptyPasswords no\n",
     references=SSHD_REFS,
 )
 def empty_passwords(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
+    if ctx.facts.offered == ("none",):
+        yield rule.finding(f"sshd let {ctx.facts.user} in without any authentication",
+                           ctx.where, "auth_none succeeded")
     if setting_is(ctx, "permitemptypasswords", "yes"):
         yield rule.finding("PermitEmptyPasswords is yes", ctx.where,
                            ctx.evidence("permitemptypasswords"))

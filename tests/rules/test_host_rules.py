@@ -109,3 +109,7 @@ def test_derived_is_labelled() -> None:
     derived = SshdConfig.parse("passwordauthentication no\nallowusers deploy\n",
                                source=SOURCE_DERIVED)
     assert ids(facts(sshd=derived)) == {"KS722"}
+
+
+def test_none_authentication_accepted() -> None:
+    assert ids(facts(offered=("none",))) >= {"KS703"}

@@ -188,6 +188,9 @@ class Connector:
                 raise Unreachable(f"connection lost during login: {err}") from None
             if transport.is_authenticated():
                 return
+        if not self.keys:
+            raise LoginFailed(f"{endpoint.user}@{endpoint.hostname}: no usable key (ssh.keys "
+                              "missing, or passphrase-protected and not in the agent)")
         raise LoginFailed(f"{endpoint.user}@{endpoint.hostname}: none of "
                           f"{len(self.keys)} key(s) was accepted")
 

@@ -14,6 +14,7 @@ import logging
 import re
 import shlex
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,6 @@ class Session:
     host_key: paramiko.PKey
     offered: tuple[str, ...] | None
     timeout: float
-    jump: paramiko.Transport | None = None
     execs: int = field(default=0)
 
     def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
@@ -74,9 +74,7 @@ class Session:
             channel.close()
 
     def close(self) -> None:
-        self.transport.close()
-        if self.jump is not None:
-            self.jump.close()
+        self.transport.close()  # a shared jump connection is closed by the fleet
 
 
 def _read_all(channel: paramiko.Channel) -> bytes:
@@ -103,26 +101,30 @@ class Connector:
     keys: list[paramiko.PKey]
     timeout: float
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
+    _jump_lock: threading.Lock = field(default_factory=threading.Lock)
+    _jump_result: paramiko.Transport | CheckIncomplete | None = None
 
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
-        jump: paramiko.Transport | None = None
-        if self.ssh.proxy is not None:
-            jump = self._jump(self.ssh.proxy)
+        jump = self._jump(self.ssh.proxy) if self.ssh.proxy is not None else None
         sock = self._socket(endpoint, jump)
-        try:
-            transport, key, offered = self._handshake(sock, endpoint, names)
-        except BaseException:
-            if jump is not None:
-                jump.close()
-            raise
-        return Session(endpoint, transport, key, offered, self.timeout, jump)
+        transport, key, offered = self._handshake(sock, endpoint, names)
+        return Session(endpoint, transport, key, offered, self.timeout)
 
     def _jump(self, proxy: Jump) -> paramiko.Transport:
-        end = Endpoint(proxy.host, proxy.port, proxy.user)
-        sock = self._tcp(end)
-        transport, _, _ = self._handshake(sock, end, [hostkeys.key_name(end.hostname,
-                                                                         end.port)])
-        return transport
+        """One verified connection to the jump host, shared by every target (a bastion's
+        MaxStartups would drop 30 simultaneous logins); its failure is every target's."""
+        with self._jump_lock:
+            if self._jump_result is None:
+                end = Endpoint(proxy.host, proxy.port, proxy.user)
+                try:
+                    sock = self._tcp(end)
+                    self._jump_result, _, _ = self._handshake(
+                        sock, end, [hostkeys.key_name(end.hostname, end.port)])
+                except CheckIncomplete as err:
+                    self._jump_result = err
+            if isinstance(self._jump_result, CheckIncomplete):
+                raise self._jump_result
+            return self._jump_result
 
     def _socket(self, endpoint: Endpoint, jump: paramiko.Transport | None) -> Any:
         if jump is not None:
@@ -130,7 +132,6 @@ class Connector:
                 return jump.open_channel("direct-tcpip", (endpoint.hostname, endpoint.port),
                                          ("127.0.0.1", 0), timeout=self.timeout)
             except (paramiko.SSHException, OSError) as err:
-                jump.close()
                 raise Unreachable(f"jump host could not reach {endpoint.hostname}:"
                                   f"{endpoint.port}: {err}") from None
         if self.ssh.proxy_command:

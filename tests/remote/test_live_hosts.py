@@ -102,17 +102,18 @@ def test_not_reloaded_reports_both(lab: Lab, client: Client, tmp_path: Path) -> 
 
 
 def test_jump_host(lab: Lab, client: Client, tmp_path: Path) -> None:
-    jump_addr, target_addr = next_addr(), next_addr()
+    jump_addr, targets = next_addr(), [next_addr(), next_addr(), next_addr()]
     jump_config = HARDENED.replace("AllowTcpForwarding no", "AllowTcpForwarding local")
     jump = lab.start(jump_addr, jump_config, authorized={DEPLOY_USER: deploy_line(client)})
-    target = lab.start(target_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
-    client.trust(jump.known_line(), target.known_line())
+    client.trust(jump.known_line())
+    for addr in targets:
+        client.trust(lab.start(addr, HARDENED, authorized={
+            DEPLOY_USER: deploy_line(client)}).known_line())
     extra = f"  proxy: {DEPLOY_USER}@{jump_addr}\n"
-    report = scan_hosts(write_project(tmp_path / "app", client, [target_addr],
-                                      extra_ssh=extra))
+    report = scan_hosts(write_project(tmp_path / "app", client, targets, extra_ssh=extra))
     assert report.problems == []
-    assert rules_by_host(report) == {target_addr: {"KS720"}}
-    assert "Accepted publickey for kshdeploy" in jump.log()
+    assert rules_by_host(report) == {addr: {"KS720"} for addr in targets}
+    assert jump.log().count("Accepted publickey for kshdeploy") == 1  # shared by all three
 
 
 def test_unknown_jump_host_key_stops_that_host(lab: Lab, client: Client,

@@ -106,28 +106,37 @@ def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
         yield rule.finding(ctx.sshd.source, ctx.where, notes or None)
 
 
-def _problem_rule(id_: str, title: str, rationale: str, fix: str) -> Rule:
-    return Rule(id_, Severity.HIGH, title, rationale, fix, "", "", FAMILY, None)
+def _problem_rule(id_: str, title: str, rationale: str, fix: str, insecure: str,
+                  secure: str) -> Rule:
+    note = " Reported as a problem, not a finding: the verdict is exit 3 whatever the threshold."
+    return Rule(id_, Severity.HIGH, title, rationale + note, fix, insecure, secure, FAMILY, None)
 
 
+PINNED = "# .kamal/known_hosts\n203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA...\n"
 PROBLEM_RULES: tuple[Rule, ...] = (
     _problem_rule("KS801", "Host unreachable or not answering",
-                  "A host that cannot be checked cannot be trusted; the gate refuses (exit 3).",
-                  "Check the address, port, jump host and firewall; scan again."),
+                  "A host that cannot be checked cannot be trusted; the gate refuses.",
+                  "Check the address, port, jump host and firewall; scan again.",
+                  "# servers: [203.0.113.99]  (nothing answers SSH there)\n",
+                  "# every listed host answers SSH within the timeout\n"),
     _problem_rule("KS802", "Unknown host key",
                   "Accepting a key never seen before is how a man in the middle gets in.",
                   "Compare the printed fingerprint with `ssh-keygen -lf "
                   "/etc/ssh/ssh_host_ed25519_key.pub` on the host's console, then add the "
-                  "printed line to .kamal/known_hosts."),
-    _problem_rule("KS803", "Host key changed",
-                  "The host presents a different key than the one pinned: either it was "
-                  "rebuilt or someone is in the middle.",
+                  "printed line to .kamal/known_hosts.",
+                  "# no known_hosts entry for 203.0.113.10\n", PINNED),
+    _problem_rule("KS803", "Host key changed or revoked",
+                  "The host presents a different key than the one pinned (or one marked "
+                  "@revoked): either it was rebuilt or someone is in the middle.",
                   "Find out why. Only when the change is expected, replace the old line in "
-                  "known_hosts."),
+                  "known_hosts.",
+                  "# known_hosts pins a key the host no longer presents\n", PINNED),
     _problem_rule("KS804", "Login as the deploy user failed",
                   "The host was reached and verified but ssh.keys did not log in, so its "
                   "effective settings could not be read.",
-                  "Authorize the deploy key for ssh.user on that host."),
+                  "Authorize the deploy key for ssh.user on that host.",
+                  "# the deploy key is not in ~deploy/.ssh/authorized_keys\n",
+                  "ssh-ed25519 AAAAC3Nza... kamal-deploy:shop\n"),
 )
 
 RULES: tuple[Rule, ...] = (deploy_key_present, other_keys, from_restriction, disagreement,

@@ -61,6 +61,7 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
     result.connections = len(connector.opened)
     order = {t.name: i for i, t in enumerate(targets)}
     result.facts.sort(key=lambda pair: order[pair[0].name])
+    result.problems.sort(key=lambda problem: order[problem.target.name])
     return result
 
 

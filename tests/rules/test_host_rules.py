@@ -36,9 +36,8 @@ def test_every_host_rule_has_metadata() -> None:
         assert rule.rationale
         assert rule.fix
         assert rule.title
-        if rule.id < "KS800":
-            assert rule.insecure
-            assert rule.secure
+        assert rule.insecure
+        assert rule.secure
 
 
 def test_cloud_init_drop_in_wins() -> None:

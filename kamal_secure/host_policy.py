@@ -27,6 +27,10 @@ class HostPolicy:
     log_levels: tuple[str, ...] = ("VERBOSE", "INFO")
     concurrency: int = 30
     timeout: float = 20.0  # seconds per host, connection to last byte
+    # Baselines disagree on these; nothing is checked unless the project says so (KS723).
+    banner: str = "any"  # "required" | "none" | "any"
+    print_last_log: str = "any"  # "yes" | "no" | "any"
+    port: int = 0  # the port sshd must listen on; 0: any
 
 
 def load_host_policy(root: Path) -> HostPolicy:
@@ -59,6 +63,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, tuple):
         items = value if isinstance(value, list) else [value]
         return tuple(_word(v) for v in items)
+    if isinstance(default, str):
+        return _choice(_word(value), where)
+    if isinstance(default, int) and default == 0 and value == 0:
+        return 0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if value <= 0:
@@ -71,3 +79,12 @@ def _word(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+CHOICES = {"required", "none", "any", "yes", "no"}
+
+
+def _choice(value: str, where: str) -> str:
+    if value not in CHOICES:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(sorted(CHOICES))}")
+    return value

@@ -190,5 +190,36 @@ def log_level(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
         yield rule.finding(f"LogLevel is {value}", ctx.where, ctx.evidence("loglevel"))
 
 
+@host_rule(
+    "KS723", Severity.LOW, "sshd differs from the project's policy (Banner, PrintLastLog, Port)",
+    rationale="Baselines disagree on a login banner, PrintLastLog and moving sshd off port 22, "
+    "so they are project choices: set them under hosts: in .kamal/secure.yml and every host "
+    "is held to them. Nothing is checked while they are `any` / 0.",
+    fix="Bring the host in line, or change hosts.banner / print_last_log / port in "
+    ".kamal/secure.yml.",
+    insecure="# .kamal/secure.yml hosts: {banner: required}\nBanner none\n",
+    secure="# .kamal/secure.yml hosts: {banner: required}\nBanner /etc/issue.net\n",
+    references=SSHD_REFS,
+)
+def policy_choices(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
+    if ctx.sshd is None:
+        return
+    policy = ctx.policy
+    banner = (ctx.sshd.get("banner") or "none").lower()
+    if policy.banner == "required" and banner == "none":
+        yield rule.finding("no login Banner (policy: required)", ctx.where, ctx.evidence("banner"))
+    elif policy.banner == "none" and banner != "none":
+        yield rule.finding("a login Banner is set (policy: none)", ctx.where,
+                           ctx.evidence("banner"))
+    last_log = ctx.sshd.flag("printlastlog")
+    if policy.print_last_log in ("yes", "no") and last_log not in (None, policy.print_last_log):
+        yield rule.finding(f"PrintLastLog is {last_log} (policy: {policy.print_last_log})",
+                           ctx.where, ctx.evidence("printlastlog"))
+    ports = {p.split()[0] for p in ctx.sshd.all("port")}
+    if policy.port and ports and str(policy.port) not in ports:
+        yield rule.finding(f"sshd listens on port {', '.join(sorted(ports))} "
+                           f"(policy: {policy.port})", ctx.where, ctx.evidence("port"))
+
+
 RULES: tuple[Rule, ...] = (algorithms, host_key, max_auth_tries, forwarding, tcp_forwarding,
-                           rhosts_modes, grace_time, client_alive, log_level)
+                           rhosts_modes, grace_time, client_alive, log_level, policy_choices)

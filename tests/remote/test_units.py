@@ -131,6 +131,13 @@ def test_policy_file(tmp_path: Path) -> None:
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  max_auth_trie: 6\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_host_policy(tmp_path)
+    (tmp_path / ".kamal" / "secure.yml").write_text(
+        "hosts:\n  banner: required\n  print_last_log: no\n  port: 2222\n")
+    policy = load_host_policy(tmp_path)
+    assert (policy.banner, policy.print_last_log, policy.port) == ("required", "no", 2222)
+    (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  banner: maybe\n")
+    with pytest.raises(ConfigError, match="not one of"):
+        load_host_policy(tmp_path)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 0\n")
     with pytest.raises(ConfigError, match="positive"):
         load_host_policy(tmp_path)

@@ -12,6 +12,7 @@ from tests.hostfacts import HARDENED, facts
 WHERE = Location("config/deploy.yml", 4, 7, host="web-1")
 SSHD_EXAMPLE_RULES = [r for r in host.RULES
                       if r.id <= "KS717" and r.id not in ("KS709",)]
+POLICY_CHOICES = HostPolicy(banner="required", print_last_log="no", port=22)
 
 
 def ids(f: object, policy: HostPolicy | None = None) -> set[str]:
@@ -112,3 +113,16 @@ def test_derived_is_labelled() -> None:
 
 def test_none_authentication_accepted() -> None:
     assert ids(facts(offered=("none",))) >= {"KS703"}
+
+
+def test_policy_choices_only_when_set() -> None:
+    text = "Banner none\nPrintLastLog yes\nPort 2222\n" + HARDENED
+    assert "KS723" not in ids(facts(text))
+    found = [f.message for f in host.check_host(facts(text), POLICY_CHOICES, WHERE)
+             if f.rule == "KS723"]
+    assert found == ["no login Banner (policy: required)",
+                     "PrintLastLog is yes (policy: no)",
+                     "sshd listens on port 2222 (policy: 22)"]
+    rule = next(r for r in host.RULES if r.id == "KS723")
+    assert "KS723" in ids(facts(rule.insecure + HARDENED), POLICY_CHOICES)
+    assert "KS723" not in ids(facts(rule.secure + HARDENED), POLICY_CHOICES)

@@ -40,7 +40,7 @@ def audit_hosts(
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
     for problem in result.problems:
-        label = problem.target.name
+        label = problem.target.label
         origin = problem.target.origin
         hint = f" ({problem.hint})" if problem.hint else ""
         report.problems.append(Problem(

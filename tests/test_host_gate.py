@@ -88,3 +88,13 @@ def test_paramiko_only_in_remote() -> None:
     users = {p.relative_to(package).parts[0] for p in package.rglob("*.py")
              if "import paramiko" in p.read_text()}
     assert users == {"remote"}
+
+
+def test_erb_host_cannot_be_checked(client: Client, tmp_path: Path) -> None:
+    app = write_project(tmp_path / "app", client, ["127.55.250.251"])
+    deploy = app / "config" / "deploy.yml"
+    deploy.write_text(deploy.read_text().replace("127.55.250.251", '<%= ENV["WEB_IP"] %>'))
+    done = run(app, client, "scan", "--format", "json")
+    assert done.returncode == 3, done.stderr
+    assert "comes from ERB" in done.stdout
+    assert "<ERB at config/deploy.yml:5>" in done.stdout

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Origin, Project
 from kamal_secure.errors import ConfigError, UsageError
 
@@ -48,6 +49,15 @@ class Target:
     origin: Origin  # the file:line that names it first
     roles: tuple[str, ...] = ()
 
+    @property
+    def dynamic(self) -> bool:
+        """Produced by ERB (``<%= ... %>``), which is never run: the real name is unknown."""
+        return is_dynamic(self.name)
+
+    @property
+    def label(self) -> str:
+        return f"<ERB at {self.origin.file}:{self.origin.line}>" if self.dynamic else self.name
+
 
 @dataclass(frozen=True)
 class Inventory:
@@ -64,10 +74,10 @@ def build_inventory(
 ) -> Inventory:
     inventory = _build(project, hosts, roles)
     for target in inventory.targets:
-        if not HOST_NAME.fullmatch(target.name):
+        if not target.dynamic and not HOST_NAME.fullmatch(target.name):
             where = f"{target.origin.file}:{target.origin.line}"
             raise ConfigError(f"{where}: {target.name!r} is not a host name or address")
-    if not USER_NAME.fullmatch(inventory.ssh.user):
+    if not is_dynamic(inventory.ssh.user) and not USER_NAME.fullmatch(inventory.ssh.user):
         raise ConfigError(f"ssh.user {inventory.ssh.user!r} is not a user name")
     return inventory
 

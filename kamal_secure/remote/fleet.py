@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import Inventory, SshSettings, Target
 from kamal_secure.errors import CheckIncomplete
 from kamal_secure.remote import hostkeys, session, sshd
@@ -114,6 +115,10 @@ def _progress(total: int) -> Callable[[str | None], None]:
 
 def _one(connector: session.Connector, target: Target) -> Outcome:
     ssh = connector.ssh
+    if target.dynamic or is_dynamic(ssh.user):
+        what = "host name" if target.dynamic else "ssh.user"
+        return None, HostProblem(target, "KS801", f"the {what} comes from ERB, which "
+                                 "kamal-secure never runs, so this host cannot be checked"), 0
     hostname, port = resolve(target.name, ssh)
     names = [hostkeys.key_name(hostname, port)]
     if target.name != hostname:

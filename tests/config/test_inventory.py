@@ -146,3 +146,10 @@ def test_hostile_user_is_refused(tmp_path: Path, user: str) -> None:
 def test_ipv6_and_names_are_fine(tmp_path: Path) -> None:
     inv = build_inventory(project(tmp_path, "servers: ['2001:db8::1', web-1.example.com]\n"))
     assert [t.name for t in inv.targets] == ["2001:db8::1", "web-1.example.com"]
+
+
+def test_erb_hosts_are_kept_and_labelled(tmp_path: Path) -> None:
+    text = 'servers:\n  - <%= ENV["WEB"] %>\n  - 10.0.0.1\nssh:\n  user: <%= ENV["U"] %>\n'
+    inv = build_inventory(project(tmp_path, text))
+    assert [t.dynamic for t in inv.targets] == [True, False]
+    assert inv.targets[0].label == "<ERB at config/deploy.yml:2>"

@@ -30,6 +30,7 @@ def sshd_of(text: str, user: str = "deploy", addr: str = "192.0.2.7",
     tree = {"/etc/ssh/sshd_config": text, **(files or {})}
     config, _ = derive(ConnInfo(user, addr), tree.get,
                        lambda pattern: [p for p in tree if _glob(p, pattern)])
+    assert config is not None, "the main sshd_config must be in files"
     return replace(config, source=SOURCE_ROOT)
 
 

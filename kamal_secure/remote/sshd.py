@@ -135,6 +135,9 @@ def gather(runner: Runner, user: str) -> SshdFacts:
         facts.sshd, notes = derive(facts.conn, lambda p: read_file(runner, p),
                                    lambda p: glob(runner, p))
         facts.notes.extend(notes)
+    if facts.sshd is None:  # AuthorizedKeysFile unknown: do not guess the files
+        facts.notes.append("authorized_keys not read: AuthorizedKeysFile unknown")
+        return facts
     preloaded = {name[5:]: body for name, body in parts.items() if name.startswith("file ")}
     facts.authorized_keys = read_authorized_keys(runner, facts, preloaded)
     return facts

@@ -57,9 +57,12 @@ class _State:
 
 
 def derive(conn: ConnInfo, read: Reader, glob: Globber, main: str = MAIN
-           ) -> tuple[SshdConfig, list[str]]:
+           ) -> tuple[SshdConfig | None, list[str]]:
+    """None when the main file cannot be read: defaults alone would be a guess, not a fact."""
     state = _State(conn, read, glob)
     _file(state, main, None, 0)
+    if state.notes and state.notes[0] == f"could not read {main}":
+        return None, state.notes
     merged = dict(DEFAULTS.items())
     pairs: list[tuple[str, str]] = []
     for key in sorted({*merged, *state.globals, *state.matched}):

@@ -96,14 +96,19 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "KS722", Severity.INFO, "Effective sshd settings were derived, not read",
     rationale="sshd -T could not run (no root, no sudo -n, no usable sshd binary), so the "
     "files were parsed with sshd's rules (Include in lexical order, first value wins, Match "
-    "for this user and address). Unreadable files or unusual Match criteria may be missed.",
+    "for this user and address). Unreadable files or unusual Match criteria may be missed. "
+    "When not even the main sshd_config can be read, the settings are unknown: high.",
     fix="Let the deploy user run `sudo -n /usr/sbin/sshd -T` or make sshd_config readable.",
     insecure="# sshd_config mode 0600 and no sudo\n", secure="# sudo -n sshd -T works\n",
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
+    notes = "; ".join(ctx.facts.notes) or None
     if ctx.sshd is not None and ctx.sshd.derived:
-        notes = "; ".join(ctx.facts.notes)
-        yield rule.finding(ctx.sshd.source, ctx.where, notes or None)
+        yield rule.finding(ctx.sshd.source, ctx.where, notes)
+    elif ctx.sshd is None and ctx.facts.notes:
+        yield rule.finding("the effective sshd settings could neither be read nor derived: "
+                           "only the live probe was checked", ctx.where, notes,
+                           severity=Severity.HIGH)
 
 
 def _problem_rule(id_: str, title: str, rationale: str, fix: str, insecure: str,

@@ -77,17 +77,34 @@ def test_root_login_allowed_read_as_root(lab: Lab, client: Client, tmp_path: Pat
     assert report.checked == [f"host {addr}: sshd -T (as root)"]
 
 
-def test_unreadable_config_falls_back_to_derived(lab: Lab, client: Client,
-                                                tmp_path: Path) -> None:
+def test_unreadable_config_is_unknown_not_guessed(lab: Lab, client: Client,
+                                                 tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
                      main_mode=0o600)
     client.trust(host.known_line())
     report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
-    derived = [f for f in report.findings if f.rule == "KS722"]
-    assert len(derived) == 1
-    assert "could not read /etc/ssh/sshd_config" in (derived[0].evidence or "")
+    assert {(f.rule, f.severity) for f in report.findings} == {("KS722", Severity.HIGH)}
+    derived = next(f for f in report.findings if f.rule == "KS722")
+    assert "could not read /etc/ssh/sshd_config" in (derived.evidence or "")
+    assert report.checked == [f"host {addr}: live probe only"]
+
+
+def test_derived_when_sshd_t_cannot_run(lab: Lab, client: Client, tmp_path: Path) -> None:
+    """An Include of an unreadable drop-in makes sshd -T fail for the deploy user, but
+    the main file is readable: the result is derived, and labelled so."""
+    addr = next_addr()
+    files = {"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"}
+    host = lab.start(addr, HARDENED, files=files, authorized={DEPLOY_USER: deploy_line(client)})
+    (host.etc / "sshd_config.d" / "50-cloud-init.conf").chmod(0o600)
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
     assert "derived, not read" in report.checked[0]
+    found = {f.rule: f for f in report.findings}
+    assert found["KS722"].severity is Severity.INFO
+    assert "could not read /etc/ssh/sshd_config.d/50-cloud-init.conf" in (
+        found["KS722"].evidence or "")
+    assert "KS701" in found  # the live probe still sees password login
 
 
 def test_not_reloaded_reports_both(lab: Lab, client: Client, tmp_path: Path) -> None:

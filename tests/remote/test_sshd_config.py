@@ -46,3 +46,12 @@ def test_parse_sshd_t_output() -> None:
     c = SshdConfig.parse("port 22\nhostkey /a\nhostkey /b\npermitrootlogin without-password\n")
     assert c.all("hostkey") == ["/a", "/b"]
     assert c.number("port") == 22
+
+
+def test_unreadable_main_file_is_unknown_not_defaults() -> None:
+    from kamal_secure.remote.sshd_config import ConnInfo, derive
+
+    files: dict[str, str] = {}
+    config, notes = derive(ConnInfo("deploy", "192.0.2.1"), files.get, lambda _: [])
+    assert config is None
+    assert notes == ["could not read /etc/ssh/sshd_config"]

@@ -4,8 +4,17 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from kamal_secure.config.inventory import Jump, build_inventory, match_items, parse_jump
+from kamal_secure.config.inventory import (
+    HOST_NAME,
+    USER_NAME,
+    Jump,
+    build_inventory,
+    match_items,
+    parse_jump,
+)
 from kamal_secure.config.load import load_project
 from kamal_secure.errors import ConfigError, UsageError
 
@@ -153,3 +162,18 @@ def test_erb_hosts_are_kept_and_labelled(tmp_path: Path) -> None:
     inv = build_inventory(project(tmp_path, text))
     assert [t.dynamic for t in inv.targets] == [True, False]
     assert inv.targets[0].label == "<ERB at config/deploy.yml:2>"
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_host_value_is_refused_or_a_plain_name(tmp_path: Path, host: str) -> None:
+    text = f"servers:\n  - {json.dumps(host)}\nssh:\n  user: {json.dumps(host)}\n"
+    try:
+        inv = build_inventory(project(tmp_path, text))
+    except ConfigError:
+        return
+    for target in inv.targets:
+        assert target.dynamic or HOST_NAME.fullmatch(target.name)
+        assert not target.name.startswith("-")
+    assert USER_NAME.fullmatch(inv.ssh.user) or "\ue000" in inv.ssh.user

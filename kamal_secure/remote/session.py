@@ -15,6 +15,7 @@ import re
 import shlex
 import socket
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class Connector:
     timeout: float
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
     _jump_lock: threading.Lock = field(default_factory=threading.Lock)
+    _agent_lock: threading.Lock = field(default_factory=threading.Lock)
     _jump_result: paramiko.Transport | CheckIncomplete | None = None
 
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
@@ -181,8 +183,11 @@ class Connector:
 
     def _login(self, transport: paramiko.Transport, endpoint: Endpoint) -> None:
         for key in self.keys:
+            # One agent connection is shared by every thread: one signature at a time.
+            lock = self._agent_lock if isinstance(key, paramiko.AgentKey) else nullcontext()
             try:
-                transport.auth_publickey(endpoint.user, key)
+                with lock:
+                    transport.auth_publickey(endpoint.user, key)
             except paramiko.AuthenticationException:
                 continue
             except (paramiko.SSHException, OSError) as err:

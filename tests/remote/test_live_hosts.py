@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -188,3 +191,30 @@ def test_proxy_command(lab: Lab, client: Client, tmp_path: Path,
     assert report.problems == []
     assert rules_by_host(report) == {addr: {"KS720"}}
     assert (tmp_path / "relay.log").read_text() == f"{addr}:22\n"
+
+
+def test_agent_keys_from_many_threads(lab: Lab, client: Client, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """keys_only false and no ssh.keys: Kamal offers the agent's keys; five hosts sign
+    through one agent connection at once."""
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True)
+    env = dict(line.split(";")[0].split("=", 1) for line in agent.stdout.splitlines()
+               if line.startswith(("SSH_AUTH_SOCK=", "SSH_AGENT_PID=")))
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", env["SSH_AUTH_SOCK"])
+        subprocess.run(["ssh-add", "-q", str(client.key)], check=True, env=dict(
+            os.environ, SSH_AUTH_SOCK=env["SSH_AUTH_SOCK"]), capture_output=True)
+        client.key.rename(client.key.with_name("not_a_default_name"))  # agent only
+        addrs = [next_addr() for _ in range(5)]
+        for addr in addrs:
+            client.trust(lab.start(addr, HARDENED, authorized={
+                DEPLOY_USER: deploy_line(client)}).known_line())
+        app = write_project(tmp_path / "app", client, addrs)
+        deploy = app / "config" / "deploy.yml"
+        deploy.write_text(deploy.read_text().replace("keys_only: true", "keys_only: false")
+                          .replace(f'  keys: ["{client.key}"]\n', ""))
+        report = scan_hosts(app)
+        assert report.problems == []
+        assert len(report.checked) == 5
+    finally:
+        os.kill(int(env["SSH_AGENT_PID"]), signal.SIGTERM)

@@ -31,6 +31,7 @@ from kamal_secure.remote.probe import probe_methods
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 MAX_OUTPUT = 1024 * 1024
 TOKENS = re.compile(r"%[hpr%]")
+JUMP_STARTUPS = 8  # below sshd's default MaxStartups 10
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 
 
@@ -56,6 +57,7 @@ class Session:
     host_key: paramiko.PKey
     offered: tuple[str, ...] | None
     timeout: float
+    jump: paramiko.Transport | None = None
     execs: int = field(default=0)
 
     def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
@@ -75,7 +77,9 @@ class Session:
             channel.close()
 
     def close(self) -> None:
-        self.transport.close()  # a shared jump connection is closed by the fleet
+        self.transport.close()
+        if self.jump is not None:
+            self.jump.close()
 
 
 def _read_all(channel: paramiko.Channel) -> bytes:
@@ -102,31 +106,31 @@ class Connector:
     keys: list[paramiko.PKey]
     timeout: float
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
-    _jump_lock: threading.Lock = field(default_factory=threading.Lock)
+    _jump_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(JUMP_STARTUPS))
     _agent_lock: threading.Lock = field(default_factory=threading.Lock)
-    _jump_result: paramiko.Transport | CheckIncomplete | None = None
 
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
         jump = self._jump(self.ssh.proxy) if self.ssh.proxy is not None else None
-        sock = self._socket(endpoint, jump)
-        transport, key, offered = self._handshake(sock, endpoint, names)
-        return Session(endpoint, transport, key, offered, self.timeout)
+        try:
+            sock = self._socket(endpoint, jump)
+            transport, key, offered = self._handshake(sock, endpoint, names)
+        except BaseException:
+            if jump is not None:
+                jump.close()
+            raise
+        return Session(endpoint, transport, key, offered, self.timeout, jump)
 
     def _jump(self, proxy: Jump) -> paramiko.Transport:
-        """One verified connection to the jump host, shared by every target (a bastion's
-        MaxStartups would drop 30 simultaneous logins); its failure is every target's."""
-        with self._jump_lock:
-            if self._jump_result is None:
-                end = Endpoint(proxy.host, proxy.port, proxy.user)
-                try:
-                    sock = self._tcp(end)
-                    self._jump_result, _, _ = self._handshake(
-                        sock, end, [hostkeys.key_name(end.hostname, end.port)])
-                except CheckIncomplete as err:
-                    self._jump_result = err
-            if isinstance(self._jump_result, CheckIncomplete):
-                raise self._jump_result
-            return self._jump_result
+        """A verified connection to the jump host for one target. At most JUMP_STARTUPS
+        are being set up at once: a bastion's MaxStartups (10:30:100) drops the rest.
+        (One connection shared by all targets raced in paramiko's channel teardown.)"""
+        end = Endpoint(proxy.host, proxy.port, proxy.user)
+        with self._jump_slots:
+            sock = self._tcp(end)
+            transport, _, _ = self._handshake(sock, end, [hostkeys.key_name(end.hostname,
+                                                                             end.port)])
+        return transport
 
     def _socket(self, endpoint: Endpoint, jump: paramiko.Transport | None) -> Any:
         if jump is not None:

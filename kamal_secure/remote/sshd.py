@@ -108,15 +108,15 @@ class SshdFacts:
 
 
 def sections(text: str, marker: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
+    """Split output at ``<marker> <name>`` lines (the marker is random per command)."""
+    out: dict[str, list[str]] = {}
+    lines: list[str] | None = None
     for line in text.split("\n"):
         if line.startswith(marker + " "):
-            name = line[len(marker) + 1:]
-            out[name] = ""
-        elif name is not None:
-            out[name] += line + "\n"
-    return {k: v.strip("\n") for k, v in out.items()}
+            lines = out.setdefault(line[len(marker) + 1:], [])
+        elif lines is not None:
+            lines.append(line)
+    return {name: "\n".join(body).strip("\n") for name, body in out.items()}
 
 
 def gather(runner: Runner, user: str) -> SshdFacts:
@@ -131,7 +131,8 @@ def gather(runner: Runner, user: str) -> SshdFacts:
         if name.startswith("sshd") and kind in SOURCES:
             facts.sshd = SshdConfig.parse(body, SOURCES[kind])
     if facts.sshd is None:
-        facts.notes.append("sshd -T could not run (not root, no sudo -n, -h failed)")
+        error = (parts.get("sshd") or "no output").splitlines()[0][:200]
+        facts.notes.append(f"sshd -T could not run (not root, no sudo -n, -h failed: {error})")
         facts.sshd, notes = derive(facts.conn, lambda p: read_file(runner, p),
                                    lambda p: glob(runner, p))
         facts.notes.extend(notes)

@@ -71,9 +71,11 @@ def ssh_audit_time(host: Host) -> float | None:
     runs = []
     for _ in range(ROUNDS):
         started = time.perf_counter()
-        subprocess.run([str(tool), "--skip-rate-test", host.addr], capture_output=True,
-                       check=False, timeout=60)
+        done = subprocess.run([str(tool), "--skip-rate-test", host.addr], capture_output=True,
+                              text=True, check=False, timeout=60)
         runs.append(time.perf_counter() - started)
+        if "(gen) banner" not in done.stdout:  # exit status is non-zero on any warning
+            raise SystemExit(f"ssh-audit did not audit {host.addr}: {done.stdout[-300:]}")
     return statistics.median(runs)
 
 

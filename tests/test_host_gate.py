@@ -18,7 +18,7 @@ STANDIN = Path(__file__).resolve().parent.parent / "examples" / "bin" / "kamal"
 
 def run(app: Path, client: Client, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = dict(os.environ, HOME=str(client.home), KAMAL_SECURE_KAMAL=str(STANDIN),
-                   KAMAL_SECURE_FAIL_ON="critical", **env)
+                   KAMAL_SECURE_FAIL_ON="critical")
     environ.pop("KAMAL_SECURE_SKIP", None)
     environ.pop("KAMAL_SECURE_OFFLINE", None)
     environ.update(env)
@@ -98,3 +98,12 @@ def test_erb_host_cannot_be_checked(client: Client, tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert "comes from ERB" in done.stdout
     assert "<ERB at config/deploy.yml:5>" in done.stdout
+
+
+def test_break_glass_does_not_cover_unchecked_hosts(client: Client, tmp_path: Path) -> None:
+    app = write_project(tmp_path / "app", client, ["127.55.250.252"])
+    deploy = app / "config" / "deploy.yml"
+    deploy.write_text(deploy.read_text().replace("127.55.250.252", '<%= ENV["WEB_IP"] %>'))
+    done = run(app, client, "deploy", KAMAL_SECURE_SKIP="hotfix", KAMAL_SECURE_FAIL_ON="low")
+    assert done.returncode == 3, done.stderr
+    assert "stand-in kamal ran" not in done.stdout

@@ -218,3 +218,14 @@ def test_agent_keys_from_many_threads(lab: Lab, client: Client, tmp_path: Path,
         assert len(report.checked) == 5
     finally:
         os.kill(int(env["SSH_AGENT_PID"]), signal.SIGTERM)
+
+
+def test_match_address_uses_our_address_as_the_host_sees_it(lab: Lab, client: Client,
+                                                            tmp_path: Path) -> None:
+    addr = next_addr()
+    config = HARDENED + "Match Address 127.0.0.0/8\n  PermitRootLogin yes\n"
+    host = lab.start(addr, config, authorized={DEPLOY_USER: deploy_line(client)})
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    found = {f.rule: f for f in report.findings}
+    assert "permitrootlogin yes" in (found["KS704"].evidence or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,14 @@ def evaluate(
     *,
     inline: bool | None = None,
     baseline: frozenset[str] = frozenset(),
+    live: bool = False,
+    hosts: Iterable[str] = (),
+    roles: Iterable[str] = (),
 ) -> Report:
-    """Every check the gate runs, with the policy (switches, waivers, baseline) applied."""
+    """Every check the gate runs (the live host checks when ``live``), policy applied."""
     report = run_static(config_file, destination, settings=policy.settings())
+    if live:
+        from kamal_secure.hosts import audit_hosts, merge
+
+        merge(report, audit_hosts(config_file, destination, hosts, roles))
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from kamal_secure import baseline
 from kamal_secure.audit import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
+from kamal_secure.hosts import OFFLINE_ENV
 from kamal_secure.kamal import Invocation, exec_kamal
 from kamal_secure.policy import load_policy
 from kamal_secure.report import text
@@ -48,8 +49,11 @@ class Verdict:
     skip: str | None  # the break-glass reason, when one was given
 
 
-def decide(config_file: str, destination: str | None, environ: dict[str, str]) -> Verdict:
-    """Run every check with the policy applied; raises on usage or config errors."""
+def decide(config_file: str, destination: str | None, environ: dict[str, str],
+           hosts: list[str], roles: list[str]) -> Verdict:
+    """Run every check with the policy applied; raises on usage or config errors.
+
+    The live host checks run unless KAMAL_SECURE_OFFLINE=1, which is said loudly."""
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
@@ -58,7 +62,13 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str]) -
     known = frozenset[str]()
     if environ.get("KAMAL_SECURE_BASELINE"):
         known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
-    report = evaluate(config_file, destination, policy, baseline=known)
+    offline = environ.get(OFFLINE_ENV) == "1"
+    if offline:
+        text.make_console(sys.stderr).print(
+            f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd settings and "
+            "host keys were NOT checked")
+    report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
+                      hosts=hosts, roles=roles)
     return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
 
 
@@ -83,7 +93,7 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
 def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     _require_text(inv)
-    verdict = decide(inv.config_file, inv.destination, environ)
+    verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
     options = {k: v for k, v in inv.options.items() if k != "version"}
     if proceed(verdict, "running kamal", inv.words[:2], options):
         exec_kamal(inv.args, environ)

@@ -40,12 +40,12 @@ class Policy:
     key_rotation_days: int = 90
     disabled: frozenset[str] = frozenset()
     severities: dict[str, Severity] = field(default_factory=dict)
-    sshd: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, Any] = field(default_factory=dict)  # read by host_policy too
     waivers: tuple[Waiver, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """What rules may read (Context.settings)."""
-        return {"key_rotation_days": self.key_rotation_days, "sshd": dict(self.sshd)}
+        return {"key_rotation_days": self.key_rotation_days, "hosts": dict(self.hosts)}
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +107,7 @@ def _build(data: dict[str, Any], loaded: yamlsafe.Loaded, name: str, today: dt.d
         disabled=frozenset(r for r, v in rules.items() if v.get("enabled") is False),
         severities={r: Severity.parse(v["severity"]) for r, v in rules.items()
                     if "severity" in v},
-        sshd=data.get("sshd", {}),
+        hosts=data.get("hosts", {}),
         waivers=waivers,
     )
 

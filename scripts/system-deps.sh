@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs from Debian (OpenSSH server, ShellCheck) when
+# Installs what the test suite needs from Debian (OpenSSH server, ShellCheck, sudo) when
 # running as root with apt; otherwise says exactly what is missing.
 set -euo pipefail
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v sudo >/dev/null 2>&1 || need+=(sudo)  # the host checks' `sudo -n sshd -T` path
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]} from Debian"

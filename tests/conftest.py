@@ -1,14 +1,22 @@
+"""Shared fixtures: a private HOME with a deploy key, the stand-in kamal, real sshd hosts.
+
+With CI=true a host that cannot run sshd fails, never skips.
+"""
+
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import write_standin
+from tests.sshd_hosts import DEPLOY_USER, Lab, can_run_sshd, ensure_user, keygen, remove_user
 
 SECURE_CONFIG = """\
 service: shop
@@ -71,3 +79,63 @@ def private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield home
     if old is not None:
         os.environ["HOME"] = old
+
+
+_addresses = itertools.count(os.getpid() % 50 * 100)
+
+
+def next_addr() -> str:
+    n = next(_addresses)
+    return f"127.55.{n // 200 % 250}.{n % 200 + 2}"
+
+
+@pytest.fixture(scope="session")
+def sshd_available() -> Iterator[None]:
+    why = can_run_sshd()
+    if why is None:
+        existed = subprocess.run(["id", DEPLOY_USER], capture_output=True,
+                                 check=False).returncode == 0
+        ensure_user(DEPLOY_USER)
+        yield
+        if not existed:
+            remove_user(DEPLOY_USER)
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and real sshd tests cannot run: {why}")
+    pytest.skip(why)
+
+
+@dataclass
+class Client:
+    home: Path
+    key: Path
+    public: str  # "ssh-ed25519 AAAA... comment"
+
+    def trust(self, *lines: str) -> None:
+        with (self.home / ".ssh" / "known_hosts").open("a") as handle:
+            handle.writelines(lines)
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Client:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    key = home / ".ssh" / "kamal_deploy_key"
+    public = keygen(key)
+    (home / ".ssh" / "known_hosts").write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return Client(home, key, public)
+
+
+@pytest.fixture
+def lab(sshd_available: None, tmp_path: Path) -> Iterator[Lab]:
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    hosts.chmod(0o755)
+    tmp_path.chmod(0o755)
+    lab = Lab(hosts)
+    try:
+        yield lab
+    finally:
+        lab.stop_all()

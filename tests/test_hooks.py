@@ -26,6 +26,7 @@ def run_hook(app: Path, name: str, env: dict[str, str] | None = None,
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
     environ.update({"PATH": path if path is not None else f"{BIN}:/usr/bin:/bin",
                     "PYTHONPATH": str(REPO), "NO_COLOR": "1", "KAMAL_HOSTS": "127.0.0.1",
+                    "KAMAL_SECURE_OFFLINE": "1",
                     "KAMAL_COMMAND": "deploy", **SECRETS, **(env or {})})
     return subprocess.run([f".kamal/hooks/{name}"], cwd=app, env=environ, capture_output=True,
                           text=True, timeout=120, check=False)

@@ -21,7 +21,9 @@ def run(args: list[str]) -> int:
     environ = dict(os.environ)
     config_file = environ.get("KAMAL_SECURE_CONFIG") or "config/deploy.yml"
     destination = environ.get("KAMAL_DESTINATION") or None
-    verdict = decide(config_file, destination, environ)
+    hosts = [h for h in environ.get("KAMAL_HOSTS", "").split(",") if h]
+    roles = [r for r in environ.get("KAMAL_ROLES", "").split(",") if r]
+    verdict = decide(config_file, destination, environ, hosts, roles)
     command = [w for w in (environ.get("KAMAL_COMMAND"), environ.get("KAMAL_SUBCOMMAND")) if w]
     options = {"hook": opts.name, "destination": destination or "",
                "hosts": environ.get("KAMAL_HOSTS", "")}

@@ -33,12 +33,20 @@ rules: {}
 #  KS102: {severity: high}
 #  KS502: {enabled: false}
 
-# sshd settings that the common baselines disagree on.
-sshd:
+# Live host checks: sshd settings the common baselines disagree on, and how
+# hosts are reached.
+hosts:
   max_auth_tries: 4
   login_grace_time: 60
   client_alive_interval: 300
   client_alive_count_max: 3
+  tcp_forwarding: [no, local]
+  log_levels: [VERBOSE, INFO]
+  banner: any            # required | none | any
+  print_last_log: any    # yes | no | any
+  port: 0                # the port sshd must listen on; 0: any
+  concurrency: 30
+  timeout: 20            # seconds per host
 
 # Accepted risks. Each needs a reason, an owner and an expiry date at most a
 # year ahead; an expired waiver counts again, an unused one is reported.

@@ -87,7 +87,8 @@ def run(args: list[str]) -> int:
     fail_on = _fail_on(opts, policy)
     known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
     report = evaluate(opts.config_file, opts.destination, policy,
-                      inline=False if opts.no_inline_waivers else None, baseline=known)
+                      inline=False if opts.no_inline_waivers else None, baseline=known,
+                      live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles))
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")
@@ -120,6 +121,10 @@ def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespac
         return
     with _open(output) as handle:
         handle.write(content)
+
+
+def _split(value: str | None) -> list[str]:
+    return [item for item in (value or "").split(",") if item]
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from kamal_secure.rules import (
     containers,
     exposure,
     hooks,
+    host,
     keys,
     loader,
     meta,
@@ -27,6 +28,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *exposure.RULES,
     *settings.RULES,
     *hooks.RULES,
+    *host.RULES,
     *meta.RULES,
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}

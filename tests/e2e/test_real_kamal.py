@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Client, next_addr
 from tests.helpers import REPO
+from tests.live import write_project
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
@@ -86,19 +89,86 @@ def _same(text: str) -> str:
 
 
 def test_gated_command_refused_before_kamal_starts(app: Path, real_kamal: Path) -> None:
-    result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env_for(real_kamal))
+    result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app,
+                 env_for(real_kamal, KAMAL_SECURE_OFFLINE="1"))
     assert result.returncode == 1
     assert "KS103" in result.stderr
     assert "INFO" not in result.stdout + result.stderr  # kamal never ran
 
 
-def test_plain_kamal_is_stopped_by_our_pre_connect_hook(app: Path, real_kamal: Path) -> None:
-    env = env_for(real_kamal)
+TRAP = {"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"}
+# Kamal's net-ssh speaks curve25519 only with the x25519 gem, which Debian's Kamal lacks:
+# a host offering only curve25519/sntrup key exchange locks Kamal out ("could not settle on
+# kex algorithm"). Hardened for Kamal means keeping an ECDH (or DH group exchange) kex too.
+KAMAL_HARDENED = HARDENED.replace(
+    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,",
+    "KexAlgorithms sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,curve25519-sha256,")
+
+
+def live_app(root: Path, client: Client, addr: str) -> Path:
+    """A Kamal project for one loopback host, committed to git as kamal requires."""
+    write_project(root, client, [addr], extra_ssh="  forward_agent: false\n")
+    deploy = root / "config" / "deploy.yml"
+    deploy.write_text(deploy.read_text() + "registry:\n  username: acme\n  password:\n"
+                      "    - KAMAL_REGISTRY_PASSWORD\nbuilder:\n  arch: amd64\n")
+    (root / ".kamal" / "secrets").write_text(
+        "KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n")
+    git = ["git", "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
+    subprocess.run([*git, "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "-C", str(root), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
+    return root
+
+
+def live_env(real_kamal: Path, client: Client) -> dict[str, str]:
+    # the deploy key is the only key (no agent); critical: the test hosts' other settings are
+    # not what this test is about
+    env = env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
+    env.pop("SSH_AUTH_SOCK", None)
+    return env
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("hardened", [True, False], ids=["hardened", "cloud-init-trap"])
+def test_gated_server_exec_against_a_real_host(hardened: bool, lab: Lab, client: Client,
+                                               tmp_path: Path, real_kamal: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
+                     authorized={DEPLOY_USER: client.public})
+    client.trust(host.known_line())
+    app = live_app(tmp_path / "app", client, addr)
+    result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app,
+                 live_env(real_kamal, client))
+    output = result.stdout + result.stderr
+    if hardened:
+        assert result.returncode == 0, output
+        assert DEPLOY_USER in result.stdout  # the real kamal ran whoami on the real host
+    else:
+        assert result.returncode == 1, output
+        assert "KS701" in output
+        assert "Running" not in output  # refused before kamal started
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("hardened", [True, False], ids=["hardened", "cloud-init-trap"])
+def test_plain_kamal_with_our_hooks_against_a_real_host(
+    hardened: bool, lab: Lab, client: Client, tmp_path: Path, real_kamal: Path
+) -> None:
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
+                     authorized={DEPLOY_USER: client.public})
+    client.trust(host.known_line())
+    app = live_app(tmp_path / "app", client, addr)
+    env = live_env(real_kamal, client)
     assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
     result = run([str(real_kamal), "server", "exec", "whoami"], app, env)
-    assert result.returncode == 1
     output = result.stdout + result.stderr
-    assert "Hook `pre-connect` failed" in output
-    assert "KS103" in output
-    assert "Connection refused" not in output  # stopped before any SSH connection
     assert "reg-e2e-Vq7Lm2Xz9Tn4" not in output  # the hook got the secret, never printed it
+    if hardened:
+        assert result.returncode == 0, output
+        assert DEPLOY_USER in output
+    else:
+        assert result.returncode == 1, output
+        assert "Hook `pre-connect` failed" in output
+        assert "KS701" in output
+        assert f"Running whoami on {addr}" not in output

@@ -1,0 +1,90 @@
+"""The host-check thresholds the baselines disagree on, from ``.kamal/secure.yml``.
+
+A minimal reader of the ``hosts:`` section only; the full policy file (threshold,
+waivers, rule switches) is a separate piece of work and may absorb this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kamal_secure.config import yamlsafe
+from kamal_secure.config.load import read_text
+from kamal_secure.errors import ConfigError
+
+POLICY_FILE = Path(".kamal/secure.yml")
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    max_auth_tries: int = 4
+    login_grace_time: int = 60
+    client_alive_interval: int = 300
+    client_alive_count_max: int = 3
+    tcp_forwarding: tuple[str, ...] = ("no", "local")
+    log_levels: tuple[str, ...] = ("VERBOSE", "INFO")
+    concurrency: int = 30
+    timeout: float = 20.0  # seconds per host, connection to last byte
+    # Baselines disagree on these; nothing is checked unless the project says so (KS723).
+    banner: str = "any"  # "required" | "none" | "any"
+    print_last_log: str = "any"  # "yes" | "no" | "any"
+    port: int = 0  # the port sshd must listen on; 0: any
+
+
+def load_host_policy(root: Path) -> HostPolicy:
+    path = root / POLICY_FILE
+    if not path.is_file():
+        return HostPolicy()
+    name = str(POLICY_FILE)
+    data = yamlsafe.load(read_text(path, name), name).data
+    section = data.get("hosts") if isinstance(data, dict) else None
+    if section is None:
+        return HostPolicy()
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: hosts: must be a mapping")
+    return _apply(HostPolicy(), section, name)
+
+
+def _apply(policy: HostPolicy, section: dict[str, Any], name: str) -> HostPolicy:
+    known = {f.name: f for f in fields(HostPolicy)}
+    changes: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in known:
+            raise ConfigError(f"{name}: hosts: unknown key {key!r} "
+                              f"(known: {', '.join(sorted(known))})")
+        default = getattr(policy, key)
+        changes[key] = _coerce(value, default, f"{name}: hosts.{key}")
+    return replace(policy, **changes)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, tuple):
+        items = value if isinstance(value, list) else [value]
+        return tuple(_word(v) for v in items)
+    if isinstance(default, str):
+        return _choice(_word(value), where)
+    if isinstance(default, int) and default == 0 and value == 0:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{where}: must be positive")
+    return type(default)(value)
+
+
+def _word(value: Any) -> str:
+    """YAML 1.1 reads a bare ``no`` as false: give sshd's word back."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+CHOICES = {"required", "none", "any", "yes", "no"}
+
+
+def _choice(value: str, where: str) -> str:
+    if value not in CHOICES:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(sorted(CHOICES))}")
+    return value

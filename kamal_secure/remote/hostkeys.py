@@ -1,0 +1,135 @@
+"""Strict host key verification: known keys only, for every address and port.
+
+Keys come from ``~/.ssh/known_hosts``, ``/etc/ssh/ssh_known_hosts`` and the
+project's pinned ``.kamal/known_hosts``. A host on a port other than 22 is
+looked up as ``[host]:port`` (no exception for 127.0.0.1). Unknown and changed
+keys raise; nothing is ever added to a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from kamal_secure.errors import CheckIncomplete
+
+PINNED = Path(".kamal/known_hosts")
+SYSTEM = Path("/etc/ssh/ssh_known_hosts")
+RSA_TYPES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+
+
+class HostKeyProblem(CheckIncomplete):
+    rule = "KS802"
+
+
+class HostKeyUnknown(HostKeyProblem):
+    rule = "KS802"
+
+
+class HostKeyChanged(HostKeyProblem):
+    rule = "KS803"
+
+
+def known_hosts_files(root: Path) -> list[Path]:
+    return [Path.home() / ".ssh" / "known_hosts", SYSTEM, root / PINNED]
+
+
+@dataclass
+class KnownHosts:
+    keys: paramiko.HostKeys = field(default_factory=paramiko.HostKeys)
+    revoked: set[str] = field(default_factory=set)  # base64 blobs of @revoked keys
+
+    def lookup(self, name: str) -> Any:
+        return self.keys.lookup(name)
+
+
+def load_known_hosts(files: list[Path]) -> KnownHosts:
+    """Plain and hashed entries; ``@revoked`` honoured; ``@cert-authority`` and malformed
+    lines skipped (a host only they would vouch for stays unknown: fail closed)."""
+    known = KnownHosts()
+    for path in files:
+        try:
+            text = path.read_text(errors="replace") if path.is_file() else ""
+        except OSError as err:
+            raise CheckIncomplete(f"cannot read known hosts file {path}: {err}") from None
+        for line in text.splitlines():
+            _add_line(known, line.strip())
+    return known
+
+
+def _add_line(known: KnownHosts, line: str) -> None:
+    if not line or line.startswith("#"):
+        return
+    if line.startswith("@"):
+        marker, _, rest = line.partition(" ")
+        fields = rest.split()
+        if marker == "@revoked" and len(fields) >= 3:
+            known.revoked.add(fields[2])
+        return
+    try:
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+    except Exception:  # paramiko raises several unrelated types for a bad line
+        return
+    if entry is not None and entry.key is not None:
+        for name in entry.hostnames:
+            known.keys.add(name, entry.key.get_name(), entry.key)
+
+
+def key_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def known_for(keys: KnownHosts, names: list[str]) -> dict[str, paramiko.PKey]:
+    found: dict[str, paramiko.PKey] = {}
+    for name in names:
+        entry = keys.lookup(name)
+        if entry is not None:
+            for key_type in entry:
+                found.setdefault(key_type, entry[key_type])
+    return found
+
+
+def prefer_known_types(transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
+    """Ask for a host key type we can verify (what OpenSSH does with known_hosts)."""
+    if not known:
+        return
+    options = transport.get_security_options()
+    wanted: list[str] = []
+    for key_type in known:
+        wanted.extend(RSA_TYPES if key_type == "ssh-rsa" else (key_type,))
+    available = list(options.key_types)
+    first = [t for t in wanted if t in available]
+    options.key_types = first + [t for t in available if t not in first]
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return str(key.fingerprint)
+
+
+def verify(known: dict[str, paramiko.PKey], names: list[str], key: paramiko.PKey,
+           revoked: set[str] | None = None) -> None:
+    name = names[0]
+    if key.get_base64() in (revoked or set()):
+        raise HostKeyChanged(f"{name} presents a REVOKED host key ({key.get_name()} "
+                             f"{fingerprint(key)}, marked @revoked in known_hosts); "
+                             "refusing to continue")
+    if not known:
+        raise HostKeyUnknown(
+            f"unknown host key for {name}: {key.get_name()} {fingerprint(key)}",
+            hint=f"check the fingerprint on the host itself (ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_*_key.pub), then pin it: echo '{name} {key.get_name()} "
+            f"{key.get_base64()}' >> {PINNED}",
+        )
+    expected = known.get(key.get_name())
+    if expected is None or expected.asbytes() != key.asbytes():
+        old = expected if expected is not None else next(iter(known.values()))
+        raise HostKeyChanged(
+            f"HOST KEY CHANGED for {name}: known {old.get_name()} {fingerprint(old)}, "
+            f"host now presents {key.get_name()} {fingerprint(key)}. Someone may be in the "
+            "middle; refusing to continue",
+            hint="if the host was rebuilt on purpose, verify the new fingerprint on its "
+            "console and replace its line in known_hosts",
+        )

@@ -1,0 +1,19 @@
+"""The host family (KS7xx, KS8xx): every host rule, in id order, and how to run them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kamal_secure.host_policy import HostPolicy
+from kamal_secure.remote.facts import HostFacts
+from kamal_secure.report.model import Finding, Location
+from kamal_secure.rules import host_access, host_auth, host_hardening
+from kamal_secure.rules.base import Rule
+from kamal_secure.rules.host_base import HostContext, run_host_checks
+
+RULES: tuple[Rule, ...] = tuple(sorted(
+    (*host_auth.RULES, *host_hardening.RULES, *host_access.RULES), key=lambda r: r.id))
+
+
+def check_host(facts: HostFacts, policy: HostPolicy, where: Location) -> Iterator[Finding]:
+    yield from run_host_checks(RULES, HostContext(facts, policy, where))

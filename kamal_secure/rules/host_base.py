@@ -1,0 +1,81 @@
+"""Host rules: the same Rule metadata as static rules, checks that read HostFacts.
+
+A host rule's ``Rule.check`` is None (static ``run_checks`` skips it); its
+check function lives in ``HOST_CHECKS`` and reads a :class:`HostContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from kamal_secure.host_policy import HostPolicy
+from kamal_secure.remote.facts import HostFacts, SshdConfig
+from kamal_secure.report.model import Finding, Location, Severity
+from kamal_secure.rules.base import Rule
+
+FAMILY = "host"
+
+
+@dataclass(frozen=True)
+class HostContext:
+    facts: HostFacts
+    policy: HostPolicy
+    where: Location  # the host, and the deploy.yml file:line that names it
+
+    @property
+    def sshd(self) -> SshdConfig | None:
+        return self.facts.sshd
+
+    def offers(self, method: str) -> bool:
+        return self.facts.offered is not None and method in self.facts.offered
+
+    def evidence(self, key: str) -> str | None:
+        if self.sshd is None:
+            return None
+        value = self.sshd.get(key)
+        return f"{key} {value} ({self.sshd.source})" if value is not None else None
+
+
+HostCheck = Callable[[Rule, HostContext], Iterable[Finding]]
+HOST_CHECKS: dict[str, HostCheck] = {}
+
+
+def host_rule(
+    id: str,
+    severity: Severity,
+    title: str,
+    *,
+    rationale: str,
+    fix: str,
+    insecure: str,
+    secure: str,
+    references: tuple[str, ...] = (),
+) -> Callable[[HostCheck], Rule]:
+    def wrap(check: HostCheck) -> Rule:
+        HOST_CHECKS[id] = check
+        return Rule(id, severity, title, rationale, fix, insecure, secure, FAMILY, None,
+                    references)
+
+    return wrap
+
+
+def run_host_checks(rules: Iterable[Rule], ctx: HostContext) -> Iterator[Finding]:
+    for rule in rules:
+        check = HOST_CHECKS.get(rule.id)
+        if check is not None:
+            yield from check(rule, ctx)
+
+
+def setting_is(ctx: HostContext, key: str, *bad: str) -> bool:
+    value = ctx.sshd.flag(key) if ctx.sshd is not None else None
+    return value is not None and value in bad
+
+
+def setting_not(ctx: HostContext, key: str, *good: str) -> bool:
+    value = ctx.sshd.flag(key) if ctx.sshd is not None else None
+    return value is not None and value not in good
+
+
+SSHD_REFS = ("https://man.openbsd.org/sshd_config", "dev-sec ssh-baseline",
+             "CIS Distribution Independent Linux, 5.2")

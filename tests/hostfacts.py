@@ -1,0 +1,47 @@
+"""Build HostFacts for rule tests from sshd_config text, through the fallback parser."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kamal_secure.remote.facts import SOURCE_ROOT, HostFacts, SshdConfig
+from kamal_secure.remote.sshd_config import ConnInfo, derive
+
+HARDENED = """\
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers deploy
+MaxAuthTries 3
+AllowAgentForwarding no
+AllowTcpForwarding no
+LoginGraceTime 30
+ClientAliveInterval 300
+ClientAliveCountMax 2
+LogLevel VERBOSE
+Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr
+MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
+KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org
+"""
+
+
+def sshd_of(text: str, user: str = "deploy", addr: str = "192.0.2.7",
+            files: dict[str, str] | None = None) -> SshdConfig:
+    tree = {"/etc/ssh/sshd_config": text, **(files or {})}
+    config, _ = derive(ConnInfo(user, addr), tree.get,
+                       lambda pattern: [p for p in tree if _glob(p, pattern)])
+    assert config is not None, "the main sshd_config must be in files"
+    return replace(config, source=SOURCE_ROOT)
+
+
+def _glob(path: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(path, pattern)
+
+
+def facts(text: str = HARDENED, user: str = "deploy",
+          offered: tuple[str, ...] | None = ("publickey",), **extra: object) -> HostFacts:
+    base = HostFacts(name="web-1", address="192.0.2.10", port=22, user=user,
+                     offered=offered, sshd=sshd_of(text, user))
+    return replace(base, **extra)  # type: ignore[arg-type]

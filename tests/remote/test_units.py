@@ -1,0 +1,143 @@
+"""Pure parts of kamal_secure.remote: no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import paramiko
+import pytest
+
+from kamal_secure.config.inventory import SshSettings
+from kamal_secure.errors import ConfigError
+from kamal_secure.host_policy import HostPolicy, load_host_policy
+from kamal_secure.remote import hostkeys, sshd
+from kamal_secure.remote.authorized import parse_authorized_keys
+from kamal_secure.remote.facts import SOURCE_DERIVED, SOURCE_HOSTKEY
+from kamal_secure.remote.ssh_config import resolve
+
+KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIMH53MTM+mUgJEFq8528noV8LT2xl+IFvsp3Hb+tvh88"
+
+
+def test_authorized_keys_options_and_fingerprints() -> None:
+    text = (f'# comment\nfrom="10.0.0.0/8,192.0.2.1",no-pty ssh-ed25519 {KEY} ci@shop\n'
+            f"ssh-ed25519 {KEY}\nnot a key line\n")
+    keys = parse_authorized_keys(text, "/home/d/.ssh/authorized_keys")
+    assert [k.from_restriction for k in keys] == ["10.0.0.0/8,192.0.2.1", None]
+    assert keys[0].fingerprint.startswith("SHA256:")
+    assert keys[0].fingerprint == keys[1].fingerprint
+    assert keys[0].comment == "ci@shop"
+    assert KEY not in repr(keys)  # only fingerprints are kept
+
+
+def test_ssh_config_hostname(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("Host web-1\n  HostName 127.55.9.9\n  Port 2222\n  User admin\n")
+    ssh = SshSettings(config_files=(str(config),))
+    assert resolve("web-1", ssh) == ("127.55.9.9", 22)  # Kamal passes its own port
+    assert resolve("other", ssh) == ("other", 22)
+    assert resolve("web-1", SshSettings(config_files=())) == ("web-1", 22)
+
+
+class FakeHost:
+    """sshd -T fails; the files are readable: the derived path."""
+
+    files: ClassVar[dict[str, str]] = {
+        "/etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\n"
+                                "PasswordAuthentication no\n",
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n",
+        "/home/d/.ssh/authorized_keys": f"ssh-ed25519 {KEY} me\n",
+    }
+
+    def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
+        marker = argv[3]
+        if argv[2] == sshd.SCRIPT:
+            return 0, (f"\n{marker} uid\n1000\n{marker} home\n/home/d\n{marker} conn\n"
+                       f"192.0.2.1|192.0.2.9|22|x\n{marker} sshd \nsshd: no hostkeys\n")
+        if argv[2] == sshd.GLOB_SCRIPT:
+            prefix = argv[4].rstrip("*.conf")
+            return 0, "\n".join(p for p in self.files if p.startswith(prefix)) + "\n"
+        out = "".join(f"\n{marker} {p}\n{self.files.get(p, '')}" for p in argv[4:])
+        return 0, out
+
+
+def test_derived_path_reads_files_with_sshd_semantics() -> None:
+    facts = sshd.gather(FakeHost(), "d")
+    assert facts.sshd is not None
+    assert facts.sshd.source == SOURCE_DERIVED
+    assert facts.sshd.flag("passwordauthentication") == "yes"
+    assert facts.conn is not None
+    assert facts.conn.addr == "192.0.2.1"
+    assert facts.authorized_keys is not None
+    assert [k.comment for k in facts.authorized_keys] == ["me"]
+
+
+def test_sshd_t_output_is_used_when_present() -> None:
+    class Host(FakeHost):
+        def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
+            if argv[2] == sshd.SCRIPT:
+                assert stdin.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+                m = argv[3]
+                return 0, (f"{m} uid\n1000\n{m} home\n/home/d\n{m} conn\n1|2|22|x\n"
+                           f"{m} sshd hostkey\npasswordauthentication no\n"
+                           "authorizedkeysfile /etc/ssh/keys/%u %h/.ssh/authorized_keys\n")
+            return super().run(argv, stdin)
+
+    facts = sshd.gather(Host(), "d")
+    assert facts.sshd is not None
+    assert facts.sshd.source == SOURCE_HOSTKEY
+    assert sshd.authorized_keys_paths(facts, "d") == ["/etc/ssh/keys/d",
+                                                      "/home/d/.ssh/authorized_keys"]
+
+
+def _key() -> paramiko.PKey:
+    return paramiko.Ed25519Key.from_private_key_file(str(_keyfile()))
+
+
+def _keyfile() -> Path:
+    import subprocess
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                   check=True)
+    return path
+
+
+def test_hostkeys_unknown_and_changed() -> None:
+    key, other = _key(), _key()
+    with pytest.raises(hostkeys.HostKeyUnknown, match="unknown host key") as unknown:
+        hostkeys.verify({}, ["[127.0.0.1]:2222"], key)
+    assert "[127.0.0.1]:2222 ssh-ed25519" in (unknown.value.hint or "")
+    with pytest.raises(hostkeys.HostKeyChanged) as changed:
+        hostkeys.verify({"ssh-ed25519": other}, ["h"], key)
+    assert hostkeys.fingerprint(key) in changed.value.message
+    assert hostkeys.fingerprint(other) in changed.value.message
+    hostkeys.verify({"ssh-ed25519": key}, ["h"], key)
+
+
+def test_key_names() -> None:
+    assert hostkeys.key_name("127.0.0.1", 22) == "127.0.0.1"
+    assert hostkeys.key_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+
+
+def test_policy_file(tmp_path: Path) -> None:
+    assert load_host_policy(tmp_path) == HostPolicy()
+    (tmp_path / ".kamal").mkdir()
+    (tmp_path / ".kamal" / "secure.yml").write_text(
+        "hosts:\n  max_auth_tries: 6\n  tcp_forwarding: [no]\n  timeout: 2.5\n")
+    policy = load_host_policy(tmp_path)
+    assert (policy.max_auth_tries, policy.tcp_forwarding, policy.timeout) == (6, ("no",), 2.5)
+    (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  max_auth_trie: 6\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_host_policy(tmp_path)
+    (tmp_path / ".kamal" / "secure.yml").write_text(
+        "hosts:\n  banner: required\n  print_last_log: no\n  port: 2222\n")
+    policy = load_host_policy(tmp_path)
+    assert (policy.banner, policy.print_last_log, policy.port) == ("required", "no", 2222)
+    (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  banner: maybe\n")
+    with pytest.raises(ConfigError, match="not one of"):
+        load_host_policy(tmp_path)
+    (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 0\n")
+    with pytest.raises(ConfigError, match="positive"):
+        load_host_policy(tmp_path)

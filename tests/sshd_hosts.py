@@ -1,0 +1,202 @@
+"""Real OpenSSH sshd test hosts on loopback, each with its own /etc/ssh.
+
+Each host is ``/usr/sbin/sshd -D -e`` started in its own mount namespace
+(``unshare -m``) with its directory bind-mounted on /etc/ssh, so that ``sshd -T``
+run through that host reads that host's files, as on a real server. Hosts
+listen on 127.55.x.y (all of 127/8 is loopback); they are stopped by PID and
+reaped. Only loopback addresses are ever used.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = Path(os.environ.get("KAMAL_SECURE_TEST_SSHD", "/usr/sbin/sshd"))  # override: tests
+MOUNT_AND_RUN = (
+    'mount --bind "$0" /etc/ssh && '
+    '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '
+    "exec /usr/sbin/sshd -D -e"
+)
+DEPLOY_USER = "kshdeploy"
+BASE = """\
+Include /etc/ssh/sshd_config.d/*.conf
+ListenAddress {addr}:{port}
+PidFile {piddir}/sshd.pid
+HostKey /etc/ssh/ssh_host_ed25519_key
+AuthorizedKeysFile /etc/ssh/authorized_keys/%u
+UsePAM no
+KbdInteractiveAuthentication no
+"""
+HARDENED = """\
+PasswordAuthentication no
+PermitRootLogin no
+AllowUsers kshdeploy
+MaxAuthTries 3
+AllowAgentForwarding no
+AllowTcpForwarding no
+X11Forwarding no
+LoginGraceTime 30
+ClientAliveInterval 300
+ClientAliveCountMax 2
+LogLevel VERBOSE
+Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr
+MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
+KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org
+"""
+
+
+def is_loopback(addr: str) -> bool:
+    return addr.startswith("127.")
+
+
+def ensure_user(name: str) -> None:
+    if subprocess.run(["id", name], capture_output=True, check=False).returncode == 0:
+        return
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
+    subprocess.run(["usermod", "-p", "*", name], check=True)  # no password, not locked
+
+
+def remove_user(name: str) -> None:
+    subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+
+
+def keygen(path: Path, comment: str = "kamal-deploy:test") -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
+                    str(path)], check=True)
+    return (path.with_name(path.name + ".pub")).read_text().strip()
+
+
+@dataclass
+class Host:
+    addr: str
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes] | None = None
+    public_key: str = ""  # "ssh-ed25519 AAAA..."
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc-ssh"
+
+    @property
+    def known_name(self) -> str:
+        return self.addr if self.port == 22 else f"[{self.addr}]:{self.port}"
+
+    def known_line(self) -> str:
+        return f"{self.known_name} {self.public_key}\n"
+
+    def log(self) -> str:
+        path = self.root / "sshd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def write(self, relative: str, text: str, mode: int = 0o644) -> None:
+        path = self.etc / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o755)
+        path.write_text(text)
+        path.chmod(mode)
+
+
+@dataclass
+class Lab:
+    """Starts and stops test hosts; every host it started is stopped by ``stop_all``."""
+
+    base: Path
+    hosts: list[Host] = field(default_factory=list)
+    servers: list[socket.socket] = field(default_factory=list)
+
+    def start(self, addr: str, config: str = HARDENED, port: int = 22,
+              files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
+              main_mode: int = 0o644, sudoers: str | None = None) -> Host:
+        assert is_loopback(addr), addr
+        host = Host(addr, port, self.base / f"{addr}-{port}")
+        host.etc.mkdir(parents=True)
+        host.root.chmod(0o755)
+        host.etc.chmod(0o755)
+        host.public_key = " ".join(keygen(host.etc / "ssh_host_ed25519_key").split()[:2])
+        host.write("sshd_config", BASE.format(addr=addr, port=port, piddir=host.root) + config,
+                   main_mode)
+        (host.etc / "sshd_config.d").mkdir(mode=0o755, exist_ok=True)
+        for relative, text in (files or {}).items():
+            host.write(relative, text)
+        for user, line in (authorized or {}).items():
+            host.write(f"authorized_keys/{user}", line + "\n")
+        if sudoers is not None:  # this host's own /etc/sudoers.d, same namespace trick
+            sudo_dir = host.root / "sudoers.d"
+            sudo_dir.mkdir(mode=0o755)
+            (sudo_dir / "kamal-secure-test").write_text(sudoers)
+            (sudo_dir / "kamal-secure-test").chmod(0o440)
+        self._spawn(host)
+        self.hosts.append(host)
+        return host
+
+    def _spawn(self, host: Host) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        with (host.root / "sshd.log").open("wb") as log:
+            host.process = subprocess.Popen(
+                ["unshare", "-m", "--", "/bin/sh", "-c", MOUNT_AND_RUN, str(host.etc),
+                 str(host.root / "sudoers.d")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _wait_listening(host)
+
+    def silent(self, addr: str, port: int = 22) -> None:
+        """A TCP server that accepts and never says a word."""
+        assert is_loopback(addr), addr
+        server = socket.create_server((addr, port))
+        self.servers.append(server)
+        held: list[socket.socket] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                held.append(conn)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def stop(self, host: Host) -> None:
+        if host.process is not None and host.process.poll() is None:
+            host.process.terminate()
+            try:
+                host.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                host.process.kill()
+                host.process.wait()
+
+    def stop_all(self) -> None:
+        for host in self.hosts:
+            self.stop(host)
+        for server in self.servers:
+            server.close()
+
+
+def _wait_listening(host: Host) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert host.process is not None
+        if host.process.poll() is not None:
+            raise RuntimeError(f"sshd for {host.addr} exited: {host.log()}")
+        try:
+            with socket.create_connection((host.addr, host.port), timeout=0.5) as sock:
+                sock.recv(64)  # the banner: the daemon is ready
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"sshd for {host.addr}:{host.port} did not start: {host.log()}")
+
+
+def can_run_sshd() -> str | None:
+    """None when real test hosts can run here, else why not."""
+    if not SSHD.exists():
+        return f"{SSHD} is not installed (apt-get install openssh-server)"
+    if os.geteuid() != 0:
+        return "real sshd test hosts need root (mount namespaces, useradd)"
+    return None

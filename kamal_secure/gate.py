@@ -50,10 +50,10 @@ class Verdict:
 
 
 def decide(config_file: str, destination: str | None, environ: dict[str, str],
-           hosts: list[str], roles: list[str]) -> Verdict:
+           hosts: list[str], roles: list[str], live: bool = True) -> Verdict:
     """Run every check with the policy applied; raises on usage or config errors.
 
-    The live host checks run unless KAMAL_SECURE_OFFLINE=1, which is said loudly."""
+    The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly)."""
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
@@ -62,8 +62,8 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
     known = frozenset[str]()
     if environ.get("KAMAL_SECURE_BASELINE"):
         known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
-    offline = environ.get(OFFLINE_ENV) == "1"
-    if offline:
+    offline = not live or environ.get(OFFLINE_ENV) == "1"
+    if live and offline:
         text.make_console(sys.stderr).print(
             f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd settings and "
             "host keys were NOT checked")
@@ -96,10 +96,25 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
     options = {k: v for k, v in inv.options.items() if k != "version"}
     if proceed(verdict, "running kamal", inv.words[:2], options):
+        if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
+            _record_digest(inv, environ)
         exec_kamal(inv.args, environ)
     sys.stderr.write(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
                      "(see the findings above; `kamal-secure scan` repeats them)\n")
     return verdict.code
+
+
+def _record_digest(inv: Invocation, environ: dict[str, str]) -> None:
+    """Tell Kamal's hooks (our pre-connect/pre-deploy) which hosts were just checked."""
+    from kamal_secure.config.inventory import build_inventory
+    from kamal_secure.config.load import load_project
+    from kamal_secure.digest import DIGEST_ENV, HOSTS_ENV, gate_digest
+
+    targets = build_inventory(load_project(inv.config_file, inv.destination), inv.hosts,
+                              inv.roles).targets
+    names = sorted({t.name for t in targets if not t.dynamic})
+    environ[HOSTS_ENV] = ",".join(names)
+    environ[DIGEST_ENV] = gate_digest(inv.config_file, inv.destination, names)
 
 
 def _git_commit() -> str | None:

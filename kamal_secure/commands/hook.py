@@ -10,6 +10,7 @@ import os
 import sys
 
 from kamal_secure.commands import Parser
+from kamal_secure.digest import already_checked
 from kamal_secure.gate import decide, proceed
 from kamal_secure.ops.hooks import HOOKS
 
@@ -23,7 +24,11 @@ def run(args: list[str]) -> int:
     destination = environ.get("KAMAL_DESTINATION") or None
     hosts = [h for h in environ.get("KAMAL_HOSTS", "").split(",") if h]
     roles = [r for r in environ.get("KAMAL_ROLES", "").split(",") if r]
-    verdict = decide(config_file, destination, environ, hosts, roles)
+    live = not already_checked(environ, config_file, destination, hosts)
+    if not live:
+        sys.stderr.write(f"kamal-secure hook {opts.name}: hosts already checked by the "
+                         "kamal-secure wrapper for this config; static checks only\n")
+    verdict = decide(config_file, destination, environ, hosts, roles, live=live)
     command = [w for w in (environ.get("KAMAL_COMMAND"), environ.get("KAMAL_SUBCOMMAND")) if w]
     options = {"hook": opts.name, "destination": destination or "",
                "hosts": environ.get("KAMAL_HOSTS", "")}

@@ -172,3 +172,54 @@ def test_plain_kamal_with_our_hooks_against_a_real_host(
         assert "Hook `pre-connect` failed" in output
         assert "KS701" in output
         assert f"Running whoami on {addr}" not in output
+
+
+def logins(host_log: str) -> int:
+    return host_log.count("Accepted publickey for")
+
+
+@pytest.mark.sshd
+def test_hook_skips_host_checks_the_wrapper_just_ran(lab: Lab, client: Client, tmp_path: Path,
+                                                     real_kamal: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, authorized={DEPLOY_USER: client.public})
+    client.trust(host.known_line())
+    app = live_app(tmp_path / "app", client, addr)
+    env = live_env(real_kamal, client)
+    assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
+    before = logins(host.log())
+    wrapped = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
+    assert wrapped.returncode == 0, wrapped.stdout + wrapped.stderr
+    assert logins(host.log()) - before == 2  # the gate's check and kamal: not the hook
+    before = logins(host.log())
+    plain = run([str(real_kamal), "server", "exec", "whoami"], app, env)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert logins(host.log()) - before == 2  # the hook's check and kamal
+    (app / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 6\n")  # a change
+    forged = dict(env, KAMAL_SECURE_GATE_DIGEST="0" * 64, KAMAL_SECURE_GATE_HOSTS=addr)
+    before = logins(host.log())
+    assert run([str(real_kamal), "server", "exec", "whoami"], app, forged).returncode == 0
+    assert logins(host.log()) - before == 2  # a digest that does not match: checked again
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("hardened", [True, False], ids=["hardened", "cloud-init-trap"])
+def test_plain_kamal_deploy_with_hooks_up_to_docker(hardened: bool, lab: Lab, client: Client,
+                                                    tmp_path: Path, real_kamal: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
+                     authorized={DEPLOY_USER: client.public})
+    client.trust(host.known_line())
+    app = live_app(tmp_path / "app", client, addr)
+    env = live_env(real_kamal, client)
+    assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
+    result = run([str(real_kamal), "deploy"], app, env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output  # this machine has no Docker either way
+    if hardened:
+        assert "Hook `pre-connect` failed" not in output
+        assert "pre-connect on localhost" in output
+        assert "docker" in output.lower()  # it got as far as needing Docker
+    else:
+        assert "Hook `pre-connect` failed" in output
+        assert "KS701" in output

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Client, next_addr
 from tests.helpers import REPO
 from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
@@ -120,6 +120,15 @@ def live_app(root: Path, client: Client, addr: str) -> Path:
     return root
 
 
+def start(lab: Lab, client: Client, tmp_path: Path, hardened: bool = True) -> tuple[Host, Path]:
+    """One loopback host (hardened for Kamal, or with the cloud-init trap), pinned, and an app."""
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
+                     authorized={DEPLOY_USER: client.public})
+    client.trust(host.known_line())
+    return host, live_app(tmp_path / "app", client, addr)
+
+
 def live_env(real_kamal: Path, client: Client) -> dict[str, str]:
     # the deploy key is the only key (no agent); critical: the test hosts' other settings are
     # not what this test is about
@@ -132,11 +141,7 @@ def live_env(real_kamal: Path, client: Client) -> dict[str, str]:
 @pytest.mark.parametrize("hardened", [True, False], ids=["hardened", "cloud-init-trap"])
 def test_gated_server_exec_against_a_real_host(hardened: bool, lab: Lab, client: Client,
                                                tmp_path: Path, real_kamal: Path) -> None:
-    addr = next_addr()
-    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
-                     authorized={DEPLOY_USER: client.public})
-    client.trust(host.known_line())
-    app = live_app(tmp_path / "app", client, addr)
+    _, app = start(lab, client, tmp_path, hardened)
     result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app,
                  live_env(real_kamal, client))
     output = result.stdout + result.stderr
@@ -154,11 +159,8 @@ def test_gated_server_exec_against_a_real_host(hardened: bool, lab: Lab, client:
 def test_plain_kamal_with_our_hooks_against_a_real_host(
     hardened: bool, lab: Lab, client: Client, tmp_path: Path, real_kamal: Path
 ) -> None:
-    addr = next_addr()
-    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
-                     authorized={DEPLOY_USER: client.public})
-    client.trust(host.known_line())
-    app = live_app(tmp_path / "app", client, addr)
+    host, app = start(lab, client, tmp_path, hardened)
+    addr = host.addr
     env = live_env(real_kamal, client)
     assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
     result = run([str(real_kamal), "server", "exec", "whoami"], app, env)
@@ -181,10 +183,8 @@ def logins(host_log: str) -> int:
 @pytest.mark.sshd
 def test_hook_skips_host_checks_the_wrapper_just_ran(lab: Lab, client: Client, tmp_path: Path,
                                                      real_kamal: Path) -> None:
-    addr = next_addr()
-    host = lab.start(addr, KAMAL_HARDENED, authorized={DEPLOY_USER: client.public})
-    client.trust(host.known_line())
-    app = live_app(tmp_path / "app", client, addr)
+    host, app = start(lab, client, tmp_path, True)
+    addr = host.addr
     env = live_env(real_kamal, client)
     assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
     before = logins(host.log())
@@ -206,11 +206,7 @@ def test_hook_skips_host_checks_the_wrapper_just_ran(lab: Lab, client: Client, t
 @pytest.mark.parametrize("hardened", [True, False], ids=["hardened", "cloud-init-trap"])
 def test_plain_kamal_deploy_with_hooks_up_to_docker(hardened: bool, lab: Lab, client: Client,
                                                     tmp_path: Path, real_kamal: Path) -> None:
-    addr = next_addr()
-    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
-                     authorized={DEPLOY_USER: client.public})
-    client.trust(host.known_line())
-    app = live_app(tmp_path / "app", client, addr)
+    _, app = start(lab, client, tmp_path, hardened)
     env = live_env(real_kamal, client)
     assert run([f"{BIN}/kamal-secure", "hooks", "install"], app, env).returncode == 0
     result = run([str(real_kamal), "deploy"], app, env)

@@ -43,7 +43,9 @@ GROUPS = set(UNGATED_SUB)
 KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
 
 # Our own command words; none of them is a kamal command.
-OWN_COMMANDS = ("scan", "rules", "explain", "keygen", "init-policy", "hooks", "hook")
+OWN_COMMANDS = (
+    "scan", "rules", "explain", "keygen", "pin-hosts", "init-policy", "hooks", "hook",
+)
 
 EXEC_MARKER = "KAMAL_SECURE_EXEC"
 SHIM_MARKER = b"kamal-secure-shim"

@@ -14,6 +14,7 @@ MODULES = {
     "explain": "kamal_secure.commands.explain",
     "init-policy": "kamal_secure.commands.init",
     "keygen": "kamal_secure.commands.keygen",
+    "pin-hosts": "kamal_secure.commands.pin_hosts",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
 }

@@ -152,53 +152,71 @@ def _trim_trailing_comment(node: Any) -> None:
     _trim_trailing_comment(node[last])
 
 
-def _updated_ssh(current: Any, key_path: str) -> Any:
+def _updated_ssh(current: Any, desired: dict[str, Any]) -> Any:
     from ruamel.yaml.comments import CommentedMap
 
     ssh = current if isinstance(current, CommentedMap) else CommentedMap()
     _trim_trailing_comment(ssh)
-    for field, value in _desired(key_path).items():
-        if field == "keys" and list(ssh.get("keys") or []) == [key_path]:
-            continue
-        if field != "keys" and ssh.get(field) is value:
-            continue
-        ssh[field] = value
+    for field, value in desired.items():
+        if not _is_set(ssh, field, value):
+            ssh[field] = value
     return ssh
 
 
 def set_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml") -> Edit:
     """Make ``ssh`` name ``key_path`` with keys_only and no agent forwarding."""
+    return set_ssh(text, _desired(key_path), name)
+
+
+def set_ssh_config(text: str, config_path: str, name: str = "config/deploy.yml") -> Edit:
+    """Make ``ssh.config`` point at ``config_path`` (pin-hosts' strict ssh config)."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    return set_ssh(text, {"config": DoubleQuotedScalarString(config_path)}, name)
+
+
+def set_ssh(text: str, desired: dict[str, Any], name: str = "config/deploy.yml") -> Edit:
+    """Set ``desired`` fields under ``ssh``, changing nothing else in the file.
+
+    Setting ``keys`` also replaces a seed-style top-level ``ssh_key:`` (Kamal rejects it)."""
     masker = _Masker()
     masked = masker.mask(text)
     doc = _parse(masked, name)
-    lines = masked.splitlines(keepends=True)
     current = doc.get("ssh")
     if current is not None and not isinstance(current, dict):
         raise ConfigError(f"{name}: ssh is not a mapping; fix it by hand")
-    if current is not None and all(_is_set(current, f, v) for f, v in
-                                   _desired(key_path).items()) and "ssh_key" not in doc:
+    seed = "keys" in desired and "ssh_key" in doc
+    if current is not None and not seed and all(_is_set(current, f, v)
+                                                for f, v in desired.items()):
         return Edit(text, text)
     if doc.fa.flow_style() or FLOW_TOP_RE.match(masked):  # `--- {}`: nothing to splice into
-        return Edit(text, masker.unmask(_rewrite_flow(doc, key_path, masked)))
-    new_block = _render(_updated_ssh(current, key_path), masked)
-    if "ssh_key" in doc:
+        return Edit(text, masker.unmask(_rewrite_flow(doc, desired, masked, seed)))
+    lines = _splice(masked, doc, name, _render(_updated_ssh(current, desired), masked), seed)
+    return Edit(text, masker.unmask("".join(lines)))
+
+
+def _splice(masked: str, doc: Any, name: str, block: str, seed: bool) -> list[str]:
+    lines = masked.splitlines(keepends=True)
+    has_ssh = doc.get("ssh") is not None
+    if seed:  # the new block takes ssh_key's place, or ssh_key just goes
         start, end = _block_range(lines, doc, "ssh_key")
-        lines[start:end] = [] if current is not None else [new_block]
-        if current is not None:
-            doc = _parse("".join(lines), name)
-    if current is not None:
+        lines[start:end] = [] if has_ssh else [block]
+        if not has_ssh:
+            return lines
+        doc = _parse("".join(lines), name)
+    if has_ssh:
         start, end = _block_range(lines, doc, "ssh")
-        lines[start:end] = [new_block]
-    elif "ssh_key" not in doc:
-        tail = "" if not lines or lines[-1].endswith("\n") else "\n"
-        lines.append(tail + ("\n" if lines else "") + new_block)
-    after = masker.unmask("".join(lines))
-    return Edit(text, after)
+        lines[start:end] = [block]
+        return lines
+    tail = "" if not lines or lines[-1].endswith("\n") else "\n"
+    lines.append(tail + ("\n" if lines else "") + block)
+    return lines
 
 
-def _rewrite_flow(doc: Any, key_path: str, masked: str) -> str:
-    doc.pop("ssh_key", None)
-    doc["ssh"] = _updated_ssh(doc.get("ssh"), key_path)
+def _rewrite_flow(doc: Any, desired: dict[str, Any], masked: str, seed: bool) -> str:
+    if seed:
+        doc.pop("ssh_key", None)
+    doc["ssh"] = _updated_ssh(doc.get("ssh"), desired)
     doc.fa.set_block_style()
     yaml = _yaml()
     yaml.explicit_start = masked.lstrip().startswith("---")
@@ -208,9 +226,12 @@ def _rewrite_flow(doc: Any, key_path: str, masked: str) -> str:
 
 
 def _is_set(ssh: Any, field: str, value: Any) -> bool:
-    if field == "keys":
-        return list(ssh.get("keys") or []) == list(value)
-    return ssh.get(field) is value
+    current = ssh.get(field)
+    if isinstance(value, list):
+        return isinstance(current, list) and list(current) == list(value)
+    if isinstance(value, bool):
+        return current is value
+    return isinstance(current, str) and current == value
 
 
 def snippet(key_path: str) -> str:

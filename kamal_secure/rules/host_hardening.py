@@ -37,11 +37,13 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
     rationale="CBC ciphers, 3DES and arcfour, MACs that are not encrypt-then-MAC (or use "
     "SHA-1, MD5 or 64-bit tags) and SHA-1 key exchange have known attacks or margins too "
     "thin to keep.",
-    fix="Set Ciphers, MACs and KexAlgorithms to modern lists only.",
+    fix="Set Ciphers, MACs and KexAlgorithms to modern lists only. Keep an ECDH key exchange "
+    "(ecdh-sha2-nistp256) in the list: Kamal's net-ssh without the x25519 gem (Debian's "
+    "Kamal) cannot do curve25519 or sntrup and would be locked out.",
     insecure="Ciphers aes128-cbc,aes256-ctr\nMACs hmac-sha1\n",
-    secure="Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com\n"
+    secure="Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr\n"
     "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com\n"
-    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256\n",
+    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,ecdh-sha2-nistp256\n",
     references=(*SSHD_REFS, "https://infosec.mozilla.org/guidelines/openssh", "ssh-audit"),
 )
 def algorithms(rule: Rule, ctx: HostContext) -> Iterator[Finding]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,33 @@ def test_plain_kamal_deploy_with_hooks_up_to_docker(hardened: bool, lab: Lab, cl
     else:
         assert "Hook `pre-connect` failed" in output
         assert "KS701" in output
+
+
+@pytest.mark.sshd
+def test_pin_hosts_makes_kamal_itself_strict(lab: Lab, client: Client, tmp_path: Path,
+                                             real_kamal: Path) -> None:
+    addr = next_addr()
+    host = lab.start(addr, KAMAL_HARDENED, authorized={DEPLOY_USER: client.public})
+    app = live_app(tmp_path / "app", client, addr)  # the host is in no known_hosts file
+    env = live_env(real_kamal, client)
+    known = client.home / ".ssh" / "known_hosts"
+    tofu = run([str(real_kamal), "server", "exec", "whoami"], app, env)
+    assert tofu.returncode == 0, tofu.stdout  # before: Kamal trusts an unknown key on first use
+    known.write_text("")  # forget what Kamal learnt on first use
+    pinned = run([f"{BIN}/kamal-secure", "pin-hosts", "--yes"], app, env)
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert f"{addr} {host.public_key}" in (app / ".kamal" / "known_hosts").read_text()
+    assert 'config: ".kamal/ssh_config"' in (app / "config" / "deploy.yml").read_text()
+    ok = run([str(real_kamal), "server", "exec", "whoami"], app, env)
+    assert ok.returncode == 0, ok.stdout  # the pinned key is accepted
+    assert known.read_text() == ""  # and nothing was learnt on the side
+    lab.stop(host)
+    shutil.rmtree(host.root)
+    lab.start(addr, KAMAL_HARDENED, authorized={DEPLOY_USER: client.public})  # new host key
+    refused = run([str(real_kamal), "server", "exec", "whoami"], app, env)
+    assert refused.returncode == 1, refused.stdout
+    assert "whoami" not in refused.stdout.split("Running", 1)[-1].split("\n", 2)[-1]
+    assert "HostKeyMismatch" in refused.stdout or "fingerprint" in refused.stdout
+    again = run([f"{BIN}/kamal-secure", "pin-hosts", "--yes"], app, env)
+    assert again.returncode == 1
+    assert "CHANGED" in again.stderr

@@ -1,0 +1,125 @@
+"""`kamal-secure pin-hosts`: make Kamal itself verify every host key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from kamal_secure.commands import Parser
+from kamal_secure.config.edit import set_ssh_config
+from kamal_secure.config.inventory import build_inventory
+from kamal_secure.config.load import load_project, read_text
+from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
+from kamal_secure.ops import pin_hosts as pin
+
+
+def _parser() -> Parser:
+    p = Parser(prog="kamal-secure pin-hosts", add_help=False,
+               description="Pin every host's key in .kamal/known_hosts and make Kamal strict.")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-c", "--config-file", default="config/deploy.yml")
+    p.add_argument("-d", "--destination", default=None)
+    p.add_argument("-h", "--hosts", default="", help="only these hosts (comma-separated)")
+    p.add_argument("-r", "--roles", default="", help="only these roles (comma-separated)")
+    p.add_argument("--expect", action="append", default=[], metavar="SHA256:...",
+                   help="a fingerprint the hosts may show (repeat); others are refused")
+    p.add_argument("--expect-file", type=Path, default=None,
+                   help="fingerprints, one per line (ssh-keygen -lf output works)")
+    p.add_argument("--replace", action="append", default=[], metavar="HOST",
+                   help="accept a changed key for this host (after checking it on its console)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.add_argument("--timeout", type=float, default=10.0)
+    return p
+
+
+def _expected(opts_expect: list[str], path: Path | None) -> set[str]:
+    found = set(opts_expect)
+    if path is not None:
+        for line in read_text(path, str(path)).splitlines():
+            found.update(w for w in line.split() if w.startswith("SHA256:"))
+    return found
+
+
+def _collect(opts_hosts: str, opts_roles: str, config: str, dest: str | None,
+             timeout: float) -> tuple[list[pin.Seen], list[str]]:
+    from kamal_secure.remote.hostkeys import key_name
+    from kamal_secure.remote.scan_keys import fetch
+    from kamal_secure.remote.session import Unreachable
+
+    project = load_project(config, dest)
+    inventory = build_inventory(project, [h for h in opts_hosts.split(",") if h],
+                                [r for r in opts_roles.split(",") if r])
+    if inventory.ssh.proxy is not None or inventory.ssh.proxy_command:
+        raise UsageError("pin-hosts does not reach hosts through ssh.proxy / proxy_command yet",
+                         hint="pin those keys by hand in .kamal/known_hosts")
+    seen, failed = [], []
+    port = inventory.ssh.port
+    for target in inventory.targets:
+        if target.dynamic:
+            failed.append(f"{target.label}: the host name comes from ERB")
+            continue
+        try:
+            key = fetch(target.name, port, timeout)
+        except Unreachable as err:
+            failed.append(f"{target.name}: {err.message}")
+            continue
+        seen.append(pin.Seen(key_name(target.name, port), key.key_type, key.base64,
+                             key.fingerprint))
+    return seen, failed
+
+
+def run(args: list[str]) -> int:
+    opts = _parser().parse_args(args)
+    expect = _expected(opts.expect, opts.expect_file)
+    seen, failed = _collect(opts.hosts, opts.roles, opts.config_file, opts.destination,
+                            opts.timeout)
+    result = pin.plan(seen, pin.read_pinned(Path.cwd()), expect, set(opts.replace))
+    _show(result, failed)
+    if result.changed or result.unexpected:
+        sys.stderr.write("kamal-secure: refused: nothing written\n")
+        return EXIT_FINDINGS
+    if failed:
+        sys.stderr.write("kamal-secure: some hosts could not be reached: nothing written\n")
+        return EXIT_INCOMPLETE
+    config_edit = set_ssh_config(read_text(Path(opts.config_file), opts.config_file),
+                                 str(pin.SSH_CONFIG), opts.config_file)
+    if opts.dry_run:
+        sys.stdout.write("dry run: nothing written\n" + config_edit.diff(opts.config_file))
+        return 0
+    if not _confirmed(opts.yes, len(result.added)):
+        return 2
+    pin.write(Path.cwd(), result)
+    if config_edit.changed:
+        pin.write_atomic(Path(opts.config_file), config_edit.after,
+                         Path(opts.config_file).stat().st_mode & 0o777)
+        sys.stdout.write(config_edit.diff(opts.config_file))
+    sys.stdout.write(f"kamal-secure: {len(result.lines)} host key(s) pinned in "
+                     f"{pin.KNOWN_HOSTS}; Kamal now refuses unknown or changed host keys\n")
+    return 0
+
+
+def _show(result: pin.Plan, failed: list[str]) -> None:
+    for host in result.added:
+        sys.stdout.write(f"new       {host.name}  {host.key_type} {host.fingerprint}\n")
+    for host in result.unchanged:
+        sys.stdout.write(f"pinned    {host.name}  {host.key_type} {host.fingerprint}\n")
+    for host, old in result.changed:
+        sys.stderr.write(f"CHANGED   {host.name}: pinned {old.split()[1]} key differs; the "
+                         f"host now shows {host.key_type} {host.fingerprint} "
+                         f"(check it on the console, then --replace {host.name})\n")
+    for host in result.unexpected:
+        sys.stderr.write(f"UNEXPECTED {host.name}: {host.key_type} {host.fingerprint} is not "
+                         "among the expected fingerprints\n")
+    for line in failed:
+        sys.stderr.write(f"UNREACHED {line}\n")
+
+
+def _confirmed(yes: bool, count: int) -> bool:
+    if yes or count == 0:
+        return True
+    if not sys.stdin.isatty():
+        sys.stderr.write("kamal-secure: pass --yes to pin without a terminal to ask on\n")
+        return False
+    answer = input(f"Pin {count} new host key(s)? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")

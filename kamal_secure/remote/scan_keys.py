@@ -1,0 +1,41 @@
+"""Collect a host's public host key without logging in (what ssh-keyscan does)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import paramiko
+
+from kamal_secure.remote.session import Unreachable
+
+PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")
+
+
+@dataclass(frozen=True)
+class HostKey:
+    key_type: str  # "ssh-ed25519", ...
+    base64: str
+    fingerprint: str  # SHA256:..., as ssh-keygen -lf prints it
+
+
+def fetch(host: str, port: int, timeout: float) -> HostKey:
+    try:
+        sock = socket.create_connection((host, port), timeout)
+    except OSError as err:
+        raise Unreachable(f"cannot connect to {host}:{port}: "
+                          f"{err.strerror or type(err).__name__}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        options = transport.get_security_options()
+        available = list(options.key_types)
+        first = [t for t in PREFERRED if t in available]
+        options.key_types = first + [t for t in available if t not in first]
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        raise Unreachable(f"{host}:{port}: no SSH handshake ({err or type(err).__name__})"
+                          ) from None
+    finally:
+        transport.close()
+    return HostKey(key.get_name(), key.get_base64(), str(key.fingerprint))

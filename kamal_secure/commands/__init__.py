@@ -15,6 +15,7 @@ MODULES = {
     "init-policy": "kamal_secure.commands.init",
     "keygen": "kamal_secure.commands.keygen",
     "pin-hosts": "kamal_secure.commands.pin_hosts",
+    "authorize": "kamal_secure.commands.authorize",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
 }

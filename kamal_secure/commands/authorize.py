@@ -1,0 +1,134 @@
+"""`kamal-secure authorize`: the dedicated public key in authorized_keys on every host."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kamal_secure.commands import Parser
+from kamal_secure.config.inventory import Inventory, Target, build_inventory
+from kamal_secure.config.load import load_project
+from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
+from kamal_secure.ops import authorize as ops
+
+
+def _parser() -> Parser:
+    p = Parser(prog="kamal-secure authorize", add_help=False,
+               description="Add the deploy key (ssh.keys[0]) to authorized_keys on every host.")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-c", "--config-file", default="config/deploy.yml")
+    p.add_argument("-d", "--destination", default=None)
+    p.add_argument("-h", "--hosts", default="", help="only these hosts (comma-separated)")
+    p.add_argument("-r", "--roles", default="", help="only these roles (comma-separated)")
+    p.add_argument("--identity", type=Path, action="append", default=[],
+                   help="a key that logs in today (besides the agent and the deploy key)")
+    p.add_argument("--from", dest="from_cidr", default=None, metavar="CIDR",
+                   help='restrict the key to these source addresses (from="...")')
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.add_argument("--timeout", type=float, default=20.0)
+    return p
+
+
+def _deploy_key(inventory: Inventory) -> Path:
+    if not inventory.ssh.keys:
+        raise UsageError("ssh.keys is not set", hint="run `kamal-secure keygen --write-config`")
+    return Path(inventory.ssh.keys[0]).expanduser()
+
+
+def _credentials(identities: list[Path], deploy_key: Path) -> list[Any]:
+    from kamal_secure.remote import actions, session
+
+    keys: list[Any] = []
+    for path in identities:
+        found = actions.key_from_file(path)
+        if not found:
+            raise UsageError(f"--identity {path}: not a usable private key")
+        keys.extend(found)
+    keys.extend(k for k in session._agent_keys() if k not in keys)
+    keys.extend(actions.key_from_file(deploy_key))
+    return keys
+
+
+def run(args: list[str]) -> int:
+    opts = _parser().parse_args(args)
+    project = load_project(opts.config_file, opts.destination)
+    inventory = build_inventory(project, [h for h in opts.hosts.split(",") if h],
+                                [r for r in opts.roles.split(",") if r])
+    deploy_key = _deploy_key(inventory)
+    pub = deploy_key.with_name(deploy_key.name + ".pub")
+    try:
+        line, data = ops.key_line(pub.read_text().strip(), opts.from_cidr)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{pub}: not a readable public key ({err})") from None
+    sys.stdout.write(f"authorize {pub} for {inventory.ssh.user} on "
+                     f"{len(inventory.targets)} host(s): {line[:60]}...\n")
+    if not opts.dry_run and not _confirmed(opts.yes):
+        return 2
+    from kamal_secure.remote import actions
+
+    work = _Work(actions.connector(inventory, project.root,
+                                   _credentials(opts.identity, deploy_key), opts.timeout),
+                 actions.only_key(inventory, project.root, deploy_key, opts.timeout),
+                 line, data, opts.dry_run)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work.host, inventory.targets))
+    for target, (ok, message) in zip(inventory.targets, results, strict=True):
+        sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
+    return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
+
+
+def _confirmed(yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        sys.stderr.write("kamal-secure: pass --yes to change hosts without a terminal to ask on\n")
+        return False
+    return input("Go ahead? [y/N] ").strip().lower() in ("y", "yes")
+
+
+class _Work:
+    def __init__(self, login: Any, proof: Any, line: str, data: str, dry_run: bool) -> None:
+        self.login, self.proof, self.line, self.data, self.dry_run = (login, proof, line, data,
+                                                                       dry_run)
+
+    def host(self, target: Target) -> tuple[bool, str]:
+        from kamal_secure.remote import actions
+
+        try:
+            sess = actions.open_target(self.login, target)
+        except CheckIncomplete as err:
+            return False, f"no working credential: {err.message}"
+        try:
+            return self._change(sess, target)
+        except CheckIncomplete as err:
+            return False, err.message
+        except Exception as err:  # one host's failure is reported, not raised
+            return False, f"{type(err).__name__}: {err}"
+        finally:
+            sess.close()
+
+    def _change(self, sess: Any, target: Target) -> tuple[bool, str]:
+        from kamal_secure.remote import actions
+
+        code, current = actions.script(sess, ops.READ)
+        if code != 0:
+            return False, f"cannot read authorized_keys: {current.strip()[:200]}"
+        change = ops.merged(current, self.line, self.data)
+        if not change.changed:
+            return True, "already authorized (unchanged)"
+        if self.dry_run:
+            return True, "would add the key (dry run: unchanged)"
+        code, out = actions.script(sess, ops.WRITE, change.digest_before(),
+                                   stdin=change.after.encode())
+        if code != 0:
+            return False, f"not changed: {out.strip()[:200]}"
+        ok, why = actions.can_login(self.proof, target)
+        if ok:
+            return True, "key added; a new login with the deploy key alone works"
+        undo = ops.Change(change.after, change.before)
+        actions.script(sess, ops.WRITE, undo.digest_before(), stdin=undo.after.encode())
+        return False, (f"key added but the host still refuses it ({why}); the previous "
+                       "authorized_keys is back (is AuthorizedKeysFile elsewhere?)")

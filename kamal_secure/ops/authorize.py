@@ -1,0 +1,74 @@
+"""Put the dedicated public key in the deploy user's authorized_keys, as ssh-copy-id does.
+
+Idempotent (keys are compared by their key data, not the whole line), atomic on the host
+(a temporary file beside authorized_keys, then ``mv``), compare-and-swap (the file is only
+replaced if nobody changed it since it was read), then proven: a new connection with the
+dedicated key alone must log in, otherwise the previous file is put back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from kamal_secure.errors import UsageError
+from kamal_secure.keyfacts import parse_public
+
+READ = 'f="$HOME/.ssh/authorized_keys"; if [ -f "$f" ]; then cat "$f"; fi'
+WRITE = """set -eu
+umask 077
+d="$HOME/.ssh"; f="$d/authorized_keys"
+mkdir -p "$d"; chmod 700 "$d"
+now=$( (cat "$f" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)
+if [ "$now" != "$1" ]; then echo "authorized_keys changed while we worked; not replaced"; exit 3; fi
+t=$(mktemp "$d/.authorized_keys.XXXXXX")
+trap 'rm -f "$t"' EXIT
+cat > "$t"
+chmod 600 "$t"
+mv -f "$t" "$f"
+trap - EXIT
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    before: str
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def digest_before(self) -> str:
+        return hashlib.sha256(self.before.encode()).hexdigest()
+
+
+def key_line(public_line: str, from_cidr: str | None) -> tuple[str, str]:
+    """(the line to install, the key's base64 data)."""
+    parse_public(public_line)
+    kind, data, *rest = public_line.split()
+    comment = f" {' '.join(rest)}" if rest else ""
+    options = ""
+    if from_cidr:
+        try:
+            network = ipaddress.ip_network(from_cidr, strict=False)
+        except ValueError:
+            raise UsageError(f"--from {from_cidr!r} is not an address or CIDR") from None
+        options = f'from="{network}" '
+    return f"{options}{kind} {data}{comment}", data
+
+
+def merged(current: str, line: str, data: str) -> Change:
+    """The file with exactly one line for this key, in the place of the first old one."""
+    out, placed = [], False
+    for raw in current.splitlines():
+        if data in raw.split():
+            if not placed:
+                out.append(line)
+                placed = True
+            continue
+        out.append(raw)
+    if not placed:
+        out.append(line)
+    return Change(current, "\n".join(out) + "\n")

@@ -1,0 +1,125 @@
+"""`kamal-secure authorize` against real sshd hosts on loopback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Client, next_addr
+from tests.live import write_project
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab, keygen
+
+pytestmark = pytest.mark.sshd
+# the deploy user's own ~/.ssh/authorized_keys counts too (after the lab's file)
+USER_FILE = (f"Match User {DEPLOY_USER}\n"
+             f"  AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n")
+
+
+@pytest.fixture
+def user_keys(sshd_available: None) -> Iterator[Path]:
+    home = Path(pwd.getpwnam(DEPLOY_USER).pw_dir)
+    path = home / ".ssh" / "authorized_keys"
+    path.unlink(missing_ok=True)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def old_key(client: Client) -> tuple[Path, str]:
+    path = client.home / "old_identity"
+    return path, keygen(path, "old-personal-key")
+
+
+def authorize(app: Path, client: Client, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HOME=str(client.home), NO_COLOR="1")
+    env.pop("SSH_AUTH_SOCK", None)
+    return subprocess.run([sys.executable, "-m", "kamal_secure", "authorize", *args], cwd=app,
+                          env=env, capture_output=True, text=True, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def start(lab: Lab, client: Client, old: str, n: int = 1) -> list[str]:
+    addrs = [next_addr() for _ in range(n)]
+    for addr in addrs:
+        client.trust(lab.start(addr, HARDENED + USER_FILE, authorized={DEPLOY_USER: old})
+                     .known_line())
+    return addrs
+
+
+def test_adds_once_atomically_and_proves_it(lab: Lab, client: Client, tmp_path: Path,
+                                            user_keys: Path, old_key: tuple[Path, str]) -> None:
+    addrs = start(lab, client, old_key[1])
+    app = write_project(tmp_path / "app", client, addrs)
+    assert authorize(app, client, "--yes").returncode == 3  # no working credential yet
+    assert not user_keys.exists()
+    dry = authorize(app, client, "--dry-run", "--identity", str(old_key[0]))
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would add" in dry.stdout
+    assert not user_keys.exists()
+    done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "a new login with the deploy key alone works" in done.stdout
+    lines = user_keys.read_text().splitlines()
+    assert lines == [client.public]
+    assert stat.S_IMODE(user_keys.stat().st_mode) == 0o600
+    assert stat.S_IMODE(user_keys.parent.stat().st_mode) == 0o700
+    assert user_keys.stat().st_uid == pwd.getpwnam(DEPLOY_USER).pw_uid
+    assert not list(user_keys.parent.glob(".authorized_keys.*")), "no temp file left"
+    again = authorize(app, client, "--yes")  # now the deploy key itself logs in
+    assert again.returncode == 0
+    assert "unchanged" in again.stdout
+    assert user_keys.read_text().splitlines() == [client.public]
+
+
+def test_from_restriction_replaces_the_line_and_keeps_others(
+    lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
+) -> None:
+    addrs = start(lab, client, old_key[1])
+    user_keys.parent.mkdir(mode=0o700, exist_ok=True)
+    user_keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKey1 "
+                         "someone-else\n" + client.public + "\n")
+    uid = pwd.getpwnam(DEPLOY_USER)
+    os.chown(user_keys.parent, uid.pw_uid, uid.pw_gid)
+    os.chown(user_keys, uid.pw_uid, uid.pw_gid)
+    app = write_project(tmp_path / "app", client, addrs)
+    done = authorize(app, client, "--yes", "--from", "127.0.0.0/8")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = user_keys.read_text().splitlines()
+    assert lines[0].endswith("someone-else")
+    assert lines[1] == f'from="127.0.0.0/8" {client.public}'
+    assert len(lines) == 2
+    bad = authorize(app, client, "--yes", "--from", "not-a-cidr; rm -rf /")
+    assert bad.returncode == 2
+    assert "not an address or CIDR" in bad.stderr
+
+
+def test_restriction_that_locks_us_out_is_rolled_back(
+    lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
+) -> None:
+    addrs = start(lab, client, old_key[1])
+    app = write_project(tmp_path / "app", client, addrs)
+    done = authorize(app, client, "--yes", "--identity", str(old_key[0]),
+                     "--from", "192.0.2.0/24")
+    assert done.returncode == 3
+    assert "the previous authorized_keys is back" in done.stdout
+    assert user_keys.read_text() == ""
+
+
+def test_one_host_down_does_not_stop_the_others(
+    lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
+) -> None:
+    up = start(lab, client, old_key[1])
+    down = next_addr()
+    app = write_project(tmp_path / "app", client, [*up, down])
+    done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
+    assert done.returncode == 3
+    assert f"FAILED {down}" in done.stdout
+    assert f"ok     {up[0]}" in done.stdout
+    assert user_keys.read_text().splitlines() == [client.public]

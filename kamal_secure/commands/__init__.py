@@ -16,6 +16,7 @@ MODULES = {
     "keygen": "kamal_secure.commands.keygen",
     "pin-hosts": "kamal_secure.commands.pin_hosts",
     "authorize": "kamal_secure.commands.authorize",
+    "harden": "kamal_secure.commands.harden",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
 }

@@ -250,3 +250,23 @@ def test_pin_hosts_makes_kamal_itself_strict(lab: Lab, client: Client, tmp_path:
     again = run([f"{BIN}/kamal-secure", "pin-hosts", "--yes"], app, env)
     assert again.returncode == 1
     assert "CHANGED" in again.stderr
+
+
+@pytest.mark.sshd
+def test_harden_then_the_gate_passes_at_high_and_kamal_still_connects(
+    lab: Lab, client: Client, tmp_path: Path, real_kamal: Path
+) -> None:
+    addr = next_addr()
+    host = lab.start(addr, "", files=TRAP, authorized={DEPLOY_USER: client.public},
+                     sudoers=f"{DEPLOY_USER} ALL=(root) NOPASSWD: ALL\n")
+    client.trust(host.known_line())
+    app = live_app(tmp_path / "app", client, addr)
+    env = live_env(real_kamal, client)
+    env.pop("KAMAL_SECURE_FAIL_ON")  # the default threshold: high
+    refused = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
+    assert refused.returncode == 1
+    hardened = run([f"{BIN}/kamal-secure", "harden", "--yes"], app, env)
+    assert hardened.returncode == 0, hardened.stdout + hardened.stderr
+    passed = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert DEPLOY_USER in passed.stdout  # Kamal's net-ssh still negotiates with the host

@@ -21,6 +21,7 @@ Usage:
   kamal-secure explain RULE              show a rule's rationale, fix and examples
   kamal-secure keygen [--write-config]   create a dedicated ed25519 deploy key
   kamal-secure authorize [--from CIDR]   put the deploy key in authorized_keys everywhere
+  kamal-secure rotate-key [--resume|--abort] a new deploy key everywhere, no downtime
   kamal-secure harden [--allow-from CIDR] the sshd baseline on every host, no lockout
   kamal-secure pin-hosts [--expect FP]   pin host keys so Kamal itself verifies them
   kamal-secure init-policy               write a commented starter .kamal/secure.yml

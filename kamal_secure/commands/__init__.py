@@ -17,6 +17,7 @@ MODULES = {
     "pin-hosts": "kamal_secure.commands.pin_hosts",
     "authorize": "kamal_secure.commands.authorize",
     "harden": "kamal_secure.commands.harden",
+    "rotate-key": "kamal_secure.commands.rotate_key",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
 }

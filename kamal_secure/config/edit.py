@@ -168,6 +168,11 @@ def set_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml") -> Ed
     return set_ssh(text, _desired(key_path), name)
 
 
+def replace_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml") -> Edit:
+    """Point ``ssh.keys`` at ``key_path`` and change nothing else (key rotation)."""
+    return set_ssh(text, {"keys": _desired(key_path)["keys"]}, name)
+
+
 def set_ssh_config(text: str, config_path: str, name: str = "config/deploy.yml") -> Edit:
     """Make ``ssh.config`` point at ``config_path`` (pin-hosts' strict ssh config)."""
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString

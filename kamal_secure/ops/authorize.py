@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from kamal_secure.errors import UsageError
 from kamal_secure.keyfacts import parse_public
@@ -72,3 +73,30 @@ def merged(current: str, line: str, data: str) -> Change:
     if not placed:
         out.append(line)
     return Change(current, "\n".join(out) + "\n")
+
+
+def without(current: str, data: str) -> Change:
+    """The file with every line for this key removed."""
+    kept = [raw for raw in current.splitlines() if data not in raw.split()]
+    return Change(current, "".join(line + "\n" for line in kept))
+
+
+def apply_change(sess: Any, change: Change) -> tuple[bool, str]:
+    """Write ``change`` on the host (compare-and-swap); (ok, message)."""
+    from kamal_secure.remote import actions
+
+    if not change.changed:
+        return True, "unchanged"
+    code, out = actions.script(sess, WRITE, change.digest_before(),
+                               stdin=change.after.encode())
+    return code == 0, out.strip()[:200]
+
+
+def read_current(sess: Any) -> str:
+    from kamal_secure.errors import CheckIncomplete
+    from kamal_secure.remote import actions
+
+    code, current = actions.script(sess, READ)
+    if code != 0:
+        raise CheckIncomplete(f"cannot read authorized_keys: {current.strip()[:200]}")
+    return current

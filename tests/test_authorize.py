@@ -123,3 +123,25 @@ def test_one_host_down_does_not_stop_the_others(
     assert f"FAILED {down}" in done.stdout
     assert f"ok     {up[0]}" in done.stdout
     assert user_keys.read_text().splitlines() == [client.public]
+
+
+def test_unwritable_ssh_dir_is_a_clear_per_host_error(
+    lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
+) -> None:
+    addrs = start(lab, client, old_key[1])
+    entry = pwd.getpwnam(DEPLOY_USER)
+    user_keys.parent.mkdir(mode=0o755, exist_ok=True)
+    user_keys.write_text("")
+    os.chown(user_keys.parent, 0, 0)  # read-only for the deploy user: root's directory
+    os.chown(user_keys, entry.pw_uid, entry.pw_gid)
+    user_keys.parent.chmod(0o755)
+    try:
+        app = write_project(tmp_path / "app", client, addrs)
+        done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
+    finally:
+        os.chown(user_keys.parent, entry.pw_uid, entry.pw_gid)
+        user_keys.parent.chmod(0o700)
+    assert done.returncode == 3
+    assert f"FAILED {addrs[0]}: not changed" in done.stdout
+    assert user_keys.read_text() == ""
+

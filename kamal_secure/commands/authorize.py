@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kamal_secure.commands import Parser
-from kamal_secure.config.inventory import Inventory, Target, build_inventory
-from kamal_secure.config.load import load_project
-from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
+from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
+from kamal_secure.config.inventory import Inventory, Target
+from kamal_secure.errors import CheckIncomplete, UsageError
 from kamal_secure.ops import authorize as ops
 
 
 def _parser() -> Parser:
     p = Parser(prog="kamal-secure authorize", add_help=False,
                description="Add the deploy key (ssh.keys[0]) to authorized_keys on every host.")
-    p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("-c", "--config-file", default="config/deploy.yml")
-    p.add_argument("-d", "--destination", default=None)
-    p.add_argument("-h", "--hosts", default="", help="only these hosts (comma-separated)")
-    p.add_argument("-r", "--roles", default="", help="only these roles (comma-separated)")
+    add_target_options(p, "show what would change; change nothing")
     p.add_argument("--identity", type=Path, action="append", default=[],
                    help="a key that logs in today (besides the agent and the deploy key)")
     p.add_argument("--from", dest="from_cidr", default=None, metavar="CIDR",
                    help='restrict the key to these source addresses (from="...")')
-    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
-    p.add_argument("--yes", action="store_true", help="do not ask")
-    p.add_argument("--timeout", type=float, default=20.0)
     return p
 
 
@@ -54,9 +46,7 @@ def _credentials(identities: list[Path], deploy_key: Path) -> list[Any]:
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    project = load_project(opts.config_file, opts.destination)
-    inventory = build_inventory(project, [h for h in opts.hosts.split(",") if h],
-                                [r for r in opts.roles.split(",") if r])
+    project, inventory = targets(opts)
     deploy_key = _deploy_key(inventory)
     pub = deploy_key.with_name(deploy_key.name + ".pub")
     try:
@@ -65,7 +55,7 @@ def run(args: list[str]) -> int:
         raise UsageError(f"{pub}: not a readable public key ({err})") from None
     sys.stdout.write(f"authorize {pub} for {inventory.ssh.user} on "
                      f"{len(inventory.targets)} host(s): {line[:60]}...\n")
-    if not opts.dry_run and not _confirmed(opts.yes):
+    if not opts.dry_run and not confirmed(opts.yes, "Go ahead?"):
         return 2
     from kamal_secure.remote import actions
 
@@ -73,20 +63,7 @@ def run(args: list[str]) -> int:
                                    _credentials(opts.identity, deploy_key), opts.timeout),
                  actions.only_key(inventory, project.root, deploy_key, opts.timeout),
                  line, data, opts.dry_run)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(work.host, inventory.targets))
-    for target, (ok, message) in zip(inventory.targets, results, strict=True):
-        sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
-    return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
-
-
-def _confirmed(yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        sys.stderr.write("kamal-secure: pass --yes to change hosts without a terminal to ask on\n")
-        return False
-    return input("Go ahead? [y/N] ").strip().lower() in ("y", "yes")
+    return on_every_host(inventory, work.host)
 
 
 class _Work:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kamal_secure.commands import Parser
-from kamal_secure.config.inventory import Target, build_inventory
-from kamal_secure.config.load import load_project
-from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
+from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
+from kamal_secure.config.inventory import Target
+from kamal_secure.errors import CheckIncomplete, UsageError
 from kamal_secure.host_policy import load_host_policy
 from kamal_secure.ops import harden as ops
 
@@ -21,27 +20,17 @@ UNSAFE = {"password", "keyboard-interactive"}
 def _parser() -> Parser:
     p = Parser(prog="kamal-secure harden", add_help=False,
                description="Write the sshd baseline to sshd_config.d/00-kamal-secure.conf.")
-    p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("-c", "--config-file", default="config/deploy.yml")
-    p.add_argument("-d", "--destination", default=None)
-    p.add_argument("-h", "--hosts", default="", help="only these hosts (comma-separated)")
-    p.add_argument("-r", "--roles", default="", help="only these roles (comma-separated)")
+    add_target_options(p, "show the drop-in and what it changes in `sshd -T`; change nothing")
     p.add_argument("--allow-from", action="append", default=[], metavar="CIDR",
                    help="AllowUsers deploy@CIDR instead of any address (repeat)")
     p.add_argument("--allow-user", action="append", default=[], metavar="NAME",
                    help="another user AllowUsers must keep (repeat)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="show the drop-in and what it changes in `sshd -T`; change nothing")
-    p.add_argument("--yes", action="store_true", help="do not ask")
-    p.add_argument("--timeout", type=float, default=20.0)
     return p
 
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    project = load_project(opts.config_file, opts.destination)
-    inventory = build_inventory(project, [h for h in opts.hosts.split(",") if h],
-                                [r for r in opts.roles.split(",") if r])
+    project, inventory = targets(opts)
     if not inventory.ssh.keys:
         raise UsageError("ssh.keys is not set: harden proves a new login with the deploy key",
                          hint="run `kamal-secure keygen --write-config` and `authorize` first")
@@ -54,7 +43,7 @@ def run(args: list[str]) -> int:
                                                          "client_alive_count_max")},
                         forwarding)
     sys.stdout.write(f"{ops.DROPIN} on {len(inventory.targets)} host(s):\n{base.text()}\n")
-    if not opts.dry_run and not _confirmed(opts.yes):
+    if not opts.dry_run and not confirmed(opts.yes, "Apply it?"):
         return 2
     from kamal_secure.remote import actions, session
 
@@ -63,20 +52,7 @@ def run(args: list[str]) -> int:
     proof = actions.only_key(inventory, project.root, Path(inventory.ssh.keys[0]),
                              opts.timeout)
     work = _Host(login, proof, base, opts.dry_run)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(work.run, inventory.targets))
-    for target, (ok, message) in zip(inventory.targets, results, strict=True):
-        sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
-    return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
-
-
-def _confirmed(yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        sys.stderr.write("kamal-secure: pass --yes to change hosts without a terminal to ask on\n")
-        return False
-    return input("Apply it? [y/N] ").strip().lower() in ("y", "yes")
+    return on_every_host(inventory, work.run)
 
 
 class _Host:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
+from kamal_secure.commands.fleet_cmd import add_target_options, confirmed
 from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import load_project, read_text
@@ -16,20 +17,13 @@ from kamal_secure.ops import pin_hosts as pin
 def _parser() -> Parser:
     p = Parser(prog="kamal-secure pin-hosts", add_help=False,
                description="Pin every host's key in .kamal/known_hosts and make Kamal strict.")
-    p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("-c", "--config-file", default="config/deploy.yml")
-    p.add_argument("-d", "--destination", default=None)
-    p.add_argument("-h", "--hosts", default="", help="only these hosts (comma-separated)")
-    p.add_argument("-r", "--roles", default="", help="only these roles (comma-separated)")
+    add_target_options(p, "show what would change; write nothing")
     p.add_argument("--expect", action="append", default=[], metavar="SHA256:...",
                    help="a fingerprint the hosts may show (repeat); others are refused")
     p.add_argument("--expect-file", type=Path, default=None,
                    help="fingerprints, one per line (ssh-keygen -lf output works)")
     p.add_argument("--replace", action="append", default=[], metavar="HOST",
                    help="accept a changed key for this host (after checking it on its console)")
-    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
-    p.add_argument("--yes", action="store_true", help="do not ask")
-    p.add_argument("--timeout", type=float, default=10.0)
     return p
 
 
@@ -87,7 +81,7 @@ def run(args: list[str]) -> int:
     if opts.dry_run:
         sys.stdout.write("dry run: nothing written\n" + config_edit.diff(opts.config_file))
         return 0
-    if not _confirmed(opts.yes, len(result.added)):
+    if result.added and not confirmed(opts.yes, f"Pin {len(result.added)} new host key(s)?"):
         return 2
     pin.write(Path.cwd(), result)
     if config_edit.changed:
@@ -114,12 +108,3 @@ def _show(result: pin.Plan, failed: list[str]) -> None:
     for line in failed:
         sys.stderr.write(f"UNREACHED {line}\n")
 
-
-def _confirmed(yes: bool, count: int) -> bool:
-    if yes or count == 0:
-        return True
-    if not sys.stdin.isatty():
-        sys.stderr.write("kamal-secure: pass --yes to pin without a terminal to ask on\n")
-        return False
-    answer = input(f"Pin {count} new host key(s)? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")

@@ -145,3 +145,31 @@ def test_unwritable_ssh_dir_is_a_clear_per_host_error(
     assert f"FAILED {addrs[0]}: not changed" in done.stdout
     assert user_keys.read_text() == ""
 
+
+
+def test_full_disk_leaves_nothing_half_written(
+    lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
+) -> None:
+    addr = start(lab, client, old_key[1])[0]
+    host = lab.hosts[-1]
+    assert host.process is not None
+    entry = pwd.getpwnam(DEPLOY_USER)
+    ssh = user_keys.parent
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    original = "# " + "x" * 3000 + "\n"
+    # a 4 KiB tmpfs over ~/.ssh inside that host's own mount namespace, already full
+    setup = (f"mount -t tmpfs -o size=4k,mode=0700,uid={entry.pw_uid},gid={entry.pw_gid} "
+             f"tmpfs {ssh} && printf '%s' \"$0\" > {user_keys} && chown {entry.pw_uid} "
+             f"{user_keys} && chmod 600 {user_keys}")
+    mounted = subprocess.run(["nsenter", "-t", str(host.process.pid), "-m", "sh", "-c", setup,
+                              original], capture_output=True, text=True, check=False)
+    assert mounted.returncode == 0, mounted.stderr
+    app = write_project(tmp_path / "app", client, [addr])
+    done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
+    inside = subprocess.run(["nsenter", "-t", str(host.process.pid), "-m", "sh", "-c",
+                             f"cat {user_keys}; ls -a {ssh}"], capture_output=True,
+                            text=True, check=False).stdout
+    assert done.returncode == 3, done.stdout
+    assert f"FAILED {addr}: not changed" in done.stdout  # the write itself failed
+    assert inside.startswith(original)  # the old file, whole
+    assert ".authorized_keys." not in inside  # no temp file left behind

@@ -113,3 +113,23 @@ def test_our_host_checks_use_the_pinned_file(lab: Lab, client: Client, tmp_path:
     assert pin(app, client, "--yes").returncode == 0
     after = subprocess.run(scan, cwd=app, env=env, capture_output=True, text=True, check=False)
     assert '"problems": []' in after.stdout
+
+
+def test_through_a_jump_host_whose_own_key_is_verified(lab: Lab, client: Client,
+                                                       tmp_path: Path) -> None:
+    jump_addr, target_addr = next_addr(), next_addr()
+    jump = lab.start(jump_addr, HARDENED.replace("AllowTcpForwarding no",
+                                                 "AllowTcpForwarding local"),
+                     authorized={DEPLOY_USER: client.public})
+    target = lab.start(target_addr, HARDENED)
+    extra = f"  proxy: {DEPLOY_USER}@{jump_addr}\n"
+    app = write_project(tmp_path / "app", client, [target_addr], extra_ssh=extra)
+    unknown_jump = pin(app, client, "--yes")
+    assert unknown_jump.returncode == 3  # the jump host's key is not known: no silent trust
+    assert "unknown host key" in unknown_jump.stderr
+    client.trust(jump.known_line())
+    done = pin(app, client, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    known = (app / ".kamal" / "known_hosts").read_text()
+    assert target.known_line() in known
+    assert jump_addr not in known

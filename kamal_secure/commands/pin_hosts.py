@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from kamal_secure.commands import Parser
-from kamal_secure.commands.fleet_cmd import add_target_options, confirmed
+from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, targets
 from kamal_secure.config.edit import set_ssh_config
-from kamal_secure.config.inventory import build_inventory
-from kamal_secure.config.load import load_project, read_text
-from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
+from kamal_secure.config.load import read_text
+from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE
 from kamal_secure.ops import pin_hosts as pin
 
 
@@ -35,39 +35,32 @@ def _expected(opts_expect: list[str], path: Path | None) -> set[str]:
     return found
 
 
-def _collect(opts_hosts: str, opts_roles: str, config: str, dest: str | None,
-             timeout: float) -> tuple[list[pin.Seen], list[str]]:
-    from kamal_secure.remote.hostkeys import key_name
-    from kamal_secure.remote.scan_keys import fetch
-    from kamal_secure.remote.session import Unreachable
+def _collect(opts: Any) -> tuple[list[pin.Seen], list[str]]:
+    from kamal_secure.errors import CheckIncomplete
+    from kamal_secure.remote import actions, session
+    from kamal_secure.remote.scan_keys import fetch_for
 
-    project = load_project(config, dest)
-    inventory = build_inventory(project, [h for h in opts_hosts.split(",") if h],
-                                [r for r in opts_roles.split(",") if r])
-    if inventory.ssh.proxy is not None or inventory.ssh.proxy_command:
-        raise UsageError("pin-hosts does not reach hosts through ssh.proxy / proxy_command yet",
-                         hint="pin those keys by hand in .kamal/known_hosts")
+    project, inventory = targets(opts)
+    keys = session.load_login_keys(inventory.ssh) if inventory.ssh.proxy else []
+    conn = actions.connector(inventory, project.root, keys, opts.timeout)
     seen, failed = [], []
-    port = inventory.ssh.port
     for target in inventory.targets:
         if target.dynamic:
             failed.append(f"{target.label}: the host name comes from ERB")
             continue
         try:
-            key = fetch(target.name, port, timeout)
-        except Unreachable as err:
+            name, key = fetch_for(conn, target)
+        except CheckIncomplete as err:
             failed.append(f"{target.name}: {err.message}")
             continue
-        seen.append(pin.Seen(key_name(target.name, port), key.key_type, key.base64,
-                             key.fingerprint))
+        seen.append(pin.Seen(name, key.key_type, key.base64, key.fingerprint))
     return seen, failed
 
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
     expect = _expected(opts.expect, opts.expect_file)
-    seen, failed = _collect(opts.hosts, opts.roles, opts.config_file, opts.destination,
-                            opts.timeout)
+    seen, failed = _collect(opts)
     result = pin.plan(seen, pin.read_pinned(Path.cwd()), expect, set(opts.replace))
     _show(result, failed)
     if result.changed or result.unexpected:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import paramiko
 
@@ -19,12 +20,14 @@ class HostKey:
     fingerprint: str  # SHA256:..., as ssh-keygen -lf prints it
 
 
-def fetch(host: str, port: int, timeout: float) -> HostKey:
-    try:
-        sock = socket.create_connection((host, port), timeout)
-    except OSError as err:
-        raise Unreachable(f"cannot connect to {host}:{port}: "
-                          f"{err.strerror or type(err).__name__}") from None
+def fetch(host: str, port: int, timeout: float, sock: Any = None) -> HostKey:
+    """The key ``host`` presents; ``sock``: a channel through a jump host or a proxy command."""
+    if sock is None:
+        try:
+            sock = socket.create_connection((host, port), timeout)
+        except OSError as err:
+            raise Unreachable(f"cannot connect to {host}:{port}: "
+                              f"{err.strerror or type(err).__name__}") from None
     transport = paramiko.Transport(sock)
     try:
         options = transport.get_security_options()
@@ -39,3 +42,22 @@ def fetch(host: str, port: int, timeout: float) -> HostKey:
     finally:
         transport.close()
     return HostKey(key.get_name(), key.get_base64(), str(key.fingerprint))
+
+
+def fetch_for(conn: Any, target: Any) -> tuple[str, HostKey]:
+    """(known_hosts name, key) for a target, reached the way Kamal reaches it: directly,
+    through ``ssh.proxy`` (the jump host's own key verified strictly) or ``proxy_command``."""
+    from kamal_secure.remote import hostkeys, session
+    from kamal_secure.remote.ssh_config import resolve
+
+    hostname, port = resolve(target.name, conn.ssh)
+    name = hostkeys.key_name(hostname, port)
+    if conn.ssh.proxy is None and not conn.ssh.proxy_command:
+        return name, fetch(hostname, port, conn.timeout)
+    jump = conn._jump(conn.ssh.proxy) if conn.ssh.proxy is not None else None
+    try:
+        sock = conn._socket(session.Endpoint(hostname, port, conn.ssh.user), jump)
+        return name, fetch(hostname, port, conn.timeout, sock)
+    finally:
+        if jump is not None:
+            jump.close()

@@ -75,6 +75,10 @@ def run(args: list[str]) -> int:
 def _start(inventory: Inventory, config_file: str) -> Journal:
     if not inventory.ssh.keys:
         raise UsageError("ssh.keys is not set: nothing to rotate")
+    if inventory.ssh.proxy is not None:
+        raise UsageError("rotate-key does not rotate the key on the ssh.proxy jump host yet",
+                         hint="authorize the new key on the jump host by hand first, or "
+                         "rotate without the jump host")
     old = inventory.ssh.keys[0]
     return Journal(config_file, old, new_key_path(old))
 

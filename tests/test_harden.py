@@ -41,7 +41,7 @@ def test_hardens_the_cloud_init_trap_and_is_idempotent(lab: Lab, client: Client,
     assert "KS701" in rules_by_host(scan_hosts(app))[host.addr]
     dry = harden(app, client, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "would change: passwordauthentication is 'yes', not 'no'" in dry.stdout
+    assert "would change (sshd -T now -> after): passwordauthentication yes -> no" in dry.stdout
     assert not (host.etc / DROPIN).exists()
     done = harden(app, client, "--yes")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -119,7 +119,8 @@ class _Apply:
 
     def _dry_run(self) -> str:
         diff = ops.mismatches(self._effective(), self.host.base.expected())
-        return "would change: " + ("; ".join(diff) if diff else "nothing effective")
+        return ("would change (sshd -T now -> after): " + "; ".join(diff) if diff
+                else "would change no effective setting")
 
     def _change(self, previous: str | None, wanted: str) -> tuple[bool, str]:
         code, out = self.root(ops.WRITE, stdin=wanted.encode())
@@ -132,8 +133,8 @@ class _Apply:
         wrong = ops.mismatches(self._effective(), self.host.base.expected())
         if wrong:
             self._restore(previous, reload=False)
-            return False, "another file wins over the drop-in, nothing changed: " + "; ".join(
-                wrong[:5])
+            return False, ("another file wins over the drop-in, nothing changed (sshd -T now "
+                           "-> wanted): " + "; ".join(wrong[:5]))
         code, out = self.root(ops.RELOAD)
         if code != 0:
             self._restore(previous, reload=False)

@@ -101,10 +101,10 @@ def _cidr(value: str) -> str:
 
 
 def mismatches(effective: str, want: dict[str, str]) -> list[str]:
-    """Settings whose effective value (``sshd -T``) is not the baseline's."""
+    """``key now -> wanted`` for every setting whose effective value (``sshd -T``) differs."""
     seen: dict[str, str] = {}
     for line in effective.splitlines():
         key, _, value = line.partition(" ")
         seen.setdefault(key.lower(), value.strip().lower())
-    return [f"{k} is {seen.get(k, 'unset')!r}, not {v!r}" for k, v in want.items()
+    return [f"{k} {seen.get(k, '(unset)')} -> {v}" for k, v in want.items()
             if seen.get(k) != v]

@@ -46,5 +46,6 @@ def evaluate(
     if live:
         from kamal_secure.hosts import audit_hosts, merge
 
-        merge(report, audit_hosts(config_file, destination, hosts, roles))
+        merge(report, audit_hosts(config_file, destination, hosts, roles,
+                                  settings=policy.hosts))
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

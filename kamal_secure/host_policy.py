@@ -33,6 +33,11 @@ class HostPolicy:
     port: int = 0  # the port sshd must listen on; 0: any
 
 
+def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
+    """The ``hosts:`` section of an already loaded (and schema-checked) policy file."""
+    return _apply(HostPolicy(), section or {}, str(POLICY_FILE))
+
+
 def load_host_policy(root: Path) -> HostPolicy:
     path = root / POLICY_FILE
     if not path.is_file():

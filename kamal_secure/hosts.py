@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import load_project
-from kamal_secure.host_policy import load_host_policy
+from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host
 from kamal_secure.rules.registry import get
@@ -25,10 +26,13 @@ def audit_hosts(
     roles: Iterable[str] = (),
     root: Path | None = None,
     progress: bool | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Report:
     project = load_project(config_file, destination, root)
     inventory = build_inventory(project, hosts, roles)
-    policy = load_host_policy(project.root)
+    # the gate has read .kamal/secure.yml already: use its hosts: section, don't read it again
+    policy = (host_policy_from(settings) if settings is not None
+              else load_host_policy(project.root))
     from kamal_secure.remote.fleet import check_fleet
 
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)

@@ -9,7 +9,7 @@ from typing import Any
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Inventory, Target
-from kamal_secure.errors import CheckIncomplete, UsageError
+from kamal_secure.errors import UsageError
 from kamal_secure.ops import authorize as ops
 
 
@@ -39,7 +39,7 @@ def _credentials(identities: list[Path], deploy_key: Path) -> list[Any]:
         if not found:
             raise UsageError(f"--identity {path}: not a usable private key")
         keys.extend(found)
-    keys.extend(k for k in session._agent_keys() if k not in keys)
+    keys.extend(k for k in session.agent_keys() if k not in keys)
     keys.extend(actions.key_from_file(deploy_key))
     return keys
 
@@ -74,38 +74,23 @@ class _Work:
     def host(self, target: Target) -> tuple[bool, str]:
         from kamal_secure.remote import actions
 
-        try:
-            sess = actions.open_target(self.login, target)
-        except CheckIncomplete as err:
-            return False, f"no working credential: {err.message}"
-        try:
-            return self._change(sess, target)
-        except CheckIncomplete as err:
-            return False, err.message
-        except Exception as err:  # one host's failure is reported, not raised
-            return False, f"{type(err).__name__}: {err}"
-        finally:
-            sess.close()
+        return actions.on_host(self.login, target, "no working credential",
+                               lambda sess: self._change(sess, target))
 
     def _change(self, sess: Any, target: Target) -> tuple[bool, str]:
         from kamal_secure.remote import actions
 
-        code, current = actions.script(sess, ops.READ)
-        if code != 0:
-            return False, f"cannot read authorized_keys: {current.strip()[:200]}"
-        change = ops.merged(current, self.line, self.data)
+        change = ops.merged(ops.read_current(sess), self.line, self.data)
         if not change.changed:
             return True, "already authorized (unchanged)"
         if self.dry_run:
             return True, "would add the key (dry run: unchanged)"
-        code, out = actions.script(sess, ops.WRITE, change.digest_before(),
-                                   stdin=change.after.encode())
-        if code != 0:
-            return False, f"not changed: {out.strip()[:200]}"
+        ok, out = ops.apply_change(sess, change)
+        if not ok:
+            return False, f"not changed: {out}"
         ok, why = actions.can_login(self.proof, target)
         if ok:
             return True, "key added; a new login with the deploy key alone works"
-        undo = ops.Change(change.after, change.before)
-        actions.script(sess, ops.WRITE, undo.digest_before(), stdin=undo.after.encode())
+        ops.apply_change(sess, ops.Change(change.after, change.before))
         return False, (f"key added but the host still refuses it ({why}); the previous "
                        "authorized_keys is back (is AuthorizedKeysFile elsewhere?)")

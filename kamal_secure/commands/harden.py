@@ -62,18 +62,8 @@ class _Host:
     def run(self, target: Target) -> tuple[bool, str]:
         from kamal_secure.remote import actions
 
-        try:
-            sess = actions.open_target(self.login, target)
-        except CheckIncomplete as err:
-            return False, f"cannot log in: {err.message}"
-        try:
-            return _Apply(sess, self, target).apply()
-        except CheckIncomplete as err:
-            return False, err.message
-        except Exception as err:  # one host's failure is reported, not raised
-            return False, f"{type(err).__name__}: {err}"
-        finally:
-            sess.close()
+        return actions.on_host(self.login, target, "cannot log in",
+                               lambda sess: _Apply(sess, self, target).apply())
 
 
 class _Apply:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
-from kamal_secure.keyfacts import fingerprint, parse_public
+from kamal_secure.keyfacts import parse_public
 
 DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
 
@@ -100,11 +100,5 @@ def create(path: Path, comment: str, passphrase: bytes | None = None,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info, _ = parse_public(public.decode())
-    assert info.fingerprint == fingerprint(_blob(public))
     return NewKey(path, info.fingerprint, comment, tuple(backups))
 
-
-def _blob(public: bytes) -> bytes:
-    import base64
-
-    return base64.b64decode(public.split()[1])

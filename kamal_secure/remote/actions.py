@@ -6,6 +6,7 @@ Every script is a constant; values reach it only as positional arguments
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from kamal_secure.remote.ssh_config import resolve
 
 def key_from_file(path: Path) -> list[paramiko.PKey]:
     """A private key file (or, when encrypted, the agent's copy of it)."""
-    return session._key_file(path.expanduser(), session._agent_keys())
+    return session.key_file(path.expanduser(), session.agent_keys())
 
 
 def connector(inventory: Inventory, root: Path, keys: list[paramiko.PKey],
@@ -59,3 +60,21 @@ def can_login(conn: session.Connector, target: Target) -> tuple[bool, str]:
     except CheckIncomplete as err:
         return False, err.message
     return True, ""
+
+
+def on_host(conn: session.Connector, target: Target, no_login: str,
+            body: Callable[[session.Session], tuple[bool, str]]) -> tuple[bool, str]:
+    """Log in, run ``body`` with the open session, close it; every failure becomes a
+    per-host (False, message) so one host never stops the others."""
+    try:
+        sess = open_target(conn, target)
+    except CheckIncomplete as err:
+        return False, f"{no_login}: {err.message}"
+    try:
+        return body(sess)
+    except CheckIncomplete as err:
+        return False, err.message
+    except Exception as err:  # one host's failure is reported, not raised
+        return False, f"{type(err).__name__}: {err}"
+    finally:
+        sess.close()

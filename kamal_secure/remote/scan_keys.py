@@ -54,9 +54,9 @@ def fetch_for(conn: Any, target: Any) -> tuple[str, HostKey]:
     name = hostkeys.key_name(hostname, port)
     if conn.ssh.proxy is None and not conn.ssh.proxy_command:
         return name, fetch(hostname, port, conn.timeout)
-    jump = conn._jump(conn.ssh.proxy) if conn.ssh.proxy is not None else None
+    jump = conn.jump(conn.ssh.proxy) if conn.ssh.proxy is not None else None
     try:
-        sock = conn._socket(session.Endpoint(hostname, port, conn.ssh.user), jump)
+        sock = conn.open_socket(session.Endpoint(hostname, port, conn.ssh.user), jump)
         return name, fetch(hostname, port, conn.timeout, sock)
     finally:
         if jump is not None:

@@ -111,9 +111,9 @@ class Connector:
     _agent_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
-        jump = self._jump(self.ssh.proxy) if self.ssh.proxy is not None else None
+        jump = self.jump(self.ssh.proxy) if self.ssh.proxy is not None else None
         try:
-            sock = self._socket(endpoint, jump)
+            sock = self.open_socket(endpoint, jump)
             transport, key, offered = self._handshake(sock, endpoint, names)
         except BaseException:
             if jump is not None:
@@ -121,7 +121,7 @@ class Connector:
             raise
         return Session(endpoint, transport, key, offered, self.timeout, jump)
 
-    def _jump(self, proxy: Jump) -> paramiko.Transport:
+    def jump(self, proxy: Jump) -> paramiko.Transport:
         """A verified connection to the jump host for one target. At most JUMP_STARTUPS
         are being set up at once: a bastion's MaxStartups (10:30:100) drops the rest.
         (One connection shared by all targets raced in paramiko's channel teardown.)"""
@@ -132,7 +132,7 @@ class Connector:
                                                                              end.port)])
         return transport
 
-    def _socket(self, endpoint: Endpoint, jump: paramiko.Transport | None) -> Any:
+    def open_socket(self, endpoint: Endpoint, jump: paramiko.Transport | None) -> Any:
         if jump is not None:
             try:
                 return jump.open_channel("direct-tcpip", (endpoint.hostname, endpoint.port),
@@ -216,18 +216,18 @@ def proxy_command_line(template: str, endpoint: Endpoint) -> str:
 def load_login_keys(ssh: SshSettings) -> list[paramiko.PKey]:
     """ssh.keys first (unencrypted files, or the agent's copy), then agent and defaults."""
     keys: list[paramiko.PKey] = []
-    agent = [] if ssh.keys_only and not ssh.keys else _agent_keys()
+    agent = [] if ssh.keys_only and not ssh.keys else agent_keys()
     for path in ssh.keys:
-        keys.extend(_key_file(Path(path).expanduser(), agent))
+        keys.extend(key_file(Path(path).expanduser(), agent))
     if not ssh.keys_only:
         keys.extend(k for k in agent if k not in keys)
         for path in DEFAULT_KEYS:
             if Path(path).expanduser().is_file() and path not in ssh.keys:
-                keys.extend(_key_file(Path(path).expanduser(), []))
+                keys.extend(key_file(Path(path).expanduser(), []))
     return keys
 
 
-def _key_file(path: Path, agent: list[paramiko.PKey]) -> list[paramiko.PKey]:
+def key_file(path: Path, agent: list[paramiko.PKey]) -> list[paramiko.PKey]:
     try:
         return [paramiko.PKey.from_path(path)]
     except paramiko.PasswordRequiredException:
@@ -249,7 +249,7 @@ def public_fingerprint(path: Path) -> str | None:
     return blob_fingerprint(blob)
 
 
-def _agent_keys() -> list[paramiko.PKey]:
+def agent_keys() -> list[paramiko.PKey]:
     try:
         return list(paramiko.Agent().get_keys())
     except paramiko.SSHException:

@@ -77,6 +77,16 @@ class _Apply:
         code, out = self.sess.run([*self.prefix, "sh", "-c", script, "sh", *args], stdin)
         return int(code), str(out)
 
+    def put(self, text: str, before: str | None) -> tuple[int, str]:
+        """Replace the drop-in with ``text`` (verified on the host before the rename);
+        with ``before``, only if it still holds that ("": absent or empty)."""
+        from kamal_secure.remote import actions
+
+        data = text.encode()
+        code, out = self.sess.run([*self.prefix, *actions.put_argv(
+            ops.DROPIN, data, "644", None if before is None else before.encode())], data)
+        return int(code), str(out)
+
     def apply(self) -> tuple[bool, str]:
         problem = self._preflight()
         if problem:
@@ -113,7 +123,7 @@ class _Apply:
                 else "would change no effective setting")
 
     def _change(self, previous: str | None, wanted: str) -> tuple[bool, str]:
-        code, out = self.root(ops.WRITE, stdin=wanted.encode())
+        code, out = self.put(wanted, previous or "")
         if code != 0:
             return False, f"could not write {ops.DROPIN}: {out.strip()[:200]}"
         code, out = self.root(ops.VALIDATE)
@@ -157,6 +167,6 @@ class _Apply:
         if previous is None:
             self.root(ops.REMOVE)
         else:
-            self.root(ops.WRITE, stdin=previous.encode())
+            self.put(previous, None)
         if reload:
             self.root(ops.RELOAD)

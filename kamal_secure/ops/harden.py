@@ -24,16 +24,6 @@ MACS = "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm
 READ = f'if [ -f {DROPIN} ]; then echo present; cat {DROPIN}; else echo absent; fi'
 INCLUDED = ("grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\\.d/\\*\\.conf' "
             "/etc/ssh/sshd_config")
-WRITE = f"""set -eu
-d=/etc/ssh/sshd_config.d
-[ -d "$d" ] || {{ echo "$d does not exist"; exit 5; }}
-t=$(mktemp "$d/.00-kamal-secure.XXXXXX")
-trap 'rm -f "$t"' EXIT
-cat > "$t"
-chmod 644 "$t"
-mv -f "$t" {DROPIN}
-trap - EXIT
-"""
 REMOVE = f"rm -f {DROPIN}"
 VALIDATE = "sshd -t 2>&1"
 EFFECTIVE = 'sshd -T -C "user=$1,host=$2,addr=$3" 2>&1'

@@ -188,6 +188,10 @@ class Lab:
                 host.process.kill()
                 host.process.wait()
 
+    def respawn(self, host: Host) -> None:
+        """Start a stopped host again, with its files as they are."""
+        self._spawn(host, host.user_ssh.exists())
+
     def stop_all(self) -> None:
         for host in self.hosts:
             self.stop(host)

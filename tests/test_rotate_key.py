@@ -162,6 +162,31 @@ def test_host_down_before_the_switch_rolls_back(lab: Lab, client: Client, tmp_pa
                                      f"    - {hosts[0].addr}\n    - {next_addr()}\n"))
     done = rotate(app, client, "--yes")
     assert done.returncode == 3
+    assert "rolled back: deploy.yml names the old key" in done.stderr
+    assert f"  {hosts[0].addr}: the old key logs in; the new key is removed" in done.stderr
     assert held_keys(client) == [client.key]
     assert all(keys_file(h).read_text().splitlines() == [client.public] for h in hosts)
     assert not (app / ".kamal" / "secure-rotation.json").exists()
+
+
+def test_a_host_down_at_the_verify_step_is_the_one_blamed(lab: Lab, client: Client,
+                                                          tmp_path: Path) -> None:
+    app, hosts = setup(lab, client, tmp_path, n=2)
+    assert rotate(app, client, "--yes", crash="added").returncode == 99
+    lab.stop(hosts[1])  # it drops before the verify step
+    resumed = rotate(app, client, "--resume")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    blamed = resumed.stderr
+    assert f"{hosts[1].addr}: the new key alone cannot log in" in blamed
+    assert "the automatic rollback did not finish" in blamed
+    assert f"{hosts[1].addr}: cannot log in" in blamed
+    assert f"{hosts[0].addr}: cannot" not in blamed
+    assert f"{hosts[0].addr}: the new" not in blamed
+    assert configured_key(app) == client.key  # never switched to a key not proven everywhere
+    assert rotate(app, client, "--resume").returncode == 3  # an abort has started: finish it
+    lab.respawn(hosts[1])
+    aborted = rotate(app, client, "--abort")
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert held_keys(client) == [client.key]
+    assert all(keys_file(h).read_text().splitlines() == [client.public] for h in hosts)
+    assert_invariant(app, hosts, client)

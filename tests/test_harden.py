@@ -229,3 +229,18 @@ def test_allow_from_is_refused_when_another_allowusers_lets_the_user_in(
     host.write("sshd_config.d/60-users.conf", f"AllowUsers {DEPLOY_USER}@127.0.0.1\n")
     ok = harden(app, client, "--yes", "--allow-from", "127.0.0.0/8", "--rollback-after", "30")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_a_rerun_while_the_switch_is_armed_refuses_then_works(lab: Lab, client: Client,
+                                                              tmp_path: Path) -> None:
+    host = cloud_host(lab, client)
+    app = write_project(tmp_path / "app", client, [host.addr])
+    killed = harden(app, client, "--yes", "--rollback-after", "20", crash="harden-reloaded")
+    assert killed.returncode == 99, killed.stdout + killed.stderr
+    rerun = harden(app, client, "--yes")
+    assert rerun.returncode == 3, rerun.stdout + rerun.stderr
+    assert "an earlier interrupted harden run armed a rollback here" in rerun.stdout
+    assert_back_to_previous(host, client)
+    done = harden(app, client, "--yes", "--rollback-after", "20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (host.etc / STATE).exists()

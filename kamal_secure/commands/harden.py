@@ -111,6 +111,9 @@ class _Apply:
         problem = self._preflight()
         if problem:
             return False, problem
+        code, out = self.root(ops.PENDING)
+        if code == 8:  # whatever the files say now, that switch will roll them back
+            return False, self._pending(out)
         _, out = self.root(ops.READ)
         previous = out.split("\n", 1)[1] if out.startswith("present") else None
         wanted = self.host.base.text()
@@ -164,17 +167,22 @@ class _Apply:
         code, out = self.root(ops.ARM, f"{self.host.rollback_after:.0f}", self.token,
                               "absent" if to_absent else "", ops.RESTORE)
         if code == 8:
-            left, _, token = out.strip().partition("\n")
-            if left == "expired":  # its timer never ran (a reboot?): restore now
-                self.root(ops.RESTORE, token.strip(), "now")
-                return ("an earlier interrupted run's rollback had not run; it has restored "
-                        "the previous settings now: run harden again")
-            return (f"an earlier interrupted harden run armed a rollback here; it restores "
-                    f"the previous settings within {left}s: run harden again after that")
+            return self._pending(out)
         if code != 0:
             return f"could not arm the rollback timer, nothing changed: {out.strip()[:200]}"
         self._crash("armed")
         return None
+
+    def _pending(self, out: str) -> str:
+        """An earlier run's switch is armed on this host: say when it fires (or, when its
+        timer never ran, a reboot?, restore now)."""
+        left, _, token = out.strip().partition("\n")
+        if left == "expired":
+            self.root(ops.RESTORE, token.strip(), "now")
+            return ("an earlier interrupted run's rollback had not run; it has restored the "
+                    "previous settings now: run harden again")
+        return (f"an earlier interrupted harden run armed a rollback here; it restores the "
+                f"previous settings within {left}s: run harden again after that")
 
     def _change(self, current: str | None, to_absent: bool, wanted: str) -> tuple[bool, str]:
         """``to_absent``: the rollback removes the drop-in instead of restoring ``current``."""

@@ -79,16 +79,19 @@ exit "$rc"
 # $1 seconds, $2 token, $3 "absent" to roll back to no drop-in whatever the file holds,
 # $4 the RESTORE script. Exit 8 (and the seconds left, or "expired") when an earlier run's
 # switch is still armed.
-ARM = f"""set -eu
-s={STATE}; f={DROPIN}; n=$1; tok=$2; R=$4
+PENDING = f"""s={STATE}
 if [ -e "$s" ]; then
   left=$(( $(cat "$s/deadline" 2>/dev/null || echo 0) - $(date +%s) ))
   if [ "$left" -gt 0 ]; then echo "$left"; else echo expired; fi
   cat "$s/token" 2>/dev/null || true
   exit 8
 fi
+"""
+ARM = PENDING + f"""set -eu
+s={STATE}; f={DROPIN}; n=$1; tok=$2; R=$4
 umask 077
 mkdir "$s"
+trap 'rm -rf -- "$s"' EXIT  # not armed (a full disk?): no state left behind
 if [ -f "$f" ] && [ "$3" != absent ]; then cp "$f" "$s/previous"; fi
 echo "$tok" > "$s/token"
 echo $(( $(date +%s) + n )) > "$s/deadline"
@@ -98,12 +101,13 @@ if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 &&
 then
   u=kamal-secure-rollback-$tok
   if systemd-run --quiet --unit "$u" --on-active="$n" /bin/sh -c "$R" restore "$tok" timer
-  then echo "$u" > "$s/unit"; echo systemd-run; exit 0; fi
+  then echo "$u" > "$s/unit"; trap - EXIT; echo systemd-run; exit 0; fi
 fi
 S=; if command -v setsid >/dev/null 2>&1; then S=setsid; fi
 $S nohup sh -c 'sleep "$1"; exec sh -c "$2" restore "$3" timer' kamal-secure-rollback \
   "$n" "$R" "$tok" </dev/null >/dev/null 2>&1 &
 echo $! > "$s/pid"
+trap - EXIT
 echo "${{S:-nohup}}"
 """
 # RESTORE: $1 token, $2 timer | now (also disarms the timer) | files (now, no reload: sshd

@@ -92,6 +92,7 @@ class _Apply:
         self.sess, self.host, self.target = sess, host, target
         self.prefix: list[str] = []
         self.token = secrets.token_hex(8)
+        self.fires_at = 0.0  # when the host's rollback timer fires (our clock)
 
     def root(self, script: str, *args: str, stdin: bytes = b"") -> tuple[int, str]:
         code, out = self.sess.run([*self.prefix, "sh", "-c", script, "sh", *args], stdin)
@@ -170,6 +171,7 @@ class _Apply:
             return self._pending(out)
         if code != 0:
             return f"could not arm the rollback timer, nothing changed: {out.strip()[:200]}"
+        self.fires_at = time.monotonic() + self.host.rollback_after
         self._crash("armed")
         return None
 
@@ -225,6 +227,8 @@ class _Apply:
 
         why = "no new connection"
         for _ in range(10):
+            if time.monotonic() + 1 > self.fires_at:  # the switch is about to fire anyway
+                return f"{why} within --rollback-after {self.host.rollback_after:g}s"
             time.sleep(0.3)  # sshd re-executes itself on reload
             try:
                 fresh = actions.open_target(self.host.proof, self.target)

@@ -13,6 +13,7 @@ from typing import Any
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError
+from kamal_secure.report.model import Severity
 
 POLICY_FILE = Path(".kamal/secure.yml")
 
@@ -31,6 +32,8 @@ class HostPolicy:
     banner: str = "any"  # "required" | "none" | "any"
     print_last_log: str = "any"  # "yes" | "no" | "any"
     port: int = 0  # the port sshd must listen on; 0: any
+    # KS722 when the effective settings could not be established (unreadable file/Include)
+    unknown_severity: str = "high"
 
 
 def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
@@ -68,6 +71,11 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, tuple):
         items = value if isinstance(value, list) else [value]
         return tuple(_word(v) for v in items)
+    if where.endswith(".unknown_severity"):
+        try:
+            return Severity.parse(str(value)).label
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
     if isinstance(default, str):
         return _choice(_word(value), where)
     if isinstance(default, int) and default == 0 and value == 0:

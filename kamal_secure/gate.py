@@ -61,7 +61,7 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
     fail_on = fail_on_from_env(environ, policy.fail_on)
     known = frozenset[str]()
     if environ.get("KAMAL_SECURE_BASELINE"):
-        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
+        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]), "KAMAL_SECURE_BASELINE")
     offline = not live or environ.get(OFFLINE_ENV) == "1"
     if live and offline:
         text.make_console(sys.stderr).print(

@@ -10,8 +10,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config import yamlsafe
-from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError
 from kamal_secure.report.model import Severity
 
@@ -42,17 +40,14 @@ def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
 
 
 def load_host_policy(root: Path) -> HostPolicy:
+    """The ``hosts:`` section of the project's policy file, which is read and checked whole
+    (a file of the wrong shape is an error, exit 2, never the defaults)."""
+    from kamal_secure.policy import load_policy
+
     path = root / POLICY_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return HostPolicy()
-    name = str(POLICY_FILE)
-    data = yamlsafe.load(read_text(path, name), name).data
-    section = data.get("hosts") if isinstance(data, dict) else None
-    if section is None:
-        return HostPolicy()
-    if not isinstance(section, dict):
-        raise ConfigError(f"{name}: hosts: must be a mapping")
-    return _apply(HostPolicy(), section, name)
+    return host_policy_from(load_policy(path).hosts)
 
 
 def _apply(policy: HostPolicy, section: dict[str, Any], name: str) -> HostPolicy:

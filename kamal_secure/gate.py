@@ -20,6 +20,7 @@ from kamal_secure.kamal import Invocation, exec_kamal
 from kamal_secure.policy import load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
+from kamal_secure.report.safe import scrub, shown
 
 AUDIT_LOG = Path(".kamal/secure-audit.log")
 
@@ -82,10 +83,11 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
         return True
     text.render(report, console, verdict.fail_on)
     if verdict.code == EXIT_FINDINGS and verdict.skip:
-        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: {escape(what)} "
-                      f"despite {len(report.active())} finding(s). "
-                      f"Reason: {escape(verdict.skip)}")
-        _append_audit(command, options, verdict.skip, report)
+        reason = scrub(verdict.skip)
+        _append_audit(command, options, reason, report)  # record first: it can still refuse
+        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: "
+                      f"{escape(shown(what))} despite {len(report.active())} finding(s). "
+                      f"Reason: {escape(shown(reason))}")
         return True
     return False
 

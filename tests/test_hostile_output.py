@@ -138,3 +138,21 @@ def test_the_output_guard_is_not_on_the_passthrough_path() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_scrub_is_central_and_finds_glued_tokens() -> None:
+    """Found by the fuzz tier: a vendor token glued to other text in a YAML key."""
+    from kamal_secure.report.model import Finding, Location, Problem, Severity
+    from kamal_secure.report.safe import scrub
+
+    glued = "5432sk_live_yYy9n4IrbPAnqGS4aK5S65ku"
+    assert not leaks(scrub(f"shop0.0.0.0:{glued}.x"), glued[4:])
+    finding = Finding("KS999", Severity.LOW, "t", f"any rule's message {TOKEN}",
+                      Location("f.yml", host=f"h-{TOKEN}", path=f"a.{TOKEN}"),
+                      evidence=f"PASSWORD={'8f3kq0Zr1xWv9LmP2nB7tY4cH6jD5sA0'}")
+    assert not leaks(repr(finding))
+    assert not leaks(repr(finding), "8f3kq0Zr1xWv9LmP2nB7tY4cH6jD5sA0")
+    assert not leaks(repr(Problem("KS801", f"cannot split {TOKEN!r}", "h")))
+    assert scrub("postgres://app:Tr0ub4dor3xyzzy@db/app") == "postgres://app:Tr0u…(15 chars)@db/app"
+    assert scrub("password: $DB_PASSWORD, KbdInteractiveAuthentication no") == (
+        "password: $DB_PASSWORD, KbdInteractiveAuthentication no")

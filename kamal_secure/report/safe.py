@@ -28,6 +28,10 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u20
 CONTROL_ALL = re.compile(f"[\t\n{CONTROL.pattern[1:-1]}]")
 PEM = re.compile(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY( BLOCK)?-----.*?"
                  r"(-----END[ A-Z0-9]*PRIVATE KEY( BLOCK)?-----|\Z)", re.DOTALL)
+# The secret rules' vendor shapes without word boundaries: in text we print, a token glued
+# to other characters ("5432sk_live_...") is still a token.
+GLUED = tuple((name, re.compile(pattern.pattern.replace(r"\b", ""))) for name, pattern in VENDOR
+              if name != "private key block")
 ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][\w.-]*)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)"
                         r"(?P<value>[^\s\"',;)\]}]{8,})")
 
@@ -68,9 +72,8 @@ def scrub(text: str) -> str:
     if not text:
         return text
     text = PEM.sub(lambda m: redact(m.group(0)), text)
-    for name, pattern in VENDOR:
-        if name != "private key block":
-            text = pattern.sub(lambda m, n=name: _vendor(m, n), text)  # type: ignore[misc]
+    for name, pattern in GLUED:
+        text = pattern.sub(lambda m, n=name: _vendor(m, n), text)  # type: ignore[misc]
     return ASSIGNMENT.sub(_assignment, text)
 
 

@@ -27,8 +27,8 @@ from tests.fuzz import Case, generate, leaked
 
 DEFAULT_CASES = 300
 DEFAULT_SEED = 13
-FORMATS = ["--format", "text", "--format", "json", "--output", "r.json", "--format", "sarif",
-           "--output", "r.sarif", "--format", "github", "--output", "r.github"]
+FORMATS = ["--format", "json", "--output", "r.json", "--format", "sarif", "--output", "r.sarif",
+           "--format", "github", "--output", "r.github", "--format", "text"]  # text: stdout
 REPORTS = ("r.json", "r.sarif", "r.github")
 
 

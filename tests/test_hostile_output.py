@@ -154,5 +154,7 @@ def test_scrub_is_central_and_finds_glued_tokens() -> None:
     assert not leaks(repr(finding), "8f3kq0Zr1xWv9LmP2nB7tY4cH6jD5sA0")
     assert not leaks(repr(Problem("KS801", f"cannot split {TOKEN!r}", "h")))
     assert scrub("postgres://app:Tr0ub4dor3xyzzy@db/app") == "postgres://app:Tr0u…(15 chars)@db/app"
+    quoted = "ssh.forward_agent is [{'SLACK_TOKEN': 'rMvpv3a0klovr0ZxD28KWuGMUIC7sFg'}]"
+    assert not leaks(scrub(quoted), "rMvpv3a0klovr0ZxD28KWuGMUIC7sFg")  # fuzz, seed 4242
     assert scrub("password: $DB_PASSWORD, KbdInteractiveAuthentication no") == (
         "password: $DB_PASSWORD, KbdInteractiveAuthentication no")

@@ -32,7 +32,7 @@ PEM = re.compile(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY( BLOCK)?-----.*?"
 # to other characters ("5432sk_live_...") is still a token.
 GLUED = tuple((name, re.compile(pattern.pattern.replace(r"\b", ""))) for name, pattern in VENDOR
               if name != "private key block")
-ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][\w.-]*)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)"
+ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[\"']?\s*[=:]\s*)(?P<q>[\"']?)"
                         r"(?P<value>[^\s\"',;)\]}]{8,})")
 
 

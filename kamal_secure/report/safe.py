@@ -14,6 +14,7 @@ commands write to stdout and stderr (not on the passthrough path: that imports n
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ PEM = re.compile(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY( BLOCK)?-----.*?"
 # to other characters ("5432sk_live_...") is still a token.
 GLUED = tuple((name, re.compile(pattern.pattern.replace(r"\b", ""))) for name, pattern in VENDOR
               if name != "private key block")
+ANY_VENDOR = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in GLUED)
+                        + "|-----BEGIN")
 ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[\"']?\s*[=:]\s*)(?P<q>[\"']?)"
                         r"(?P<value>[^\s\"',;)\]}]{8,})")
 
@@ -67,13 +70,17 @@ def _assignment(match: re.Match[str]) -> str:
     return f"{name}{match.group('sep')}{match.group('q')}{redact(value)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def scrub(text: str) -> str:
     """``text`` with every substring that looks like a secret shown only as ``redact`` does."""
     if not text:
         return text
-    text = PEM.sub(lambda m: redact(m.group(0)), text)
-    for name, pattern in GLUED:
-        text = pattern.sub(lambda m, n=name: _vendor(m, n), text)  # type: ignore[misc]
+    if ANY_VENDOR.search(text):  # one pass decides whether the dozen patterns need to run
+        text = PEM.sub(lambda m: redact(m.group(0)), text)
+        for name, pattern in GLUED:
+            text = pattern.sub(lambda m, n=name: _vendor(m, n), text)  # type: ignore[misc]
+    if "=" not in text and ":" not in text:
+        return text
     return ASSIGNMENT.sub(_assignment, text)
 
 

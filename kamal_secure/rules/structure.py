@@ -11,7 +11,7 @@ from kamal_secure.config.load import json_type
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, yaml_path
-from kamal_secure.schemas import STRUCTURE, Violation, violations
+from kamal_secure.schemas import Violation
 
 FAMILY = "structure"
 KAMAL1: dict[tuple[str, ...], str] = {
@@ -28,7 +28,7 @@ KAMAL1: dict[tuple[str, ...], str] = {
 
 
 def _unknown(ctx: Context) -> Iterator[Violation]:
-    for found in violations(STRUCTURE, ctx.project.data):
+    for found in ctx.structure_violations:
         if found.key is not None and DYNAMIC not in found.key:
             yield found
 
@@ -137,7 +137,7 @@ def _dynamic(value: object) -> bool:
 )
 def wrong_type(rule: Rule, ctx: Context) -> Iterator[Finding]:
     seen: set[Path] = set()
-    for found in sorted(violations(STRUCTURE, ctx.project.data), key=lambda v: len(v.path)):
+    for found in sorted(ctx.structure_violations, key=lambda v: len(v.path)):
         if found.rule != rule.id or found.key is not None or found.path in seen:
             continue
         value = ctx.project.get(*found.path)

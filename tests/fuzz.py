@@ -162,12 +162,24 @@ class Gen:
                               width=self.r.choice([40, 80, 1000]))
         return self.mutate(text).encode("utf-8", "surrogatepass")
 
+    def cut(self, text: str) -> int:
+        """A random position that does not split a planted secret (a split one is no longer
+        a secret anyone could recognise, so the invariant would not apply to it)."""
+        cut = self.r.randint(0, len(text))
+        for secret in self.case.planted:
+            start = text.find(secret)
+            while start != -1:
+                if start < cut < start + len(secret):
+                    cut = start + len(secret)
+                start = text.find(secret, start + 1)
+        return cut
+
     def mutate(self, text: str) -> str:
         roll = self.r.random()
         if roll < 0.05:
-            return text[: self.r.randint(0, len(text))]  # truncated
+            return text[: self.cut(text)]  # truncated
         if roll < 0.1:
-            cut = self.r.randint(0, len(text))
+            cut = self.cut(text)
             junk = [*HOSTILE, "!!python/object:os.system", "&x", "*x", "{", "- [", "? ", "<<: *x"]
             return text[:cut] + self.r.choice(junk) + text[cut:]
         if roll < 0.14:

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit e2e deps venv bench docs clean lock test-latest
+.PHONY: test demo lint typecheck unit e2e deps venv bench docs clean lock test-latest fuzz
 E2E_ROOT := .e2e/kamal
 
 test: deps venv lint typecheck unit e2e demo
@@ -55,6 +55,13 @@ typecheck: venv
 
 unit: venv
 	$(VENV)/bin/pytest -q -m "not e2e"
+
+# A long fuzz campaign (tests/test_fuzz.py; `make test` runs 300 cases with a fixed seed):
+# FUZZ_CASES projects through `scan --offline`, a fresh seed unless FUZZ_SEED is given.
+FUZZ_CASES ?= 20000
+fuzz: venv
+	KAMAL_SECURE_FUZZ_CASES=$(FUZZ_CASES) KAMAL_SECURE_FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} \
+	  $(VENV)/bin/pytest -q -s tests/test_fuzz.py
 
 # The real Kamal from Debian's registry (scripts/install-kamal.sh), then the e2e tier.
 e2e: deps venv

@@ -108,6 +108,10 @@ def rule_of(error: ValidationError, root: dict[str, Any]) -> tuple[str, str | No
     rule = str(root.get("x-rule", "KS000"))
     message: str | None = None
     for step in error.absolute_schema_path:
+        while isinstance(node, dict) and step not in node and isinstance(node.get("$ref"), str):
+            node = _resolve(root, node["$ref"])  # a $ref'd definition's own tag counts too
+            if isinstance(node, dict) and "x-rule" in node:
+                rule, message = str(node["x-rule"]), node.get("x-message")
         node = _step(root, node, step)
         if node is None:
             break

@@ -19,9 +19,11 @@ import datetime as dt
 import itertools
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kamal_secure.config.load import json_type, read_json_object
 from kamal_secure.errors import UsageError
 from kamal_secure.fileio import fsync_dir, write_atomic
 
@@ -65,21 +67,51 @@ class Journal:
     @classmethod
     def load(cls, root: Path) -> Journal | None:
         path = root / JOURNAL
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            journal = cls(**data)
-        except (OSError, ValueError, TypeError) as err:
-            raise UsageError(f"{JOURNAL}: unreadable rotation journal ({err})") from None
+        name = str(JOURNAL)
+        data = read_json_object(path, name, "a rotation journal")
+        for key, kind in FIELDS.items():
+            value = data.get(key)
+            if key not in data and key not in OPTIONAL:
+                raise UsageError(f"{name}: not a rotation journal: {key!r} is missing")
+            if key in data and not _shape_ok(value, kind):
+                raise UsageError(f"{name}: {key} is {json_type(value)}, expected {kind}")
+        extra = sorted(set(data) - set(FIELDS))
+        if extra:
+            raise UsageError(f"{name}: not a rotation journal: unknown key {extra[0]!r}")
+        journal = cls(**data)
         if journal.step not in STEPS:
-            raise UsageError(f"{JOURNAL}: unknown step {journal.step!r}")
+            raise UsageError(f"{name}: unknown step {journal.step!r}")
+        bad = next((h for h, done in journal.hosts.items() if not CHANGE.fullmatch(done)), None)
+        if bad is not None:
+            raise UsageError(f"{name}: hosts.{bad}: unknown change {journal.hosts[bad]!r}")
         return journal
 
     @staticmethod
     def remove(root: Path) -> None:
         (root / JOURNAL).unlink(missing_ok=True)
         fsync_dir((root / JOURNAL).parent)
+
+
+FIELDS = {"config_file": "a string", "old_key": "a string", "new_key": "a string",
+          "step": "a string", "hosts": "a mapping of host to step",
+          "retired_as": "a string or null", "aborting": "true or false",
+          "config_before": "a string or null"}
+OPTIONAL = {"step", "hosts", "retired_as", "aborting", "config_before"}
+# what was last done to a host's authorized_keys, e.g. "add new done", "remove old started"
+CHANGE = re.compile(r"(add|remove) (old|new) (started|done)")
+
+
+def _shape_ok(value: object, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if kind == "a string or null":
+        return value is None or isinstance(value, str)
+    if kind == "a string":
+        return isinstance(value, str) and bool(value)
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 def new_key_path(old: str, now: dt.datetime | None = None) -> str:

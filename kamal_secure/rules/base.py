@@ -65,6 +65,16 @@ class Rule:
     check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
     references: tuple[str, ...] = ()
     example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
+    also: tuple[tuple[Severity, str], ...] = ()  # other severities it emits, and when
+
+    @property
+    def levels(self) -> tuple[Severity, ...]:
+        """Every severity this rule emits: the one source for `rules`, docs and findings."""
+        return (self.severity, *(level for level, _ in self.also))
+
+    @property
+    def levels_label(self) -> str:
+        return "/".join(level.label for level in self.levels)
 
     def finding(
         self,
@@ -73,9 +83,12 @@ class Rule:
         evidence: str | None = None,
         severity: Severity | None = None,
     ) -> Finding:
+        severity = self.severity if severity is None else severity
+        if severity not in self.levels:
+            raise ValueError(f"{self.id} emits {severity.label}, which it does not declare")
         return Finding(
             rule=self.id,
-            severity=severity if severity is not None else self.severity,
+            severity=severity,
             title=self.title,
             message=message,
             location=location,
@@ -109,11 +122,12 @@ def define(
     family: str,
     references: tuple[str, ...] = (),
     example_path: str = "config/deploy.yml",
+    also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[Check | None], Rule]:
     """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
 
     def wrap(check: Check | None) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references, example_path)
+                    references, example_path, also)
 
     return wrap

@@ -198,6 +198,7 @@ LEVELS = {"error": Severity.MEDIUM, "warning": Severity.LOW}
     "for h in \"${hosts[@]}\"; do ssh \"$h\" uptime; done\n",
     family=FAMILY, example_path=HOOK,
     references=("https://www.shellcheck.net/",),
+    also=((Severity.MEDIUM, "ShellCheck errors"), (Severity.INFO, "ShellCheck info and style")),
 )
 def shellcheck(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for hook in ctx.project.hooks:

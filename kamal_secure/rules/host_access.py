@@ -56,6 +56,7 @@ def other_keys(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "useless from elsewhere. Reported as info when present, low when absent.",
     fix='Prefix the key in authorized_keys with from="<your CI and office ranges>".',
     insecure=AK_EXAMPLE, secure=AK_FROM,
+    also=((Severity.INFO, "the key is restricted: the restriction is shown"),),
 )
 def from_restriction(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     for key in _deploy_entries(ctx):
@@ -100,6 +101,7 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "When not even the main sshd_config can be read, the settings are unknown: high.",
     fix="Let the deploy user run `sudo -n /usr/sbin/sshd -T` or make sshd_config readable.",
     insecure="# sshd_config mode 0600 and no sudo\n", secure="# sudo -n sshd -T works\n",
+    also=((Severity.HIGH, "the settings could neither be read nor derived"),),
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None

@@ -176,6 +176,7 @@ def _secrets_at(name: str, line: int, column: int) -> Location:
     secure="KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n",
     family=FAMILY,
     example_path=".kamal/secrets",
+    also=((Severity.LOW, "a literal that does not look like a secret (a setting, a name)"),),
 )
 def secrets_file(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for source in ctx.project.secrets:

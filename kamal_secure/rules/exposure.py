@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from kamal_secure.config.erb import is_dynamic
+from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
-from kamal_secure.rules.base import Context, Rule, define, schema_check
+from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
+from kamal_secure.rules.dockerargs import Flag, all_flags, public_port
 
 FAMILY = "exposure"
-BOUND = re.compile(r"^(?!0\.0\.0\.0:)(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|localhost):")
 HEAD = "service: shop\nimage: acme/shop\n"
+
+
+def _accessory_ports(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    groups = ctx.project.get("accessories")
+    for name, item in groups.items() if isinstance(groups, dict) else ():
+        if isinstance(item, dict) and public_port(item.get("port")):
+            path: Path = ("accessories", name, "port")
+            yield rule.finding(f"{yaml_path(path)} has no bind address (or a wildcard one): "
+                               "published on every interface, and Docker bypasses ufw",
+                               ctx.at(*path))
+
+
+def _published(flag: Flag) -> bool:
+    return (flag.name == "publish" and public_port(flag.value)) or (
+        flag.name == "publish-all" and flag.on)
+
+
+def _publish_options(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for flag in all_flags(ctx.project.data):
+        if _published(flag):
+            yield rule.finding(f"{yaml_path(flag.path)} publishes a port on every interface "
+                               "(0.0.0.0 or [::]); Docker bypasses ufw", ctx.at(*flag.path))
 
 accessory_port = define(
     "KS401", Severity.HIGH, "Accessory port published on every interface",
     rationale="Kamal turns an accessory `port: \"5432\"` into `--publish 5432:5432`: bound on "
     "0.0.0.0, and Docker writes its own iptables rules, so ufw does not block it. The "
-    "database is on the internet (kamal#1790).",
+    "database is on the internet (kamal#1790). `[::]:5432:5432` is the IPv6 wildcard, and "
+    "`\"<%= port %>:5432\"` is public whatever number ERB fills in.",
     fix="Bind it to loopback or a private address: `port: \"127.0.0.1:5432:5432\"`, or drop "
     "the port and reach the accessory over the kamal Docker network.",
     insecure=HEAD + "accessories:\n  db:\n    image: postgres:16.4\n    host: 203.0.113.10\n"
@@ -26,19 +49,20 @@ accessory_port = define(
     secure=HEAD + "accessories:\n  db:\n    image: postgres:16.4\n    host: 203.0.113.10\n"
     "    port: \"127.0.0.1:5432:5432\"\n",
     family=FAMILY,
-)(schema_check)
+)(_accessory_ports)
 
 publish_option = define(
     "KS402", Severity.HIGH, "Port published through options without a bind address",
     rationale="`options: {publish: ...}` becomes `docker run --publish`, on 0.0.0.0 unless an "
-    "address is given; Docker bypasses ufw.",
+    "address is given (`[::]` is the IPv6 wildcard, `publish-all` publishes every exposed "
+    "port); Docker bypasses ufw.",
     fix="Prefix the address: `publish: \"127.0.0.1:9394:9394\"`, or let kamal-proxy route it.",
     insecure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"9394:9394\"\n",
     secure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"127.0.0.1:9394:9394\"\n",
     family=FAMILY,
-)(schema_check)
+)(_publish_options)
 
 
 def _roles(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -48,11 +72,6 @@ def _roles(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:
             yield name, role if isinstance(role, dict) else {}
     elif isinstance(servers, list):
         yield "web", {}
-
-
-def _public(ports: object) -> bool:
-    items = ports if isinstance(ports, list) else [ports]
-    return any(not is_dynamic(p) and not BOUND.match(str(p)) for p in items if p is not None)
 
 
 @define(
@@ -68,10 +87,11 @@ def _public(ports: object) -> bool:
 )
 def proxy_off_published(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for name, role in _roles(ctx):
-        options = role.get("options")
-        if role.get("proxy") is not False or not isinstance(options, dict):
+        if role.get("proxy") is not False:
             continue
-        if _public(options.get("publish", options.get("p"))):
+        path = ("servers", name, "options")
+        if any(_published(flag) for flag in all_flags({"servers": {name: role}})
+               if flag.path[: len(path)] == path):
             yield rule.finding(f"role {name} has proxy: false and publishes a port on 0.0.0.0",
                                ctx.at("servers", name, "proxy"))
 

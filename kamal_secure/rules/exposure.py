@@ -69,7 +69,7 @@ def _roles(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:
     servers = ctx.project.get("servers")
     if isinstance(servers, dict):
         for name, role in servers.items():
-            yield name, role if isinstance(role, dict) else {}
+            yield str(name), role if isinstance(role, dict) else {}
     elif isinstance(servers, list):
         yield "web", {}
 
@@ -96,39 +96,81 @@ def proxy_off_published(rule: Rule, ctx: Context) -> Iterator[Finding]:
                                ctx.at("servers", name, "proxy"))
 
 
-def _ssl_on(proxy: object) -> bool:
-    if not isinstance(proxy, dict):
-        return False
-    ssl = proxy.get("ssl")
-    return ssl is True or isinstance(ssl, dict) or is_dynamic(ssl)
+def _running(name: str, own: object, primary: str) -> bool:
+    """Kamal's Role#running_proxy?: the primary role unless `proxy: false`, others if truthy."""
+    return own is not False if name == primary else bool(own)
+
+
+def _ssl_source(layers: list[tuple[Path, Any]]) -> tuple[Path, Any] | None:
+    """The proxy setting in force: the first layer (role before top level) that sets ssl."""
+    for path, proxy in layers:
+        if isinstance(proxy, dict) and "ssl" in proxy:
+            return (*path, "ssl"), proxy["ssl"]
+    return None
+
+
+def _served(ctx: Context) -> Iterator[tuple[str, list[tuple[Path, Any]], Path]]:
+    """(who, proxy layers, where to point when ssl is unset) for everything kamal-proxy serves."""
+    top = ctx.project.get("proxy")
+    primary = ctx.project.get("primary_role", default="web")
+    servers = ctx.project.get("servers")
+    for name, role in _roles(ctx):
+        own = role.get("proxy")
+        if is_dynamic(name) or is_dynamic(own) or not _running(name, own, primary):
+            continue
+        layers: list[tuple[Path, Any]] = [(("servers", name, "proxy"), own), (("proxy",), top)]
+        where: Path = ("servers", name, "proxy") if isinstance(own, dict) else \
+            ("proxy",) if top is not None else \
+            ("servers", name) if isinstance(servers, dict) else ("servers",)
+        yield f"role {name}", layers, where
+    groups = ctx.project.get("accessories")
+    for name, item in groups.items() if isinstance(groups, dict) else ():
+        own = item.get("proxy") if isinstance(item, dict) else None
+        if own:
+            path: Path = ("accessories", name, "proxy")
+            yield f"accessory {name}", [(path, own)], path
+
+
+def _tls_gaps(ctx: Context) -> Iterator[tuple[Path, str, list[str]]]:
+    """Where TLS is missing: (path, "false" or "unset", who); one entry per location."""
+    gaps: dict[tuple[Path, str], list[str]] = {}
+    for who, layers, where in _served(ctx):
+        found = _ssl_source(layers)
+        if found is None:
+            gaps.setdefault((where, "unset"), []).append(who)
+        elif is_dynamic(found[1]):
+            continue
+        elif found[1] is False or found[1] is None:
+            gaps.setdefault((found[0], "false"), []).append(who)
+    for (path, kind), names in gaps.items():
+        yield path, kind, names
 
 
 @define(
     "KS404", Severity.MEDIUM, "Proxy serves the app without TLS",
-    rationale="kamal-proxy only gets a certificate when `proxy.ssl` is set; without it the app "
-    "(sessions, passwords, tokens) travels in plain HTTP unless something else in front "
-    "terminates TLS.",
+    rationale="kamal-proxy only gets a certificate when `ssl` is set in the proxy that serves "
+    "a role or accessory; without it the app (sessions, passwords, tokens) travels in plain "
+    "HTTP unless something else in front terminates TLS. Kamal proxies the primary role even "
+    "with no `proxy:` section at all, a role with `proxy: true` or a proxy hash, and every "
+    "accessory with its own `proxy:`; a role's proxy settings override the top-level ones.",
     fix="Set `proxy: {host: app.example.com, ssl: true}` (Let's Encrypt) or give it a "
-    "certificate (`ssl: {certificate_pem: ..., private_key_pem: ...}`).",
-    insecure=HEAD + "proxy:\n  host: shop.example.com\n",
-    secure=HEAD + "proxy:\n  host: shop.example.com\n  ssl: true\n",
+    "certificate (`ssl: {certificate_pem: ..., private_key_pem: ...}`), in the proxy that "
+    "serves the role or accessory.",
+    insecure=HEAD + "servers:\n  - 203.0.113.10\nproxy:\n  host: shop.example.com\n",
+    secure=HEAD + "servers:\n  - 203.0.113.10\nproxy:\n  host: shop.example.com\n  ssl: true\n",
     family=FAMILY,
 )
 def proxy_without_ssl(rule: Rule, ctx: Context) -> Iterator[Finding]:
-    top = ctx.project.get("proxy")
-    if top is not None and not _ssl_on(top):
-        yield rule.finding("proxy.ssl is not set: kamal-proxy serves plain HTTP",
-                           ctx.at("proxy"))
-    for name, role in _roles(ctx):
-        own = role.get("proxy")
-        if not isinstance(own, dict) or _ssl_on(own):
-            continue
-        if "ssl" in own:
-            yield rule.finding(f"role {name}: proxy.ssl is off",
-                               ctx.at("servers", name, "proxy", "ssl"))
-        elif top is None:
-            yield rule.finding(f"role {name}: its proxy has no ssl setting",
-                               ctx.at("servers", name, "proxy"))
+    for path, kind, who in _tls_gaps(ctx):
+        served = ", ".join(who)
+        if kind == "false":
+            message = f"{yaml_path(path)} is false: kamal-proxy serves {served} in plain HTTP"
+        elif path[-1] == "proxy" or path == ("proxy",):
+            message = f"{yaml_path(path)}.ssl is not set: kamal-proxy serves {served} in plain HTTP"
+        else:
+            message = (f"{served} has no proxy: section, so Kamal proxies it with the defaults: "
+                       "no TLS, plain HTTP")
+        yield rule.finding(message, ctx.at(*path))
 
 
 traefik_dashboard = define(

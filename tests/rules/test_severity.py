@@ -23,7 +23,7 @@ def test_rules_lists_every_level_each_rule_emits(tmp_path: Path) -> None:
         page = docs.page(rule)
         assert all(f"**{level.label}**" in page for level in rule.levels), rule.id
     text = cli("rules", cwd=tmp_path).stdout
-    assert "KS207  high/low " in text
+    assert "KS207  high/medium/low " in text
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.id)

@@ -45,6 +45,7 @@ class Project:
     secrets: list[files.SecretsFile] = field(default_factory=list)
     hooks: list[files.Hook] = field(default_factory=list)
     destination_files: list[str] = field(default_factory=list)  # deploy.*.yml beside -c
+    dotenv: list[files.SecretsFile] = field(default_factory=list)  # Kamal 1 .env, .env.erb
 
     def get(self, *path: str | int, default: Any = None) -> Any:
         node: Any = self.data
@@ -196,3 +197,5 @@ def _side_files(project: Project) -> None:
     config = project.config_path
     siblings = sorted(config.parent.glob(f"{config.stem}.*{config.suffix}"))
     project.destination_files = [display_name(p, root) for p in siblings if p.is_file()]
+    names = [p.name[len(config.stem) + 1: -len(config.suffix)] for p in siblings]
+    project.dotenv = files.load_dotenv(root, [n for n in names if n and "/" not in n])

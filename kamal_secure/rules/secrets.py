@@ -208,6 +208,41 @@ def secrets_file(rule: Rule, ctx: Context) -> Iterator[Finding]:
                 evidence=redact(entry.value), severity=severity)
 
 
+@define(
+    "KS210", Severity.HIGH, "Kamal 1 .env file beside the config",
+    rationale="Kamal 1 read `.env` (rendered from `.env.erb` by `kamal envify`); Kamal 2 reads "
+    ".kamal/secrets and ignores both. A literal secret in them is a secret in git (or one "
+    "`git add` away), and the file itself is a Kamal 1 leftover whose values may still be "
+    "live. ERB values in .env.erb are references and are not reported.",
+    fix="Move each value to .kamal/secrets as a reference (`DB_PASSWORD=$(op read ...)`), "
+    "rotate any literal secret that was committed, and delete the .env file.",
+    insecure="MYSQL_ROOT_PASSWORD=ThisIsTheDatabasePassword1!\n",
+    secure="# .env removed; .kamal/secrets holds MYSQL_ROOT_PASSWORD=$(op read ...)\n",
+    family=FAMILY,
+    example_path=".env",
+    also=(*PLACEHOLDER, (Severity.LOW, "the file itself, when it sets values but no literal "
+                         "secret")),
+)
+def dotenv_file(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for source in ctx.project.dotenv:
+        literal = False
+        for entry in source.entries:
+            if entry.quote != "'" and is_reference(entry.value):
+                continue
+            found = verdict(entry.name, entry.value)
+            if found is None:
+                continue
+            literal = True
+            yield rule.finding(f"{source.name}: {entry.name} holds a literal secret ({found.why})",
+                               _secrets_at(source.name, entry.line, entry.column),
+                               evidence=redact(entry.value),
+                               severity=Severity.MEDIUM if found.placeholder else None)
+        if source.entries and not literal:
+            yield rule.finding(f"{source.name} is a Kamal 1 env file: Kamal 2 reads .kamal/secrets "
+                               "instead; migrate its values and delete it",
+                               _secrets_at(source.name, 1, 1), severity=Severity.LOW)
+
+
 registry_in_app = define(
     "KS208", Severity.MEDIUM, "Registry password handed to the app (env.secret)",
     rationale="KAMAL_REGISTRY_PASSWORD in env.secret gives every container the token that "
@@ -219,4 +254,4 @@ registry_in_app = define(
 )(schema_check)
 
 RULES: tuple[Rule, ...] = (registry_password, registry_username, clear_env, build_args,
-                           elsewhere, ssl_pem, secrets_file, registry_in_app)
+                           elsewhere, ssl_pem, secrets_file, registry_in_app, dotenv_file)

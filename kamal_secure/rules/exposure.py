@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,5 +184,42 @@ traefik_dashboard = define(
     family=FAMILY,
 )(schema_check)
 
+PLAIN_REGISTRY = re.compile(r"^(http://.*|\d{1,3}(\.\d{1,3}){3}(:\d+)?(/.*)?)$")
+LOCAL = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)(:\d+)?(/.*)?$")
+
+
+def _registries(ctx: Context) -> Iterator[tuple[Path, Any]]:
+    yield ("registry", "server"), ctx.project.get("registry", "server")
+    groups = ctx.project.get("accessories")
+    for name, item in groups.items() if isinstance(groups, dict) else ():
+        registry = item.get("registry") if isinstance(item, dict) else None
+        if isinstance(registry, dict):
+            yield ("accessories", name, "registry", "server"), registry.get("server")
+
+
+@define(
+    "KS406", Severity.MEDIUM, "Registry reached over plain HTTP",
+    rationale="A registry given as `http://...` or as a bare IP and port (`192.168.1.248:5000`, "
+    "a self-hosted registry:2 without TLS, allowed through Docker's insecure-registries) "
+    "moves the registry password and every image in clear text: anyone on the path can "
+    "read the credentials or swap the image your servers run. Kamal's own local registry "
+    "(`localhost:PORT`, tunnelled over SSH) is not affected.",
+    fix="Put TLS in front of the registry and use its host name (`registry.example.com`), or "
+    "use a hosted registry.",
+    insecure=HEAD + "registry:\n  server: 192.168.1.248:5000\n  username: [REGISTRY_USER]\n"
+    "  password: [REGISTRY_PASSWORD]\n",
+    secure=HEAD + "registry:\n  server: registry.example.com\n  username: [REGISTRY_USER]\n"
+    "  password: [REGISTRY_PASSWORD]\n",
+    family=FAMILY,
+)
+def plain_registry(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for path, server in _registries(ctx):
+        if not isinstance(server, str) or is_dynamic(server) or LOCAL.match(server.strip()):
+            continue
+        if PLAIN_REGISTRY.match(server.strip()):
+            yield rule.finding(f"{yaml_path(path)}: the registry is reached without TLS "
+                               "(http:// or a bare IP address)", ctx.at(*path))
+
+
 RULES: tuple[Rule, ...] = (accessory_port, publish_option, proxy_off_published,
-                           proxy_without_ssl, traefik_dashboard)
+                           proxy_without_ssl, traefik_dashboard, plain_registry)

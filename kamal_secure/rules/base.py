@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
+from kamal_secure.config.erb import ErbTag
 from kamal_secure.config.load import Project
 from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
@@ -28,6 +29,14 @@ class Context:
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
         return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
+
+    def erb_tags(self, path: yamlsafe.Path, text: str) -> list[ErbTag]:
+        """The ERB output tags that wrote (part of) the value at ``path``."""
+        origin = self.project.origin(path)
+        last = origin.line + text.count("\n") + 1
+        return [tag for source in self.project.sources if source.name == origin.file
+                for tag in source.masked.tags
+                if tag.kind == "output" and origin.line <= tag.line <= last]
 
     @cached_property
     def violations(self) -> list[Violation]:

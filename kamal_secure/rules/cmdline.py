@@ -15,7 +15,7 @@ from kamal_secure.config.erb import DYNAMIC
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity, redact
 from kamal_secure.rules.base import Context, Rule, define, yaml_path
-from kamal_secure.rules.secretscan import placeholder, secret_name
+from kamal_secure.rules.secretscan import is_reference, password_name, placeholder, secret_name
 
 FAMILY = "secrets"
 PASSWORD_FLAG = re.compile(r"(?:^|[\s'\"])(--?(?:requirepass|masterauth|password|passwd|pass|"
@@ -24,6 +24,11 @@ PASSWORD_FLAG = re.compile(r"(?:^|[\s'\"])(--?(?:requirepass|masterauth|password
 ECHO = re.compile(r"\b(echo|printf)\b([^;&|\n]*)")
 VARIABLE = re.compile(r"\$\$?\{?([A-Za-z_][A-Za-z0-9_]*)")
 INCLUDE_PASSWORD = re.compile(r"--include-password\b")
+ASSIGNMENT = re.compile(r"(?:^|[\s;&|'\"(])([A-Za-z_][A-Za-z0-9_]*)="
+                        r"(\"[^\"]*\"|'[^']*'|[^\s;&|'\"]+)")
+MYSQL_P = re.compile(r"\b(mysql|mysqldump|mysqladmin|mariadb)\b[^;&|]*?\s-p([^\s'\"]+)")
+USER_COLON = re.compile(r"\s(-u|--user)\s+['\"]?[^\s:'\"]+:([^\s'\"@]+)")
+PRINTENV = re.compile(r"\bprintenv\s+([A-Za-z_][A-Za-z0-9_]*)")
 READS = re.compile(r"\b(File|IO|Pathname)\.(read|binread|readlines|open)\b|\.read\b|"
                    r"\bcredentials\b|`|%x")
 
@@ -63,22 +68,32 @@ def _echoed(text: str) -> Iterator[str]:
         for var in VARIABLE.findall(match.group(2)):
             if secret_name(var):
                 yield f"{match.group(1)} prints ${var} into the terminal and logs"
+    for var in PRINTENV.findall(text):
+        if secret_name(var):
+            yield f"printenv prints {var} into the terminal and logs"
+
+
+def _literal(value: str) -> bool:
+    return bool(value) and not value.startswith("$") and not is_reference(value)
+
+
+def _inline_credentials(text: str) -> Iterator[tuple[str, bool]]:
+    """(why, placeholder) for NAME=secret prefixes, mysql -pSECRET and -u user:password."""
+    for name, raw in ASSIGNMENT.findall(text):
+        value = _flag_value(raw)
+        if password_name(name) and _literal(value):
+            yield f"{name}= sets a literal password on the command line", placeholder(value)
+    for tool, value in MYSQL_P.findall(text):
+        if _literal(value):
+            yield f"{tool} -p carries a literal password", placeholder(value)
+    for flag, value in USER_COLON.findall(text):
+        if _literal(value):
+            yield f"{flag} user:password carries a literal password", placeholder(value)
 
 
 def _erb_reads(ctx: Context, path: Path, text: str) -> bool:
     """Does an ERB output tag in this value read a file (or run a command) into it?"""
-    if DYNAMIC not in text:
-        return False
-    origin = ctx.project.origin(path)
-    last = origin.line + text.count("\n") + 1
-    for source in ctx.project.sources:
-        if source.name != origin.file:
-            continue
-        for tag in source.masked.tags:
-            if tag.kind == "output" and origin.line <= tag.line <= last and \
-                    READS.search(tag.source):
-                return True
-    return False
+    return DYNAMIC in text and any(READS.search(tag.source) for tag in ctx.erb_tags(path, text))
 
 
 def _reasons(ctx: Context, path: Path, text: str) -> Iterator[tuple[str, Severity | None]]:
@@ -89,6 +104,8 @@ def _reasons(ctx: Context, path: Path, text: str) -> Iterator[tuple[str, Severit
         yield why, Severity.MEDIUM if weak else None
     for why in _echoed(text):
         yield why, None
+    for why, weak in _inline_credentials(text):
+        yield why, Severity.MEDIUM if weak else None
     if reads:
         yield "ERB reads a file (or runs a command) into the command line", None
     if INCLUDE_PASSWORD.search(text):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from kamal_secure.config.erb import is_dynamic
+from kamal_secure.config.erb import DYNAMIC, is_dynamic
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
@@ -16,24 +16,41 @@ FAMILY = "exposure"
 HEAD = "service: shop\nimage: acme/shop\n"
 
 
+PORT_ONLY = re.compile(r"(?i)port")
+ADDRESS_WORDS = re.compile(r"(?i)bind|host|addr|listen|\bip\b|_ip\b|interface")
+
+
+def _public(ctx: Context, path: Path, spec: object) -> bool:
+    """public_port, plus a value written whole by ERB that only supplies a port number
+    (`<%= ENV.fetch("DB_PORT", 5432) %>`): Kamal and Docker then bind it on 0.0.0.0."""
+    if public_port(spec):
+        return True
+    if not isinstance(spec, str) or spec.strip(DYNAMIC):
+        return False
+    tags = ctx.erb_tags(path, spec)
+    return bool(tags) and all(PORT_ONLY.search(t.source) and not ADDRESS_WORDS.search(t.source)
+                              for t in tags)
+
+
 def _accessory_ports(rule: Rule, ctx: Context) -> Iterator[Finding]:
     groups = ctx.project.get("accessories")
     for name, item in groups.items() if isinstance(groups, dict) else ():
-        if isinstance(item, dict) and public_port(item.get("port")):
+        if isinstance(item, dict) and _public(ctx, ("accessories", name, "port"),
+                                              item.get("port")):
             path: Path = ("accessories", name, "port")
             yield rule.finding(f"{yaml_path(path)} has no bind address (or a wildcard one): "
                                "published on every interface, and Docker bypasses ufw",
                                ctx.at(*path))
 
 
-def _published(flag: Flag) -> bool:
-    return (flag.name == "publish" and public_port(flag.value)) or (
+def _published(ctx: Context, flag: Flag) -> bool:
+    return (flag.name == "publish" and _public(ctx, flag.path, flag.value)) or (
         flag.name == "publish-all" and flag.on)
 
 
 def _publish_options(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for flag in all_flags(ctx.project.data):
-        if _published(flag):
+        if _published(ctx, flag):
             yield rule.finding(f"{yaml_path(flag.path)} publishes a port on every interface "
                                "(0.0.0.0 or [::]); Docker bypasses ufw", ctx.at(*flag.path))
 
@@ -91,7 +108,7 @@ def proxy_off_published(rule: Rule, ctx: Context) -> Iterator[Finding]:
         if role.get("proxy") is not False:
             continue
         path = ("servers", name, "options")
-        if any(_published(flag) for flag in all_flags({"servers": {name: role}})
+        if any(_published(ctx, flag) for flag in all_flags({"servers": {name: role}})
                if flag.path[: len(path)] == path):
             yield rule.finding(f"role {name} has proxy: false and publishes a port on 0.0.0.0",
                                ctx.at("servers", name, "proxy"))
@@ -132,8 +149,15 @@ def _served(ctx: Context) -> Iterator[tuple[str, list[tuple[Path, Any]], Path]]:
             yield f"accessory {name}", [(path, own)], path
 
 
+def _redirect_off(layers: list[tuple[Path, Any]]) -> Path | None:
+    for path, proxy in layers:
+        if isinstance(proxy, dict) and "ssl_redirect" in proxy:
+            return (*path, "ssl_redirect") if proxy["ssl_redirect"] is False else None
+    return None
+
+
 def _tls_gaps(ctx: Context) -> Iterator[tuple[Path, str, list[str]]]:
-    """Where TLS is missing: (path, "false" or "unset", who); one entry per location."""
+    """Where TLS is missing: (path, "false", "unset" or "redirect", who); one per location."""
     gaps: dict[tuple[Path, str], list[str]] = {}
     for who, layers, where in _served(ctx):
         found = _ssl_source(layers)
@@ -143,6 +167,8 @@ def _tls_gaps(ctx: Context) -> Iterator[tuple[Path, str, list[str]]]:
             continue
         elif found[1] is False or found[1] is None:
             gaps.setdefault((found[0], "false"), []).append(who)
+        elif (redirect := _redirect_off(layers)) is not None:
+            gaps.setdefault((redirect, "redirect"), []).append(who)
     for (path, kind), names in gaps.items():
         yield path, kind, names
 
@@ -153,7 +179,8 @@ def _tls_gaps(ctx: Context) -> Iterator[tuple[Path, str, list[str]]]:
     "a role or accessory; without it the app (sessions, passwords, tokens) travels in plain "
     "HTTP unless something else in front terminates TLS. Kamal proxies the primary role even "
     "with no `proxy:` section at all, a role with `proxy: true` or a proxy hash, and every "
-    "accessory with its own `proxy:`; a role's proxy settings override the top-level ones.",
+    "accessory with its own `proxy:`; a role's proxy settings override the top-level ones. "
+    "`ssl_redirect: false` keeps plain HTTP open next to HTTPS.",
     fix="Set `proxy: {host: app.example.com, ssl: true}` (Let's Encrypt) or give it a "
     "certificate (`ssl: {certificate_pem: ..., private_key_pem: ...}`), in the proxy that "
     "serves the role or accessory.",
@@ -166,6 +193,9 @@ def proxy_without_ssl(rule: Rule, ctx: Context) -> Iterator[Finding]:
         served = ", ".join(who)
         if kind == "false":
             message = f"{yaml_path(path)} is false: kamal-proxy serves {served} in plain HTTP"
+        elif kind == "redirect":
+            message = (f"{yaml_path(path)} is false: kamal-proxy also serves {served} in plain "
+                       "HTTP next to HTTPS")
         elif path[-1] == "proxy" or path == ("proxy",):
             message = f"{yaml_path(path)}.ssl is not set: kamal-proxy serves {served} in plain HTTP"
         else:

@@ -58,7 +58,10 @@ NOT_PRODUCTION = re.compile(r"(?i)^(dev|development|test|testing|staging|stage|r
                             r"qa|uat|sandbox|local|demo)([-_.].*)?$")
 ENV_NAMES = ("RAILS_ENV", "RACK_ENV", "APP_ENV", "NODE_ENV", "MIX_ENV", "ENVIRONMENT")
 LOG_LEVEL = re.compile(r"(?i)(^|_)LOG_?LEVEL$")
-CORS = re.compile(r"(?i)(^|_)CORS(_ALLOW(ED)?)?_ORIGINS?$|^ACCESS_CONTROL_ALLOW_ORIGIN$")
+CORS = re.compile(r"(?i)(^|_)CORS(_ALLOW(ED)?)?_ORIGINS?$|^ACCESS_CONTROL_ALLOW_ORIGIN$|"
+                  r"(^|_)ALLOWED_ORIGINS$")
+CORS_ALL = re.compile(r"(?i)(^|_)CORS_(ORIGIN_)?ALLOW_ALL(_ORIGINS)?$")
+TRUE = re.compile(r"(?i)^(true|1|yes|on)$")
 
 
 def production(ctx: Context) -> bool:
@@ -109,6 +112,8 @@ def debug_logging(rule: Rule, ctx: Context) -> Iterator[Finding]:
 def cors_any(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key, path in _clear_env(ctx, CORS, re.compile(r"^(\*|.*[,\s]\*([,\s].*)?)$")):
         yield rule.finding(f"{yaml_path(path)}: {key} allows every origin (*)", ctx.at(*path))
+    for key, path in _clear_env(ctx, CORS_ALL, TRUE):
+        yield rule.finding(f"{yaml_path(path)}: {key} allows every origin", ctx.at(*path))
 
 
 @define(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from kamal_secure.config.erb import is_dynamic
+from kamal_secure.config.erb import DYNAMIC, is_dynamic
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
@@ -113,6 +113,7 @@ def _mounts(test: Callable[[str], str | None]) -> Callable[[Rule, Context], Iter
         for host, path in mounts(ctx.project.data):
             why = test(host)
             if why:
+                why = why.replace(DYNAMIC, "<%= ... %>")
                 yield rule.finding(f"{yaml_path(path)}: {why}", ctx.at(*path))
 
     return check

@@ -112,7 +112,8 @@ def all_flags(data: dict[str, Any]) -> Iterator[Flag]:
 # --- mounts -----------------------------------------------------------------------------
 
 def host_path(spec: str) -> str | None:
-    """The host side of a ``-v``/``--mount`` spec, normalised; None for named volumes/ERB."""
+    """The host side of a ``-v``/``--mount`` spec, normalised; None for named volumes. ERB
+    stays as one DYNAMIC character, so no fixed host path can match it."""
     text = spec.strip()
     if "=" in text.split(",", 1)[0]:
         fields = dict(part.partition("=")[::2] for part in text.split(","))
@@ -122,9 +123,11 @@ def host_path(spec: str) -> str | None:
         text = source
     else:
         text = text.split(":", 1)[0]
-    if DYNAMIC in text or not text.startswith("/"):
+    if text.startswith(DYNAMIC):  # `<%= ENV["HOME"] %>/.ssh`: the literal rest still counts
+        text = "/" + DYNAMIC + text.lstrip(DYNAMIC)
+    if not text.startswith("/"):
         return None
-    return normalise(text)
+    return normalise(re.sub(DYNAMIC + "+", DYNAMIC, text))
 
 
 def normalise(path: str) -> str:

@@ -137,7 +137,7 @@ def _served(ctx: Context) -> Iterator[tuple[str, list[tuple[Path, Any]], Path]]:
         if is_dynamic(name) or is_dynamic(own) or not _running(name, own, primary):
             continue
         layers: list[tuple[Path, Any]] = [(("servers", name, "proxy"), own), (("proxy",), top)]
-        where: Path = ("servers", name, "proxy") if isinstance(own, dict) else \
+        where: Path = ("servers", name, "proxy") if isinstance(own, dict) or own is True else \
             ("proxy",) if top is not None else \
             ("servers", name) if isinstance(servers, dict) else ("servers",)
         yield f"role {name}", layers, where
@@ -196,6 +196,9 @@ def proxy_without_ssl(rule: Rule, ctx: Context) -> Iterator[Finding]:
         elif kind == "redirect":
             message = (f"{yaml_path(path)} is false: kamal-proxy also serves {served} in plain "
                        "HTTP next to HTTPS")
+        elif ctx.project.get(*path) is True:
+            message = (f"{yaml_path(path)} is true and no proxy sets ssl: kamal-proxy serves "
+                       f"{served} in plain HTTP")
         elif path[-1] == "proxy" or path == ("proxy",):
             message = f"{yaml_path(path)}.ssl is not set: kamal-proxy serves {served} in plain HTTP"
         else:

@@ -223,7 +223,7 @@ def _root_reason(line: str) -> tuple[str, int] | None:
 
 
 @define(
-    "KS518", Severity.HIGH, "Hook reaches the hosts as root or installs system units",
+    "KS519", Severity.HIGH, "Hook reaches the hosts as root or installs system units",
     rationale="ssh.user keeps Kamal off root, but a hook that runs `ssh root@$KAMAL_HOSTS` or "
     "`scp ... root@host:/etc/systemd/system/` needs a root key on every server anyway: the "
     "deploy machine (and CI) can then do anything there, and the hook does it with every "

@@ -88,7 +88,8 @@ def run(args: list[str]) -> int:
     known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
     report = evaluate(opts.config_file, opts.destination, policy,
                       inline=False if opts.no_inline_waivers else None, baseline=known,
-                      live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles))
+                      live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles),
+                      every_destination=True)
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
+from kamal_secure.config.erb import ErbTag
 from kamal_secure.config.load import Project
 from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
@@ -28,6 +29,14 @@ class Context:
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
         return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
+
+    def erb_tags(self, path: yamlsafe.Path, text: str) -> list[ErbTag]:
+        """The ERB output tags that wrote (part of) the value at ``path``."""
+        origin = self.project.origin(path)
+        last = origin.line + text.count("\n") + 1
+        return [tag for source in self.project.sources if source.name == origin.file
+                for tag in source.masked.tags
+                if tag.kind == "output" and origin.line <= tag.line <= last]
 
     @cached_property
     def violations(self) -> list[Violation]:
@@ -72,6 +81,16 @@ class Rule:
     check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
     references: tuple[str, ...] = ()
     example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
+    also: tuple[tuple[Severity, str], ...] = ()  # other severities it emits, and when
+
+    @property
+    def levels(self) -> tuple[Severity, ...]:
+        """Every severity this rule emits: the one source for `rules`, docs and findings."""
+        return (self.severity, *(level for level, _ in self.also))
+
+    @property
+    def levels_label(self) -> str:
+        return "/".join(level.label for level in self.levels)
 
     def finding(
         self,
@@ -80,9 +99,12 @@ class Rule:
         evidence: str | None = None,
         severity: Severity | None = None,
     ) -> Finding:
+        severity = self.severity if severity is None else severity
+        if severity not in self.levels:
+            raise ValueError(f"{self.id} emits {severity.label}, which it does not declare")
         return Finding(
             rule=self.id,
-            severity=severity if severity is not None else self.severity,
+            severity=severity,
             title=self.title,
             message=message,
             location=location,
@@ -116,11 +138,12 @@ def define(
     family: str,
     references: tuple[str, ...] = (),
     example_path: str = "config/deploy.yml",
+    also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[Check | None], Rule]:
     """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
 
     def wrap(check: Check | None) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references, example_path)
+                    references, example_path, also)
 
     return wrap

@@ -56,6 +56,7 @@ def other_keys(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "useless from elsewhere. Reported as info when present, low when absent.",
     fix='Prefix the key in authorized_keys with from="<your CI and office ranges>".',
     insecure=AK_EXAMPLE, secure=AK_FROM,
+    also=((Severity.INFO, "the key is restricted: the restriction is shown"),),
 )
 def from_restriction(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     for key in _deploy_entries(ctx):
@@ -106,6 +107,7 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "drop-ins readable.",
     insecure="# /etc/ssh/sshd_config.d/50-cloud-init.conf mode 0600 and no sudo\n",
     secure="# sudo -n sshd -T works\n",
+    also=((Severity.HIGH, "the settings could not be established (unknown)"),),
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None

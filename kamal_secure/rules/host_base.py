@@ -51,11 +51,12 @@ def host_rule(
     insecure: str,
     secure: str,
     references: tuple[str, ...] = (),
+    also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[HostCheck], Rule]:
     def wrap(check: HostCheck) -> Rule:
         HOST_CHECKS[id] = check
         return Rule(id, severity, title, rationale, fix, insecure, secure, FAMILY, None,
-                    references)
+                    references, also=also)
 
     return wrap
 

@@ -90,6 +90,7 @@ def erb_shell(rule: Rule, ctx: Context) -> Iterator[Finding]:
 )
 def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
     yield from _dynamic_settings(rule, ctx)
+    yield from _generated(rule, ctx)
     for source in ctx.project.sources:
         for first, last in _ranges(source.masked.conditional_lines):
             yield rule.finding(f"lines {first}-{last} sit inside an ERB block (if/unless/loop): "
@@ -128,6 +129,42 @@ def _dynamic_settings(rule: Rule, ctx: Context) -> Iterator[Finding]:
         for path in _decisive(ctx.project.data, pattern, ()):
             yield rule.finding(f"{yaml_path(path)} comes from ERB: whether it is safe is only "
                                "known when rendered, so its checks are skipped", ctx.at(*path))
+
+
+def _hosts(servers: Any) -> Iterator[Any]:
+    roles = servers.values() if isinstance(servers, dict) else [servers]
+    for role in roles:
+        hosts = role.get("hosts") if isinstance(role, dict) else role
+        for host in hosts if isinstance(hosts, list) else [hosts]:
+            yield from (host.keys() if isinstance(host, dict) else [host])
+
+
+def _all_dynamic(values: list[Any]) -> bool:
+    return bool(values) and all(is_dynamic(v) or (isinstance(v, str) and not v.strip(DYNAMIC))
+                                for v in values)
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _leaves(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _leaves(value)
+    else:
+        yield node
+
+
+def _generated(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """Hosts or ssh settings that ERB writes entirely: say so once, at the section."""
+    servers = ctx.project.get("servers")
+    if servers is not None and _all_dynamic(list(_hosts(servers))):
+        yield rule.finding("every host in servers comes from ERB: which machines Kamal "
+                           "connects to is only known when rendered", ctx.at("servers"))
+    ssh = ctx.project.get("ssh")
+    if ssh is not None and _all_dynamic(list(_leaves(ssh))):
+        yield rule.finding("the ssh settings come entirely from ERB: user, keys and forwarding "
+                           "are only known when rendered", ctx.at("ssh"))
 
 
 def _structural(rule: Rule, source: Source) -> Iterator[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from kamal_secure.config.erb import is_dynamic
@@ -121,4 +122,30 @@ jump_user = define(
     family=FAMILY,
 )(schema_check)
 
-RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent, key_data, jump_user)
+ROOT_AT = re.compile(r"(^|[/\s=])root@|(^|\s)-l\s*root\b|\bUser=root\b")
+ROOT_ELSEWHERE = (("builder", "remote"), ("ssh", "proxy"), ("ssh", "proxy_command"))
+
+
+@define(
+    "KS107", Severity.HIGH, "Root login outside ssh.user (remote builder, jump host)",
+    rationale="ssh.user keeps Kamal off root on the servers, but `builder.remote: "
+    "ssh://root@builder` and `ssh.proxy: root@bastion` still log in as root elsewhere: the "
+    "deploy machine then holds a root key to the builder (which signs every image) or the "
+    "bastion (which reaches every server).",
+    fix="Use an unprivileged user in the docker group: `remote: ssh://deploy@builder`, "
+    "`proxy: deploy@bastion`.",
+    insecure="service: shop\nimage: acme/shop\nbuilder:\n  arch: amd64\n"
+    "  remote: ssh://root@203.0.113.20\n",
+    secure="service: shop\nimage: acme/shop\nbuilder:\n  arch: amd64\n"
+    "  remote: ssh://deploy@203.0.113.20\n",
+    family=FAMILY,
+)
+def root_elsewhere(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for path in ROOT_ELSEWHERE:
+        value = ctx.project.get(*path)
+        if isinstance(value, str) and ROOT_AT.search(value):
+            yield rule.finding(f"{'.'.join(path)} logs in as root", ctx.at(*path))
+
+
+RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent, key_data, jump_user,
+                           root_elsewhere)

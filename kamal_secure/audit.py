@@ -40,12 +40,17 @@ def evaluate(
     live: bool = False,
     hosts: Iterable[str] = (),
     roles: Iterable[str] = (),
+    allow_proxy_command: bool = False,
 ) -> Report:
-    """Every check the gate runs (the live host checks when ``live``), policy applied."""
+    """Every check the gate runs (the live host checks when ``live``), policy applied.
+
+    ``allow_proxy_command``: run ``ssh.proxy_command`` to reach the hosts (the gate and
+    hooks say yes: Kamal runs it next; ``scan`` only when the user says so)."""
     report = run_static(config_file, destination, settings=policy.settings())
     if live:
         from kamal_secure.hosts import audit_hosts, merge
 
         merge(report, audit_hosts(config_file, destination, hosts, roles,
-                                  settings=policy.hosts))
+                                  settings=policy.hosts,
+                                  allow_proxy_command=allow_proxy_command))
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

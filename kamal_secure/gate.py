@@ -67,8 +67,9 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
         text.make_console(sys.stderr).print(
             f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd settings and "
             "host keys were NOT checked")
+    # Kamal runs ssh.proxy_command itself right after this: running it here adds nothing
     report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
-                      hosts=hosts, roles=roles)
+                      hosts=hosts, roles=roles, allow_proxy_command=True)
     return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
 
 

@@ -27,6 +27,7 @@ def audit_hosts(
     root: Path | None = None,
     progress: bool | None = None,
     settings: dict[str, Any] | None = None,
+    allow_proxy_command: bool = False,
 ) -> Report:
     project = load_project(config_file, destination, root)
     inventory = build_inventory(project, hosts, roles)
@@ -35,7 +36,9 @@ def audit_hosts(
               else load_host_policy(project.root))
     from kamal_secure.remote.fleet import check_fleet
 
-    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)
+    allow = allow_proxy_command or policy.allow_proxy_command
+    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
+                         allow_proxy_command=allow)
     report = Report()
     for target, facts in result.facts:
         origin = target.origin

@@ -20,7 +20,7 @@ from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Origin, Project
 from kamal_secure.errors import ConfigError, UsageError
 
-DEFAULT_SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")
+DEFAULT_SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh_config", "/etc/ssh/ssh_config")  # net-ssh
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class SshSettings:
     proxy_command: str | None = None
     keys: tuple[str, ...] = ()
     keys_only: bool = False
-    config_files: tuple[str, ...] = DEFAULT_SSH_CONFIGS  # read for HostName only
+    config_files: tuple[str, ...] = DEFAULT_SSH_CONFIGS  # HostName and proxies only
 
 
 @dataclass(frozen=True)

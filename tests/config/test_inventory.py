@@ -79,7 +79,7 @@ def test_defaults_like_kamal(tmp_path: Path) -> None:
     assert [t.roles for t in inv.targets] == [("web",), ("web",)]
     ssh = inv.ssh
     assert (ssh.user, ssh.port, ssh.proxy, ssh.keys_only) == ("root", 22, None, False)
-    assert ssh.config_files == ("~/.ssh/config", "/etc/ssh/ssh_config")
+    assert ssh.config_files == ("~/.ssh/config", "/etc/ssh_config", "/etc/ssh/ssh_config")
 
 
 def test_hosts_filter_with_wildcards(tmp_path: Path) -> None:

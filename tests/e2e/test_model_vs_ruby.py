@@ -134,3 +134,87 @@ def real_kamal() -> Path:
     if not value:
         pytest.fail("KAMAL_E2E_BIN is not set: run `make e2e`, which installs the real Kamal")
     return Path(value)
+
+
+PSYCH = r"""
+require "json"
+require "yaml"
+def conv(value, top)
+  case value
+  when Hash
+    value.each_with_object({}) do |(k, v), out|
+      key = k.is_a?(Symbol) ? (top ? k.to_s : ":#{k}") : k.to_s
+      out[key] = conv(v, false)
+    end
+  when Array then value.map { |v| conv(v, false) }
+  when Symbol then value.to_s
+  else value
+  end
+end
+out = JSON.parse(STDIN.read).map do |text|
+  begin
+    data = YAML.unsafe_load(text)
+    data = data.transform_keys { |k| k.to_sym rescue k } if data.is_a?(Hash)
+    {"ok" => true, "data" => conv(data, true)}
+  rescue StandardError => e
+    {"ok" => false, "error" => e.class.name}
+  end
+end
+puts JSON.dump(out)
+"""
+
+KEYS = ("ssh", ":ssh", "servers", ":servers", "user", ":user", "a", ":'q x'", "<<", '"<<"',
+        "!!str <<", "'<<'", "port")
+SCALARS = ("1", "deploy", ":sym", "':quoted'", "true", "no", "~", '"x y"', ":\"s p\"", "2.5",
+           "[A, B]", "{user: root}", "[]")
+
+
+def _doc(rng: random.Random) -> str:
+    anchors: list[str] = []
+    lines: list[str] = []
+
+    def value(depth: int) -> str:
+        pick = rng.random()
+        if anchors and pick < 0.3:
+            return f"*{rng.choice(anchors)}"
+        if depth < 2 and pick < 0.6:
+            name = f"a{len(anchors)}"
+            inner = ", ".join(f"{rng.choice(KEYS[:8] + KEYS[12:])}: {value(depth + 1)}"
+                              for _ in range(rng.randint(1, 3)))
+            anchors.append(name)
+            return f"&{name} {{{inner}}}"
+        if depth < 2 and pick < 0.7 and anchors:
+            return f"[{', '.join('*' + rng.choice(anchors) for _ in range(2))}]"
+        return rng.choice(SCALARS)
+
+    for _ in range(rng.randint(1, 6)):
+        lines.append(f"{rng.choice(KEYS)}: {value(0)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_reads_like_psych(real_kamal: Path) -> None:
+    from kamal_secure.config import yamlsafe
+    from kamal_secure.errors import ConfigError
+
+    rng = random.Random(SEED)
+    docs = [_doc(rng) for _ in range(3000)]
+    theirs = run_json(PSYCH, docs)
+    disagree, merges, refused = [], 0, 0
+    for text, want in zip(docs, theirs, strict=True):
+        try:
+            got: dict[str, Any] = {"ok": True, "data": yamlsafe.load(text, "t", ruby=True).data}
+        except ConfigError:
+            got = {"ok": False}
+        if not want["ok"]:
+            want = {"ok": False}
+        if not got["ok"] and want["ok"]:
+            refused += 1
+            continue  # we refuse what Psych takes (a YAML error PyYAML is stricter on): safe
+        merges += "<<" in text and want["ok"]
+        if got != want:
+            disagree.append((text, want, got))
+    assert not disagree, f"{len(disagree)} of {len(docs)} disagree; first: {disagree[0]}"
+    assert merges > 150
+    assert refused < len(docs) // 10
+    print(f"Psych matrix: {len(docs)} documents agree ({merges} with merge keys, "
+          f"{refused} refused by us and read by Psych)")

@@ -4,13 +4,13 @@ Mirrors Kamal 2: roles come from ``servers`` (a list is role ``web``; role
 names sorted), a host is ``"1.2.3.4"`` or ``{"1.2.3.4": tags}``; accessories
 sit on ``host``/``hosts``/``role``/``roles``/``tag``/``tags``; all hosts are
 deduplicated in that order. ``-h`` and ``-r`` filter like
-``Kamal::Utils.filter_specific_items`` (``File.fnmatch`` with ``{a,b}``).
+``Kamal::Utils.filter_specific_items`` (Ruby's ``File.fnmatch`` with ``{a,b}``,
+kamal_secure/config/rubyglob.py).
 No I/O here: the ssh settings are read from the project as data.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ from typing import Any
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Origin, Project
+from kamal_secure.config.rubyglob import expand_braces
+from kamal_secure.config.rubyglob import match_expanded as ruby_fnmatch
 from kamal_secure.errors import ConfigError, UsageError
 
 DEFAULT_SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh_config", "/etc/ssh/ssh_config")  # net-ssh
@@ -203,22 +205,18 @@ def _filter(
 
 
 def match_items(filters: list[str], items: list[str]) -> list[str]:
-    """Kamal's filter: ``File.fnmatch(filter, item, File::FNM_EXTGLOB)``, order kept."""
+    """Kamal's filter: ``File.fnmatch(filter, item, File::FNM_EXTGLOB)`` for each filter in
+    turn, matches in item order, duplicates dropped (``Kamal::Utils.filter_specific_items``)."""
     out: list[str] = []
     for pattern in filters:
-        alternatives = _braces(pattern)
+        try:
+            alternatives = expand_braces(pattern)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         for item in items:
-            if item not in out and any(fnmatch.fnmatchcase(item, alt) for alt in alternatives):
+            if item not in out and any(ruby_fnmatch(alt, item) for alt in alternatives):
                 out.append(item)
     return out
-
-
-def _braces(pattern: str) -> list[str]:
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if match is None:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end():]
-    return [alt for part in match.group(1).split(",") for alt in _braces(head + part + tail)]
 
 
 def ssh_settings(project: Project) -> SshSettings:

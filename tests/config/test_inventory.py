@@ -138,6 +138,19 @@ def test_match_items_keeps_order() -> None:
     assert match_items(["b*", "a"], ["a", "b1", "b2"]) == ["b1", "b2", "a"]
 
 
+def test_match_items_is_ruby_fnmatch() -> None:
+    """Kamal matches -h/-r with File.fnmatch (FNM_EXTGLOB), not Python's fnmatch: `[^x]`
+    negates, a backslash escapes, braces nest, an unclosed brace matches nothing, a
+    leading dot needs a literal dot."""
+    hosts = ["web1", "web2", "web*", ".web", "db{1"]
+    assert match_items(["web[^1]"], hosts) == ["web2", "web*"]
+    assert match_items(["web\\*"], hosts) == ["web*"]
+    assert match_items(["web{1,{2,3}}"], hosts) == ["web1", "web2"]
+    assert match_items(["db{1"], hosts) == []
+    assert match_items(["*web"], hosts) == []
+    assert match_items(["\\.web"], hosts) == [".web"]
+
+
 @pytest.mark.parametrize("host", ["-oProxyCommand=touch x", "a b", "a;b", "$(id)", "a\nb"])
 def test_hostile_host_names_are_refused(tmp_path: Path, host: str) -> None:
     text = f"servers:\n  - {json.dumps(host)}\n"

@@ -218,3 +218,32 @@ def test_yaml_reads_like_psych(real_kamal: Path) -> None:
     assert refused < len(docs) // 10
     print(f"Psych matrix: {len(docs)} documents agree ({merges} with merge keys, "
           f"{refused} refused by us and read by Psych)")
+
+
+FNMATCH = r"""
+require "json"
+cases = JSON.parse(STDIN.read)
+puts JSON.dump(cases.map { |p, names| names.select { |n| File.fnmatch(p, n, File::FNM_EXTGLOB) } })
+"""
+GLOB_ATOMS = ("*", "?", "[^1]", "[!a-c]", "[a-c]", "[c-a]", "[]", "[!]", "[\\]]", "\\*", "\\",
+              "{1,2}", "{a,{b,c}}", "{", "}", ",", ".", "web", "w", "1", "-", "[", "]", "\\.",
+              "[.]", "{,x}", "^")
+GLOB_NAMES = ("web1", "web2", "web*", "web", ".web", "w]", "w", "wa", "wb1", "x", "1", "w.1",
+              "w-1", "web{1", "w\\", "^", "db.internal", "10.0.0.1", "web,1", "a", "b", "c")
+
+
+def test_host_filters_match_like_file_fnmatch(real_kamal: Path) -> None:
+    from kamal_secure.config.rubyglob import fnmatch
+
+    rng = random.Random(SEED)
+    cases = [("".join(rng.choice(GLOB_ATOMS) for _ in range(rng.randint(1, 5))),
+              list(GLOB_NAMES)) for _ in range(4000)]
+    theirs = run_json(FNMATCH, cases)
+    disagree = [(pattern, want, [n for n in names if fnmatch(pattern, n)])
+                for (pattern, names), want in zip(cases, theirs, strict=True)
+                if want != [n for n in names if fnmatch(pattern, n)]]
+    assert not disagree, f"{len(disagree)} of {len(cases)} disagree; first: {disagree[0]}"
+    matched = sum(1 for want in theirs if want)
+    assert matched > len(cases) // 8
+    print(f"File.fnmatch matrix: {len(cases)} patterns x {len(GLOB_NAMES)} names agree "
+          f"({matched} patterns match something)")

@@ -38,6 +38,9 @@ class Loaded:
     marks: dict[Path, Mark] = field(default_factory=dict)
     duplicates: list[tuple[Path, Mark, Mark]] = field(default_factory=list)
     foreign_tags: list[tuple[Path, str, Mark]] = field(default_factory=list)
+    # where each scalar (key or value) sits, 0-based (line, column, end line, end column):
+    # text outside every span is YAML syntax or a comment
+    spans: set[tuple[int, int, int, int]] = field(default_factory=set)
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -139,6 +142,7 @@ class _Builder:
         return self._value(node)
 
     def _value(self, node: yaml.Node) -> Any:
+        self._span(node)
         symbol = self._symbol(node)
         return symbol if symbol is not None else self._scalar(node)
 
@@ -203,7 +207,12 @@ class _Builder:
             self._merge_into(out, merge, path, override=False)
         return out
 
+    def _span(self, node: yaml.Node) -> None:
+        start, end = node.start_mark, node.end_mark
+        self.result.spans.add((start.line, start.column, end.line, end.column))
+
     def _key(self, node: yaml.Node, top: bool) -> str:
+        self._span(node)
         if not isinstance(node, yaml.ScalarNode):
             return _key_text(node.value)
         symbol = self._symbol(node) if top else None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete
 
@@ -68,6 +69,9 @@ def resolve(name: str, ssh: SshSettings) -> tuple[str, int]:
 
 def lookup(name: str, files: tuple[str, ...]) -> HostConfig:
     settings: dict[str, Any] = {}
+    if any(is_dynamic(raw) for raw in files):
+        raise SshConfigError(f"{name}: ssh.config comes from ERB, which kamal-secure never "
+                             "runs: the ssh config Kamal reads (HostName, proxies) is unknown")
     for raw in files:
         settings = _load(raw, name, settings, None, 0)
     hostname = name

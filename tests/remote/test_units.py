@@ -64,6 +64,13 @@ def test_ssh_config_read_like_net_ssh(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_ssh_config_from_erb_is_refused() -> None:
+    from kamal_secure.config.erb import DYNAMIC
+
+    with pytest.raises(SshConfigError, match="ERB"):
+        resolve("web", SshSettings(config_files=(DYNAMIC * 8,)))
+
+
 def test_ssh_config_include_loop_refused(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(f"Include {config}\n")

@@ -41,6 +41,7 @@ def evaluate(
     hosts: Iterable[str] = (),
     roles: Iterable[str] = (),
     allow_proxy_command: bool = False,
+    exact_hosts: tuple[str, list[str]] | None = None,
 ) -> Report:
     """Every check the gate runs (the live host checks when ``live``), policy applied.
 
@@ -52,5 +53,6 @@ def evaluate(
 
         merge(report, audit_hosts(config_file, destination, hosts, roles,
                                   settings=policy.hosts,
-                                  allow_proxy_command=allow_proxy_command))
+                                  allow_proxy_command=allow_proxy_command,
+                                  exact=exact_hosts))
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

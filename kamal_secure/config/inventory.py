@@ -98,6 +98,18 @@ def _build(project: Project, hosts: Iterable[str], roles: Iterable[str]) -> Inve
     return Inventory(tuple(targets), ssh_settings(project))
 
 
+def exact_hosts(inventory: Inventory, names: Iterable[str], given_by: str) -> Inventory:
+    """Exactly these hosts (the ones Kamal itself says it will use), in this order; a host
+    the config does not name is kept too, checked with the config's ssh settings."""
+    known = {t.name: t for t in inventory.targets}
+    targets: list[Target] = []
+    for name in dict.fromkeys(names):
+        if name not in known and not HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{given_by}: {name!r} is not a host name or address")
+        targets.append(known.get(name) or Target(name, Origin(given_by, 1, 1)))
+    return Inventory(tuple(targets), inventory.ssh)
+
+
 HostEntry = tuple[str, Origin]
 
 

@@ -128,14 +128,6 @@ def test_ssh_config_matches_net_ssh(real_kamal: Path, tmp_path: Path) -> None:
     print(f"net-ssh ssh_config matrix: {len(cases)} cells agree {kinds}")
 
 
-@pytest.fixture(scope="module")
-def real_kamal() -> Path:
-    value = os.environ.get("KAMAL_E2E_BIN")
-    if not value:
-        pytest.fail("KAMAL_E2E_BIN is not set: run `make e2e`, which installs the real Kamal")
-    return Path(value)
-
-
 PSYCH = r"""
 require "json"
 require "yaml"

@@ -63,5 +63,10 @@ def test_binstub_goes_through_the_gate(lab: Lab, client: Client, tmp_path: Path,
     assert "KS103" in output  # root login
     assert "refused to run `kamal server exec`" in output
     assert "Running /usr/bin/env whoami" not in output  # Kamal never started
+    # an inherited marker (a hook or script starting bin/kamal again) has another pid
+    forged = run(["bin/kamal", "server", "exec", "whoami"], app,
+                 dict(env, KAMAL_SECURE_FAIL_ON="high", KAMAL_SECURE_EXEC=f"1:{app}/bin/kamal"))
+    assert forged.returncode in (1, 3), forged.stdout + forged.stderr
+    assert "refused to run `kamal server exec`" in forged.stderr
     assert run([f"{BIN}/kamal-secure", "binstub", "uninstall"], app, env).returncode == 0
     assert (app / "bin" / "kamal").read_text() == BINSTUB

@@ -174,7 +174,7 @@ def _inert_comments(rule: Rule, source: Source) -> Iterator[Finding]:
 
 
 @define(
-    "KS008", Severity.HIGH, "ERB writes config text that kamal-secure cannot see",
+    "KS010", Severity.HIGH, "ERB writes config text that kamal-secure cannot see",
     rationale="Kamal renders ERB before YAML is parsed. Output inside a YAML comment is "
     "rendered too: a newline in it turns the rest into config, so a comment can add a host "
     "or change ssh.user. A line made only of ERB output writes keys nobody reviewed. "

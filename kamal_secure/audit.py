@@ -83,12 +83,15 @@ def evaluate(
     hosts: Iterable[str] = (),
     roles: Iterable[str] = (),
     every_destination: bool = False,
+    allow_proxy_command: bool = False,
+    exact_hosts: tuple[str, list[str]] | None = None,
 ) -> Report:
     """Every check the gate runs (the live host checks when ``live``), policy applied.
 
     ``every_destination`` (scan): a base file that cannot be deployed alone is audited
     through each of its destinations instead (see ``targets``).
-    """
+    ``allow_proxy_command``: run ``ssh.proxy_command`` to reach the hosts (the gate and
+    hooks say yes: Kamal runs it next; ``scan`` only when the user says so)."""
     names = targets(config_file, destination) if every_destination else [destination]
     reports = []
     for name in names:
@@ -96,7 +99,10 @@ def evaluate(
         if live:
             from kamal_secure.hosts import audit_hosts, merge
 
-            merge(report, audit_hosts(config_file, name, hosts, roles, settings=policy.hosts))
+            merge(report, audit_hosts(config_file, name, hosts, roles,
+                                      settings=policy.hosts,
+                                      allow_proxy_command=allow_proxy_command,
+                                      exact=exact_hosts))
         reports.append((name, report))
     report = combine(reports, expanded=names != [destination])
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

@@ -29,6 +29,8 @@ Usage:
   kamal-secure init-policy               write a commented starter .kamal/secure.yml
   kamal-secure hooks install|uninstall|status
                                          run the gate from Kamal's own hooks too
+  kamal-secure binstub install|uninstall|status
+                                         route Rails' bin/kamal through the gate
   kamal-secure --help | --version
 
 Kamal commands that change servers (deploy, setup, redeploy, rollback, app boot,

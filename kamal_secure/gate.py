@@ -51,10 +51,12 @@ class Verdict:
 
 
 def decide(config_file: str, destination: str | None, environ: dict[str, str],
-           hosts: list[str], roles: list[str], live: bool = True) -> Verdict:
+           hosts: list[str], roles: list[str], live: bool = True,
+           exact_hosts: tuple[str, list[str]] | None = None) -> Verdict:
     """Run every check with the policy applied; raises on usage or config errors.
 
-    The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly)."""
+    The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly).
+    ``exact_hosts``: check exactly these hosts instead of filtering with -h/-r (hooks)."""
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
@@ -68,8 +70,10 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
         text.make_console(sys.stderr).print(
             f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd settings and "
             "host keys were NOT checked")
+    # Kamal runs ssh.proxy_command itself right after this: running it here adds nothing
     report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
-                      hosts=hosts, roles=roles)
+                      hosts=hosts, roles=roles, allow_proxy_command=True,
+                      exact_hosts=exact_hosts)
     return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
 
 

@@ -106,6 +106,10 @@ def test_gate_digest_in_a_hook_is_checked_by_shape(value: str, tmp_path: Path,
     monkeypatch.setenv("KAMAL_SECURE_GATE_DIGEST", value)
     monkeypatch.setenv("KAMAL_SECURE_GATE_HOSTS", HOST)
     monkeypatch.setenv("KAMAL_HOSTS", HOST)
+    # run in-process, so there is no Kamal parent to read the config from: say it here
+    from kamal_secure.commands import hook
+
+    monkeypatch.setattr(hook, "running_config", lambda environ: ("config/deploy.yml", None))
     code, output = _run(["hook", "pre-deploy"], capsys)
     assert code == 2, output
     assert "KAMAL_SECURE_GATE_DIGEST: not a kamal-secure gate digest" in output

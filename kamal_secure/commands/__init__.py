@@ -19,6 +19,7 @@ MODULES = {
     "harden": "kamal_secure.commands.harden",
     "rotate-key": "kamal_secure.commands.rotate_key",
     "hooks": "kamal_secure.commands.hooks",
+    "binstub": "kamal_secure.commands.binstub",
     "hook": "kamal_secure.commands.hook",
 }
 

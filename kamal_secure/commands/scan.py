@@ -31,7 +31,10 @@ def _parser() -> Parser:
     p.add_argument("-h", "--hosts", default=None, help="only these hosts (comma-separated)")
     p.add_argument("-r", "--roles", default=None, help="only these roles (comma-separated)")
     p.add_argument("--offline", action="store_true",
-                   help="static checks only: never connect to a host")
+                   help="static checks only: never connect to a host or start a process")
+    p.add_argument("--allow-proxy-command", action="store_true",
+                   help="run ssh.proxy_command from deploy.yml to reach the hosts (a local "
+                   "command from the scanned repository; off by default)")
     p.add_argument("--format", action="append", choices=FORMATS, default=None,
                    help="text, json, sarif or github; repeat for several (default: text)")
     p.add_argument("--output", action="append", type=Path, default=None,
@@ -89,7 +92,8 @@ def run(args: list[str]) -> int:
     report = evaluate(opts.config_file, opts.destination, policy,
                       inline=False if opts.no_inline_waivers else None, baseline=known,
                       live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles),
-                      every_destination=True)
+                      every_destination=True,
+                      allow_proxy_command=opts.allow_proxy_command)
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")

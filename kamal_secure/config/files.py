@@ -188,6 +188,8 @@ def run_shellcheck(text: str) -> tuple[ShellcheckNote, ...] | None:
     import subprocess
 
     exe = shutil.which("shellcheck")
+    if exe is not None and Path(exe).resolve().is_relative_to(Path.cwd().resolve()):
+        exe = None  # a "shellcheck" inside the scanned project is the project's own code
     first = text.split("\n", 1)[0]
     if exe is None or (first.startswith("#!") and not re.search(r"\b(ba|da|k)?sh\b", first)):
         return None

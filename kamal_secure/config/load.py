@@ -2,7 +2,8 @@
 
 ``-c`` file (default ``config/deploy.yml``), deep-merged with
 ``deploy.DEST.yml`` for ``-d DEST`` (hashes merge, arrays and scalars are
-replaced), each file ERB-masked then safely parsed with positions kept.
+replaced), each file ERB-masked then safely parsed with positions kept, the way
+Psych reads it (merge keys in document order, top-level ``:symbol`` keys).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def parse_file(path: Path, root: Path) -> Source:
     if text.startswith("\ufeff"):
         text = text[1:]
     masked = erb.mask(text)
-    loaded = yamlsafe.load(masked.text, name)
+    loaded = yamlsafe.load(masked.text, name, ruby=True)
     if loaded.data is None:
         loaded.data = {}
     if not isinstance(loaded.data, dict):

@@ -27,7 +27,8 @@ def key_from_file(path: Path) -> list[paramiko.PKey]:
 def connector(inventory: Inventory, root: Path, keys: list[paramiko.PKey],
               timeout: float = 20.0) -> session.Connector:
     known = hostkeys.load_known_hosts(hostkeys.known_hosts_files(root))
-    return session.Connector(inventory.ssh, known, keys, timeout)
+    # fix commands act on the user's own project: ssh.proxy_command is how Kamal gets there
+    return session.Connector(inventory.ssh, known, keys, timeout, allow_proxy_command=True)
 
 
 def only_key(inventory: Inventory, root: Path, path: Path,
@@ -38,7 +39,7 @@ def only_key(inventory: Inventory, root: Path, path: Path,
         raise UsageError(f"cannot load the private key {path}")
     ssh = replace(inventory.ssh, keys=(str(path),), keys_only=True)
     return session.Connector(ssh, hostkeys.load_known_hosts(hostkeys.known_hosts_files(root)),
-                             keys, timeout)
+                             keys, timeout, allow_proxy_command=True)
 
 
 def open_target(conn: session.Connector, target: Target) -> session.Session:

@@ -114,6 +114,10 @@ class Connector:
     known: hostkeys.KnownHosts
     keys: list[paramiko.PKey]
     timeout: float
+    # ssh.proxy_command runs a local command taken from deploy.yml: only when the caller
+    # says Kamal is about to run it anyway (gate, hooks, fix commands) or the user allowed
+    # it for `scan` (--allow-proxy-command, hosts.allow_proxy_command in the policy).
+    allow_proxy_command: bool = False
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
     _jump_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(JUMP_STARTUPS))
@@ -150,6 +154,11 @@ class Connector:
                 raise Unreachable(f"jump host could not reach {endpoint.hostname}:"
                                   f"{endpoint.port}: {err}") from None
         if self.ssh.proxy_command:
+            if not self.allow_proxy_command:
+                raise Unreachable(
+                    "ssh.proxy_command was not run: it is a local command from the scanned "
+                    "repository", hint="pass --allow-proxy-command to `kamal-secure scan` "
+                    "(or set hosts.allow_proxy_command: true in the policy) to run it")
             return paramiko.ProxyCommand(proxy_command_line(self.ssh.proxy_command, endpoint))
         return self._tcp(endpoint)
 

@@ -35,16 +35,6 @@ ssh:
 """
 
 
-@pytest.fixture(scope="module")
-def real_kamal() -> Path:
-    value = os.environ.get("KAMAL_E2E_BIN")
-    if not value:
-        pytest.fail("KAMAL_E2E_BIN is not set: run `make e2e`, which installs the real Kamal")
-    path = Path(value)
-    assert path.is_file(), f"{path} missing"
-    return path
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     root = tmp_path / "app"

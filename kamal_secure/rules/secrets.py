@@ -84,7 +84,9 @@ def _finding(rule: Rule, ctx: Context, path: Path, found: Verdict, value: Any,
     "KS203", Severity.HIGH, "Secret in clear env",
     rationale="`env` and `env.clear` values are written in deploy.yml (git) and shown by "
     "`kamal config` and `docker inspect`. Only `env.secret` names are resolved from the "
-    "secrets files.",
+    "secrets files. A key named like a password holding a literal counts whatever the value's "
+    "entropy (`RCON_PASSWORD: password123`), and so does a URL with a password "
+    "(`redis://:pw@host`); placeholder-looking values are reported at medium.",
     fix="Move it: list the name under `env.secret` and set the value in .kamal/secrets.",
     insecure=HEAD + "env:\n  clear:\n    AWS_SECRET_ACCESS_KEY: " + FAKE + "\n",
     secure=HEAD + "env:\n  secret:\n    - AWS_SECRET_ACCESS_KEY\n",

@@ -125,7 +125,14 @@ class _Apply:
             return True, self._dry_run(effective)
         # The file says hardened but the daemon does not run it (a run killed before the
         # reload): the rollback target is no drop-in, closer to what sshd runs now.
-        return self._change(previous, previous == wanted, wanted)
+        try:
+            return self._change(previous, previous == wanted, wanted)
+        except Exception as err:  # the session broke (a drop, a timeout) after arming
+            if not self.fires_at:
+                raise
+            why = err.message if isinstance(err, CheckIncomplete) else str(err)
+            return False, (f"{why}; the host's rollback timer restores the previous settings "
+                           f"within {self.host.rollback_after:g}s of arming")
 
     def _running_as_wanted(self, effective: str) -> bool:
         """What sshd runs, not what the file says: ``sshd -T`` (the files on disk) and the

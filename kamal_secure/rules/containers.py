@@ -15,6 +15,7 @@ from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
 from kamal_secure.rules.dockerargs import Flag, all_flags, mounts
+from kamal_secure.rules.hostpaths import docker_socket_mount, root_mount, sensitive_mount_why
 
 FAMILY = "containers"
 APP = "service: shop\nimage: acme/shop\nservers:\n  web:\n    hosts: [203.0.113.10]\n"
@@ -119,62 +120,6 @@ def _mounts(test: Callable[[str], str | None]) -> Callable[[Rule, Context], Iter
     return check
 
 
-SOCKETS = ("docker.sock", "podman.sock")
-
-
-def _socket(host: str) -> str | None:
-    name = host.rsplit("/", 1)[-1]
-    if name in SOCKETS:
-        return (f"mounts the Docker socket ({host}; read-only does not help): the container "
-                "controls Docker, i.e. root on the host")
-    if host in ("/run", "/run/docker"):
-        return f"mounts {host}, which holds the Docker socket: root on the host"
-    return None
-
-
-def _root(host: str) -> str | None:
-    return "mounts the host's root filesystem into the container" if host == "/" else None
-
-
-SENSITIVE_TREES: dict[str, str] = {
-    "/var/lib/docker": "Docker's data: every container's environment and secrets",
-    "/var/lib/containerd": "containerd's data: every container's filesystem",
-    "/run/containerd": "the containerd socket: root on the host",
-    "/proc": "the host's /proc: its processes, their environment and kernel knobs",
-    "/sys": "the host's /sys: kernel and cgroup controls",
-    "/root": "root's home directory (its .ssh among others)",
-    "/etc/ssh": "the host's ssh configuration and host keys",
-    "/etc/sudoers.d": "the host's sudo rules",
-    "/etc/docker": "the Docker daemon's configuration",
-}
-SENSITIVE_EXACT: dict[str, str] = {
-    "/etc": "the host's /etc: users, passwords, ssh and sudo configuration",
-    "/etc/shadow": "the host's password hashes",
-    "/etc/sudoers": "the host's sudo rules",
-    "/home": "every user's home directory (their .ssh among others)",
-    "/dev": "every host device",
-}  # /var/run and /run (normalised to /run) hold the Docker socket: KS308
-HARMLESS_DEV = frozenset({"/dev/log", "/dev/shm", "/dev/null", "/dev/zero",  # noqa: S108
-                          "/dev/random", "/dev/urandom", "/dev/fuse"})
-
-
-def _sensitive(host: str) -> str | None:
-    parts = host.split("/")
-    if ".ssh" in parts:
-        return f"mounts {host}: an .ssh directory (private keys, authorized_keys)"
-    if ".docker" in parts and (parts[-1] in (".docker", "config.json")):
-        return f"mounts {host}: Docker's config.json holds registry credentials"
-    if host.endswith("containerd.sock"):
-        return f"mounts {host}: the containerd socket, root on the host"
-    for tree, why in SENSITIVE_TREES.items():
-        if host == tree or host.startswith(tree + "/"):
-            return f"mounts {host}: {why}"
-    if host.startswith("/dev/") and host not in HARMLESS_DEV:
-        return f"mounts {host}: a host device"
-    exact = SENSITIVE_EXACT.get(host)
-    return f"mounts {host}: {exact}" if exact else None
-
-
 privileged = define(
     "KS301", Severity.CRITICAL, "Container runs privileged",
     rationale="`--privileged` gives the container every capability and every device: root in "
@@ -265,7 +210,7 @@ docker_socket = define(
     "    image: acme/watch:1.0\n    host: 203.0.113.10\n"
     "    volumes:\n      - watch-data:/data\n",
     family=FAMILY,
-)(_mounts(_socket))
+)(_mounts(docker_socket_mount))
 
 host_root = define(
     "KS309", Severity.CRITICAL, "Host root filesystem mounted into a container",
@@ -275,7 +220,7 @@ host_root = define(
     insecure="service: shop\nimage: acme/shop\nvolumes:\n  - /:/host\n",
     secure="service: shop\nimage: acme/shop\nvolumes:\n  - /srv/shop/storage:/rails/storage\n",
     family=FAMILY,
-)(_mounts(_root))
+)(_mounts(root_mount))
 
 sensitive_mount = define(
     "KS311", Severity.HIGH, "Sensitive host path mounted into a container",
@@ -293,7 +238,7 @@ sensitive_mount = define(
     "    image: acme/logs:1.0\n    host: 203.0.113.10\n"
     "    volumes:\n      - /srv/shop/log:/logs:ro\n",
     family=FAMILY,
-)(_mounts(_sensitive))
+)(_mounts(sensitive_mount_why))
 
 floating_image = define(
     "KS310", Severity.LOW, "Accessory image is :latest or untagged",

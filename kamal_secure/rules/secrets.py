@@ -11,6 +11,7 @@ from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_pa
 from kamal_secure.rules.secretscan import Verdict, is_reference, verdict
 
 FAMILY = "secrets"
+URL_CREDENTIALS = "URL with a password"
 HEAD = "service: shop\nimage: acme/shop\n"
 SPECIAL = ("clear", "secret", "tags")
 FAKE = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYz9Xq2LkW"  # an example, not a real secret
@@ -84,7 +85,9 @@ def _finding(rule: Rule, ctx: Context, path: Path, found: Verdict, value: Any,
     "KS203", Severity.HIGH, "Secret in clear env",
     rationale="`env` and `env.clear` values are written in deploy.yml (git) and shown by "
     "`kamal config` and `docker inspect`. Only `env.secret` names are resolved from the "
-    "secrets files.",
+    "secrets files. A key named like a password holding a literal counts whatever the value's "
+    "entropy (`RCON_PASSWORD: password123`), and so does a URL with a password "
+    "(`redis://:pw@host`); placeholder-looking values are reported at medium.",
     fix="Move it: list the name under `env.secret` and set the value in .kamal/secrets.",
     insecure=HEAD + "env:\n  clear:\n    AWS_SECRET_ACCESS_KEY: " + FAKE + "\n",
     secure=HEAD + "env:\n  secret:\n    - AWS_SECRET_ACCESS_KEY\n",
@@ -129,6 +132,12 @@ def _covered(path: Path) -> bool:
         path[2] in ("env", "registry") or path[2:4] == ("proxy", "ssl"))
 
 
+def _owned(path: Path) -> bool:
+    """Clear env and build args: KS203 and KS204 report them."""
+    return path[:1] == ("env",) or path[:2] == ("builder", "args") or (
+        len(path) >= 3 and path[0] in ("servers", "accessories") and path[2] == "env")
+
+
 def _scalars(node: Any, path: Path) -> Iterator[tuple[Path, str, Any]]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -154,10 +163,13 @@ def _scalars(node: Any, path: Path) -> Iterator[tuple[Path, str, Any]]:
 )
 def elsewhere(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for path, key, value in _scalars(ctx.project.data, ()):
-        if path and not _covered(path):
-            found = verdict(key, value)
-            if found:
-                yield _finding(rule, ctx, path, found, value)
+        if not path or _owned(path):
+            continue
+        found = verdict(key, value)
+        # settings other rules judge (registry, key_data, proxy.ssl) still must not carry
+        # credentials in a URL (`registry.server: https://user:token@registry`)
+        if found and (not _covered(path) or found.why == URL_CREDENTIALS):
+            yield _finding(rule, ctx, path, found, value)
 
 
 ssl_pem = define(

@@ -47,6 +47,7 @@ class Verdict:
     fail_on: Severity
     code: int
     skip: str | None  # the break-glass reason, when one was given
+    hosts_checked: bool = True  # False: KAMAL_SECURE_OFFLINE=1 (or scan --offline) skipped them
 
 
 def decide(config_file: str, destination: str | None, environ: dict[str, str],
@@ -69,7 +70,8 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
             "host keys were NOT checked")
     report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
                       hosts=hosts, roles=roles)
-    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
+    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None,
+                   hosts_checked=not offline)
 
 
 def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, str]) -> bool:
@@ -85,7 +87,7 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
         console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: {escape(what)} "
                       f"despite {len(report.active())} finding(s). "
                       f"Reason: {escape(verdict.skip)}")
-        _append_audit(command, options, verdict.skip, report)
+        _append_audit(command, options, verdict.skip, report, verdict.hosts_checked)
         return True
     return False
 
@@ -126,11 +128,25 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def account_name() -> str:
+    """Who broke the glass: $USER/$LOGNAME, else the account name of this uid, else the uid."""
+    named = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if named:
+        return named
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 def _append_audit(command: list[str], options: dict[str, str], reason: str,
-                  report: Report) -> None:
+                  report: Report, hosts_checked: bool) -> None:
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "user": os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
+        "user": account_name(),
+        "hosts_checked": hosts_checked,
         "git_commit": _git_commit(),
         "command": command,
         "options": options,

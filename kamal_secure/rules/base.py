@@ -13,6 +13,7 @@ from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
+    from kamal_secure.kamal_version import KamalVersion
     from kamal_secure.keyfacts import KeyFacts
     from kamal_secure.schemas import Violation
 
@@ -24,6 +25,14 @@ class Context:
     project: Project
     settings: dict[str, Any] = field(default_factory=dict)
     keys: tuple[KeyFacts, ...] = ()  # facts about the files in ssh.keys
+    agent_socket: bool = True  # SSH_AUTH_SOCK is set where Kamal will run
+
+    @cached_property
+    def kamal(self) -> KamalVersion:
+        """The project's Kamal; looked up only when a rule's advice depends on it."""
+        from kamal_secure.kamal_version import detect
+
+        return detect(self.project.root)
 
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
@@ -72,6 +81,7 @@ class Rule:
         location: Location,
         evidence: str | None = None,
         severity: Severity | None = None,
+        fix: str | None = None,
     ) -> Finding:
         return Finding(
             rule=self.id,
@@ -80,7 +90,7 @@ class Rule:
             message=message,
             location=location,
             evidence=evidence,
-            fix=self.fix,
+            fix=fix if fix is not None else self.fix,
         )
 
 

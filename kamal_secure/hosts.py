@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config.inventory import build_inventory
+from kamal_secure.config.inventory import build_inventory, local_registry
 from kamal_secure.config.load import load_project
 from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
@@ -36,11 +36,12 @@ def audit_hosts(
     from kamal_secure.remote.fleet import check_fleet
 
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)
+    registry = local_registry(project)
     report = Report()
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)
-        report.findings.extend(host.check_host(facts, policy, where))
+        report.findings.extend(host.check_host(facts, policy, where, registry))
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
     for problem in result.problems:

@@ -115,17 +115,45 @@ def forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
 
 @host_rule(
     "KS713", Severity.MEDIUM, "sshd allows remote TCP forwarding",
-    rationale="Remote forwarding lets a logged-in account open listening ports through sshd.",
-    fix="Set `AllowTcpForwarding no` (or `local`; allowed values come from the policy).",
+    rationale="Remote forwarding lets a logged-in account open listening ports through sshd. "
+    "One Kamal setup needs it: a local registry (`registry.server: localhost:PORT`) is "
+    "reached from every host through SSH remote port forwarding, so for such a config "
+    "`AllowTcpForwarding remote` is what Kamal needs (and `no` or `local` breaks the deploy).",
+    fix="Set `AllowTcpForwarding no` (or `local`; allowed values come from the policy); with "
+    "a local registry set `remote` (`kamal-secure harden` writes the right one).",
     insecure="AllowTcpForwarding yes\n", secure="AllowTcpForwarding no\n",
     references=SSHD_REFS,
 )
 def tcp_forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
+    value = ctx.sshd.flag("allowtcpforwarding") if ctx.sshd is not None else None
+    if ctx.local_registry:
+        yield from _local_registry_forwarding(rule, ctx, value)
+        return
     allowed = (value.lower() for value in ctx.policy.tcp_forwarding)
     if setting_not(ctx, "allowtcpforwarding", *allowed):
         yield rule.finding("AllowTcpForwarding is "
                            f"{ctx.sshd.get('allowtcpforwarding') if ctx.sshd else '?'}",
                            ctx.where, ctx.evidence("allowtcpforwarding"))
+
+
+def _local_registry_forwarding(rule: Rule, ctx: HostContext,
+                               value: str | None) -> Iterator[Finding]:
+    """Kamal's local registry needs remote forwarding: `remote` is right, said so."""
+    why = (f"registry.server {ctx.local_registry} is Kamal's local registry, reached from "
+           "this host through SSH remote forwarding")
+    fix = "Set `AllowTcpForwarding remote` (`kamal-secure harden` does)."
+    evidence = ctx.evidence("allowtcpforwarding")
+    if value is None:
+        return
+    if value == "remote":
+        yield rule.finding(f"AllowTcpForwarding remote is allowed: {why}", ctx.where, evidence,
+                           severity=Severity.INFO, fix="")
+    elif value in ("no", "local"):
+        yield rule.finding(f"AllowTcpForwarding {value} breaks this deploy: {why}", ctx.where,
+                           evidence, severity=Severity.LOW, fix=fix)
+    else:
+        yield rule.finding(f"AllowTcpForwarding is {value}; {why}, so only `remote` is needed",
+                           ctx.where, evidence, fix=fix)
 
 
 @host_rule(

@@ -16,7 +16,10 @@ kamal-secure {__version__}: a security gate in front of Kamal.
 
 Usage:
   kamal-secure KAMAL-COMMAND [ARGS...]   gate the command, then exec the real kamal
-  kamal-secure scan [options]            run the checks without deploying
+  kamal-secure scan [options]            run the checks without deploying (connects to
+                                         every host unless --offline)
+  kamal-secure doctor [--offline]        the ordered commands that would make this
+                                         project pass, with what each needs
   kamal-secure rules                     list every rule: id, severity, title
   kamal-secure explain RULE              show a rule's rationale, fix and examples
   kamal-secure keygen [--write-config]   create a dedicated ed25519 deploy key

@@ -44,8 +44,8 @@ KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
 
 # Our own command words; none of them is a kamal command.
 OWN_COMMANDS = (
-    "scan", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts", "init-policy",
-    "rotate-key", "hooks", "hook",
+    "scan", "doctor", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts",
+    "init-policy", "rotate-key", "hooks", "hook",
 )
 
 EXEC_MARKER = "KAMAL_SECURE_EXEC"

@@ -86,7 +86,7 @@ class KamalVersion:
 
     def describe(self) -> str:
         if self.assumed:
-            return f"the newest Kamal, {show(self.version)} (assumed: {self.source})"
+            return f"Kamal {show(self.version)}, the newest release (assumed: {self.source})"
         return f"Kamal {show(self.version)} ({self.source})"
 
 

@@ -39,8 +39,10 @@ def render(report: Report, console: Console, fail_on: Severity, quiet: bool = Fa
             continue
         sev = f"[{STYLE[f.severity]}]{f.severity.label.upper():8}[/]"
         tag = " [dim](in baseline)[/]" if f.in_baseline else ""
-        console.print(f"{sev} {f.rule}  {escape(str(f.location))}{tag}")
-        console.print(f"         {escape(f.message)}")
+        path = f"  path: {f.location.path}" if f.location.path else ""
+        console.print(f"{sev} {f.rule}  {escape(str(f.location))}{escape(path)}{tag}")
+        message = f.message.removeprefix(f"{f.location.path}: ") if f.location.path else f.message
+        console.print(f"         {escape(message)}")
         if f.suppression:
             console.print(f"         [dim]waived ({f.suppression.kind}, "
                           f"{escape(f.suppression.where)}): "

@@ -98,7 +98,31 @@ def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
     """The check of a rule that lives in schema/deploy.security.schema.json."""
     for found in ctx.violations:
         if found.rule == rule.id:
-            yield rule.finding(f"{yaml_path(found.path)}: {found.message}", ctx.at(*found.path))
+            path = yaml_path(found.path)
+            message = found.message if path in found.message else f"{path}: {found.message}"
+            yield rule.finding(message, ctx.at(*found.path))
+
+
+Fill = Callable[[Context, Any], "tuple[str | None, Severity | None]"]
+
+
+def filled_schema_check(fill: Fill) -> Check:
+    """A schema rule whose fix (and severity) come from the finding's own value."""
+
+    def check(rule: Rule, ctx: Context) -> Iterator[Finding]:
+        for found in ctx.violations:
+            if found.rule == rule.id:
+                path = yaml_path(found.path)
+                message = found.message if path in found.message else f"{path}: {found.message}"
+                fix, severity = fill(ctx, ctx.project.get(*found.path))
+                yield rule.finding(message, ctx.at(*found.path), fix=fix, severity=severity)
+
+    check.schema = True  # type: ignore[attr-defined]
+    return check
+
+
+def is_schema_rule(rule: Rule) -> bool:
+    return rule.check is schema_check or bool(getattr(rule.check, "schema", False))
 
 
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:

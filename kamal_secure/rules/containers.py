@@ -6,7 +6,7 @@ Kamal passes ``options`` of roles and accessories to ``docker run`` unchecked.
 from __future__ import annotations
 
 from kamal_secure.report.model import Severity
-from kamal_secure.rules.base import Rule, define, schema_check
+from kamal_secure.rules.base import Rule, define, filled_schema_check, schema_check
 
 FAMILY = "containers"
 APP = "service: shop\nimage: acme/shop\nservers:\n  web:\n    hosts: [203.0.113.10]\n"
@@ -117,7 +117,17 @@ floating_image = define(
     secure="service: shop\nimage: acme/shop\naccessories:\n  db:\n    image: postgres:16.4\n"
     "    host: 203.0.113.10\n",
     family=FAMILY,
-)(schema_check)
+)(filled_schema_check(lambda ctx, value: (_pin_fix(value), None)))
+
+
+def _pin_fix(image: object) -> str | None:
+    """Name the image the config uses: `redis:VERSION`, not a generic example."""
+    if not isinstance(image, str) or not image:
+        return None
+    name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return (f"Pin the version you run today: `image: {name}:VERSION` (an exact tag), or a "
+            f"digest `{name}@sha256:...`.")
+
 
 RULES: tuple[Rule, ...] = (privileged, cap_add, host_network, host_namespace, root_user,
                            unconfined, device, docker_socket, host_root, floating_image)

@@ -8,7 +8,7 @@ from typing import Any
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.report.model import Finding, Severity
-from kamal_secure.rules.base import Context, Rule, define, schema_check
+from kamal_secure.rules.base import Context, Rule, define, filled_schema_check, schema_check
 
 FAMILY = "exposure"
 BOUND = re.compile(r"^(?!0\.0\.0\.0:)(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|localhost):")
@@ -32,13 +32,36 @@ publish_option = define(
     "KS402", Severity.HIGH, "Port published through options without a bind address",
     rationale="`options: {publish: ...}` becomes `docker run --publish`, on 0.0.0.0 unless an "
     "address is given; Docker bypasses ufw.",
-    fix="Prefix the address: `publish: \"127.0.0.1:9394:9394\"`, or let kamal-proxy route it.",
+    fix="Prefix the address: `publish: \"127.0.0.1:9394:9394\"` when only the host needs it; "
+    "HTTP belongs behind kamal-proxy (it serves only HTTP/HTTPS). A port meant to be public "
+    "and not HTTP (a game server, SMTP) is a decision: waive it with the reason.",
     insecure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"9394:9394\"\n",
     secure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"127.0.0.1:9394:9394\"\n",
     family=FAMILY,
-)(schema_check)
+)(filled_schema_check(lambda ctx, value: _publish_fix(value)))
+
+# Published on every address, these give data or control away: high. Another port may be
+# meant to be public (a game server, SMTP): medium, and the fix says how to record that.
+SENSITIVE_PORTS = {"22", "2375", "2376", "3306", "5432", "5984", "6379", "8086", "9000",
+                   "9042", "9090", "9093", "9200", "9300", "9394", "11211", "15672", "27017"}
+
+
+def _publish_fix(value: object) -> tuple[str | None, Severity | None]:
+    ports = [str(p) for p in (value if isinstance(value, list) else [value])
+             if p is not None and not is_dynamic(p) and not BOUND.match(str(p))]
+    if not ports:
+        return None, None
+    first = ports[0]
+    container = first.rsplit(":", 1)[-1].split("/")[0]
+    bound = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
+    if container in SENSITIVE_PORTS:
+        return (f"Prefix the address: `publish: {bound}` (port {container} should not face the "
+                "internet).", None)
+    return (f"If port {container} is meant to be public (not HTTP: kamal-proxy serves only "
+            "HTTP/HTTPS), record that decision with a waiver and its reason; otherwise bind it: "
+            f"`publish: {bound}`.", Severity.MEDIUM)
 
 
 def _roles(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:

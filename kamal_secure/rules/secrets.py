@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Location, Severity, redact
-from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
+from kamal_secure.rules.base import (
+    Context,
+    Rule,
+    define,
+    filled_schema_check,
+    schema_check,
+    yaml_path,
+)
 from kamal_secure.rules.secretscan import is_reference, looks_secret
 
 FAMILY = "secrets"
@@ -149,7 +155,7 @@ def elsewhere(rule: Rule, ctx: Context) -> Iterator[Finding]:
                 yield _finding(rule, ctx, path, f"looks like a secret ({why})", value)
 
 
-@define(
+ssl_pem = define(
     "KS206", Severity.CRITICAL, "TLS private key or certificate written inline in proxy.ssl",
     rationale="proxy.ssl's certificate_pem and private_key_pem name secrets; an inline PEM "
     "puts the TLS private key in git.",
@@ -159,19 +165,19 @@ def elsewhere(rule: Rule, ctx: Context) -> Iterator[Finding]:
     secure=HEAD + "proxy:\n  host: shop.example.com\n  ssl:\n    certificate_pem: CERT_PEM\n"
     "    private_key_pem: PRIVATE_KEY_PEM\n",
     family=FAMILY,
-)
-def ssl_pem(rule: Rule, ctx: Context) -> Iterator[Finding]:
+)(filled_schema_check(lambda ctx, value: _ssl_pem_fix(ctx, value)))
+
+
+def _ssl_pem_fix(ctx: Context, value: object) -> tuple[str | None, Severity | None]:
     """The secret-name form exists only on Kamal 2.8+: older Kamal gets advice it can use."""
     from kamal_secure.kamal_version import since
 
-    for finding in schema_check(rule, ctx):
-        if ctx.kamal.accepts("proxy.ssl.private_key_pem"):
-            yield finding
-            continue
-        yield replace(finding, fix=f"Rotate the certificate and remove the PEMs: "
-                      f"{ctx.kamal.describe()} has no proxy.ssl certificate settings (added in "
-                      f"Kamal {since('proxy.ssl.private_key_pem')}; older Kamal rejects them). "
-                      "Use `ssl: true` (Let's Encrypt), or upgrade Kamal and name secrets there.")
+    if ctx.kamal.accepts("proxy.ssl.private_key_pem"):
+        return None, None
+    return (f"Rotate the certificate and remove the PEMs: {ctx.kamal.describe()} has no "
+            f"proxy.ssl certificate settings (added in Kamal "
+            f"{since('proxy.ssl.private_key_pem')}; older Kamal rejects them). Use `ssl: true` "
+            "(Let's Encrypt), or upgrade Kamal and name secrets there.", None)
 
 
 def _secrets_at(name: str, line: int, column: int) -> Location:

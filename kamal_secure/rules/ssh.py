@@ -42,7 +42,7 @@ def _assumed(kamal: KamalVersion) -> str:
 
     if not kamal.assumed:
         return ""
-    return (f"; this assumes {kamal.describe()}: Kamal before {since('ssh.forward_agent')} "
+    return (f"; written for {kamal.describe()}: Kamal before {since('ssh.forward_agent')} "
             "rejects the key")
 
 

@@ -159,3 +159,33 @@ def test_local_registry_matches_kamal(server: str, local: bool, tmp_path: Path) 
         f"service: s\nimage: i\nservers: [203.0.113.1]\nregistry:\n  server: {server}\n")
     project = load_project("config/deploy.yml", None, tmp_path)
     assert (local_registry(project) == server) is local
+
+
+def _one(f: object, rule: str, policy: HostPolicy | None = None) -> list[object]:
+    return [x for x in host.check_host(f, policy or HostPolicy(), WHERE)  # type: ignore[arg-type]
+            if x.rule == rule]
+
+
+def test_rule_texts_agree_with_what_they_check() -> None:
+    """KS720 never tells a restricted key to add from=; KS711's fix names the policy's own
+    number; KS708 follows Mozilla's list: OpenSSH's default hmac-sha2-256/512 are not weak."""
+    restricted = AuthorizedKey("ssh-ed25519", "SHA256:deploy", "k", 'from="10.0.0.0/8"', "ak")
+    f = facts(authorized_keys=(restricted,), deploy_fingerprints=("SHA256:deploy",))
+    [info] = _one(f, "KS720")
+    assert "from=" not in (info.fix or "").split("keep")[0]  # type: ignore[attr-defined]
+    open_key = AuthorizedKey("ssh-ed25519", "SHA256:deploy", "k", "", "ak")
+    f = facts(authorized_keys=(open_key,), deploy_fingerprints=("SHA256:deploy",))
+    [low] = _one(f, "KS720")
+    assert "authorize --from CIDR" in (low.fix or "")  # type: ignore[attr-defined]
+    many = facts(HARDENED.replace("MaxAuthTries 3", "MaxAuthTries 6"))
+    for limit in (4, 5):
+        [tries] = _one(many, "KS711", HostPolicy(max_auth_tries=limit))
+        assert f"MaxAuthTries {limit}`" in (tries.fix or "")  # type: ignore[attr-defined]
+        assert f"at most {limit}" in tries.message  # type: ignore[attr-defined]
+    default_macs = facts(HARDENED.replace(
+        "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
+        "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"))
+    assert "KS708" not in ids(default_macs)
+    weak = facts(HARDENED.replace("MACs hmac-sha2-512-etm@openssh.com",
+                                  "MACs hmac-sha1,hmac-sha2-512-etm@openssh.com"))
+    assert "KS708" in ids(weak)

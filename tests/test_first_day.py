@@ -81,3 +81,58 @@ def test_doctor_plans_the_path_to_green_in_order(tmp_path: Path) -> None:
     positions = [out.index(step) for step in order]
     assert positions == sorted(positions), out
     assert "sudo on every host" in out
+
+
+def test_help_lists_every_variable_and_scan_says_it_connects(tmp_path: Path) -> None:
+    import re
+
+    from tests.helpers import REPO
+
+    used = set()
+    for path in (REPO / "kamal_secure").rglob("*.py"):
+        used |= set(re.findall(r"KAMAL_SECURE_[A-Z_]+", path.read_text()))
+    used.discard("KAMAL_SECURE_TEST_CRASH_AFTER")  # test-only fault injection
+    shown = run_ks(["--help"], tmp_path, [], tmp_path / "r.json").stdout
+    assert {v for v in used if v not in shown} == set()
+    scan_help = run_ks(["scan", "--help"], tmp_path, [], tmp_path / "r.json").stdout
+    assert "Connects to every host" in " ".join(scan_help.split())
+
+
+def test_typo_of_our_command_is_caught_but_kamal_words_pass(tmp_path: Path) -> None:
+    from tests.helpers import write_standin
+
+    standin = write_standin(tmp_path / "bin").parent
+    write_project(tmp_path / "app", {})
+    for typo, ours in (("scna", "scan"), ("explian", "explain"), ("doctr", "doctor"),
+                       ("pin-host", "pin-hosts")):
+        run = run_ks([typo], tmp_path / "app", [standin], tmp_path / "r.json")
+        assert run.code == 2, run.stderr
+        assert f"did you mean `{ours}`?" in run.stderr
+        assert run.record is None  # kamal was not started
+    for word in ("docs", "doc", "ver", "version", "conf", "secrets"):  # kamal's, or prefixes
+        run = run_ks([word], tmp_path / "app", [standin], tmp_path / "r.json")
+        assert run.argv == [word.encode()], run.stderr
+
+
+def test_sarif_describes_only_rules_with_results_and_no_dead_links(tmp_path: Path) -> None:
+    config = "service: s\nimage: i\nservers: [203.0.113.10]\n"
+    write_project(tmp_path, {"config/deploy.yml": config})
+    run = run_ks(["scan", "--offline", "--format", "sarif"], tmp_path, [], tmp_path / "r.json")
+    data = json.loads(run.stdout)
+    driver = data["runs"][0]["tool"]["driver"]
+    results = data["runs"][0]["results"]
+    assert {r["id"] for r in driver["rules"]} == {r["ruleId"] for r in results}
+    assert all(driver["rules"][r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
+    assert "helpUri" not in run.stdout
+    assert "informationUri" not in run.stdout
+    assert len(run.stdout) < 20_000
+
+
+def test_explain_is_plain_markdown_when_piped_and_rendered_when_asked(tmp_path: Path) -> None:
+    piped = run_ks(["explain", "KS104"], tmp_path, [], tmp_path / "r.json").stdout
+    assert piped.startswith("# KS104")
+    rendered = run_ks(["explain", "KS104", "--color"], tmp_path, [], tmp_path / "r.json",
+                      env={"NO_COLOR": ""}).stdout
+    assert "# KS104" not in rendered
+    assert "KS104" in rendered
+    assert "\x1b[" in rendered

@@ -177,3 +177,12 @@ def test_keygen_write_config_on_old_kamal(tmp_path: Path, monkeypatch: pytest.Mo
     assert "not writing forward_agent: Kamal 2.8.2 (Gemfile.lock)" in run.stdout
     paths = {".".join(p) for p in kv.config_paths(load_text(written))}
     assert paths <= kv.keys_for((2, 8, 2))
+
+
+def test_pin_hosts_never_writes_ssh_config_for_kamal_2_0(tmp_path: Path) -> None:
+    config = "service: shop\nimage: a/b\nservers: [203.0.113.10]\n"
+    write_project(tmp_path, {"config/deploy.yml": config, "Gemfile.lock": lockfile((2, 0, 0))})
+    run = run_ks(["pin-hosts", "--yes"], tmp_path, [], tmp_path / "rec.json")
+    assert run.code == 2, run.stderr
+    assert "Kamal 2.0.0 (Gemfile.lock) has no ssh.config (added in Kamal 2.1.0)" in run.stderr
+    assert (tmp_path / "config/deploy.yml").read_text() == config

@@ -118,7 +118,7 @@ def report(base: Path, key: Path, hosts: list[Host]) -> None:
     print(f"  t(30)/t(1) = {ratio:.2f} (goal <= 3)")
     audit = ssh_audit_time(hosts[0])
     if audit is None:
-        print("  ssh-audit not installed in this venv (pip install ssh-audit): comparison skipped")
+        print("  ssh-audit not installed in this venv (make bench installs it): comparison skipped")
     else:
         print(f"  ssh-audit --skip-rate-test: {audit * 1000:.0f} ms per host; ours "
               f"{medians[1] * 1000:.0f} ms; ratio {medians[1] / audit:.2f} (goal <= 0.5)")

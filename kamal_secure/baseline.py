@@ -5,21 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kamal_secure.config.load import json_type, read_json_object
 from kamal_secure.errors import ConfigError, UsageError
 from kamal_secure.report.model import Report
 
 
-def read(path: Path) -> frozenset[str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--baseline {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"--baseline {path}: not a kamal-secure baseline ({err})") from None
-    prints = data.get("fingerprints") if isinstance(data, dict) else None
-    if data.get("tool") != "kamal-secure" or not isinstance(prints, list):
-        raise ConfigError(f"--baseline {path}: not a kamal-secure baseline file")
-    return frozenset(p for p in prints if isinstance(p, str))
+def read(path: Path, label: str = "--baseline") -> frozenset[str]:
+    """``label`` says where the path came from (the option or KAMAL_SECURE_BASELINE)."""
+    name = f"{label} {path}"
+    data = read_json_object(path, name, "a kamal-secure baseline")
+    prints = data.get("fingerprints")
+    if data.get("tool") != "kamal-secure":
+        raise ConfigError(f"{name}: not a kamal-secure baseline file (\"tool\" is not "
+                          "\"kamal-secure\")")
+    if not isinstance(prints, list):
+        raise ConfigError(f"{name}: \"fingerprints\" is {json_type(prints)}, expected a list")
+    bad = next((i for i, p in enumerate(prints) if not _is_fingerprint(p)), None)
+    if bad is not None:
+        raise ConfigError(f"{name}: fingerprints[{bad}] is not a finding fingerprint "
+                          "(32 hex digits)")
+    return frozenset(prints)
+
+
+def _is_fingerprint(value: object) -> bool:
+    return (isinstance(value, str) and len(value) == 32
+            and all(c in "0123456789abcdef" for c in value))
 
 
 def write(path: Path, report: Report) -> int:

@@ -6,6 +6,8 @@ passthrough path; everything else is imported inside the branch that needs it.
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kamal_secure import __version__
 from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         return route(args)
+    except _Reported as done:
+        return done.code
     except KamalSecureError as err:
         _say_error(err)
         return err.exit_code
@@ -86,13 +90,13 @@ def route(args: list[str]) -> int:
     if args and args[0] in OWN_COMMANDS:
         from kamal_secure.commands import dispatch
 
-        return dispatch(args[0], args[1:])
+        return _guarded(dispatch, args[0], args[1:])
     inv = Invocation(args)
     kind = classify(inv)
     if kind == "alias":
         from kamal_secure.aliases import resolve_kind
 
-        kind = resolve_kind(inv)
+        kind = _guarded(resolve_kind, inv)
         typo = own_typo(inv.command) if kind == "pass" else None
         if typo:
             raise UsageError(f"unknown command {inv.command!r}: did you mean `{typo}`? "
@@ -102,16 +106,46 @@ def route(args: list[str]) -> int:
     if kind == "gate":
         from kamal_secure.gate import run_gate
 
-        return run_gate(inv)
+        return _guarded(run_gate, inv)
     exec_kamal(args)
     return EXIT_USAGE  # not reached: exec replaces this process
 
 
-def _say_error(err: KamalSecureError) -> None:
+class _Reported(Exception):
+    """An error already reported inside the output guard; carries only the exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+T = TypeVar("T")
+
+
+def _guarded(function: Callable[..., T], *args: Any) -> T:
+    """Run one of our own paths (never the passthrough) with stdout/stderr guarded: every
+    control character escaped; errors reported redacted and escaped too."""
+    from kamal_secure.report.safe import guard_output, shown
+
+    with guard_output():
+        try:
+            return function(*args)
+        except KamalSecureError as err:
+            _say_error(err, shown)
+            raise _Reported(err.exit_code) from None
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as err:
+            raise _Reported(_crash(err)) from None
+
+
+def _say_error(err: KamalSecureError, show: Callable[[str], str] | None = None) -> None:
     message = err.message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if show is not None:
+        message = show(message)
     sys.stderr.write(f"kamal-secure: error: {message}\n")
     if err.hint:
-        sys.stderr.write(f"kamal-secure: hint: {err.hint}\n")
+        hint = show(err.hint) if show is not None else err.hint
+        sys.stderr.write(f"kamal-secure: hint: {hint}\n")
 
 
 def _crash(err: Exception) -> int:

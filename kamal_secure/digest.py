@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 from kamal_secure.config.load import destination_file
+from kamal_secure.errors import UsageError
 
 DIGEST_ENV = "KAMAL_SECURE_GATE_DIGEST"
 HOSTS_ENV = "KAMAL_SECURE_GATE_HOSTS"
@@ -44,9 +45,16 @@ def gate_digest(config_file: str, destination: str | None, hosts: list[str]) -> 
 def already_checked(environ: dict[str, str], config_file: str, destination: str | None,
                     kamal_hosts: list[str]) -> bool:
     given = environ.get(DIGEST_ENV)
+    if given and not _is_digest(given):
+        raise UsageError(f"{DIGEST_ENV}: not a kamal-secure gate digest (64 hex digits); it "
+                         "is set only by the kamal-secure wrapper")
     checked = [h for h in environ.get(HOSTS_ENV, "").split(",") if h]
     if not given or not checked or not kamal_hosts:
         return False
     if not set(kamal_hosts) <= set(checked):
         return False
     return given == gate_digest(config_file, destination, checked)
+
+
+def _is_digest(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)

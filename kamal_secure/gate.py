@@ -20,6 +20,7 @@ from kamal_secure.kamal import Invocation, exec_kamal
 from kamal_secure.policy import load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
+from kamal_secure.report.safe import scrub, shown
 
 AUDIT_LOG = Path(".kamal/secure-audit.log")
 
@@ -62,7 +63,7 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
     fail_on = fail_on_from_env(environ, policy.fail_on)
     known = frozenset[str]()
     if environ.get("KAMAL_SECURE_BASELINE"):
-        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
+        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]), "KAMAL_SECURE_BASELINE")
     offline = not live or environ.get(OFFLINE_ENV) == "1"
     if live and offline:
         text.make_console(sys.stderr).print(
@@ -84,10 +85,12 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
         return True
     text.render(report, console, verdict.fail_on)
     if verdict.code == EXIT_FINDINGS and verdict.skip:
-        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: {escape(what)} "
-                      f"despite {len(report.active())} finding(s). "
-                      f"Reason: {escape(verdict.skip)}")
-        _append_audit(command, options, verdict.skip, report, verdict.hosts_checked)
+        reason = scrub(verdict.skip)
+        # record first: it can still refuse
+        _append_audit(command, options, reason, report, verdict.hosts_checked)
+        console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: "
+                      f"{escape(shown(what))} despite {len(report.active())} finding(s). "
+                      f"Reason: {escape(shown(reason))}")
         return True
     return False
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config import yamlsafe
-from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError
+from kamal_secure.report.model import Severity
 
 POLICY_FILE = Path(".kamal/secure.yml")
 
@@ -31,6 +30,8 @@ class HostPolicy:
     banner: str = "any"  # "required" | "none" | "any"
     print_last_log: str = "any"  # "yes" | "no" | "any"
     port: int = 0  # the port sshd must listen on; 0: any
+    # KS722 when the effective settings could not be established (unreadable file/Include)
+    unknown_severity: str = "high"
 
 
 def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
@@ -39,17 +40,14 @@ def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
 
 
 def load_host_policy(root: Path) -> HostPolicy:
+    """The ``hosts:`` section of the project's policy file, which is read and checked whole
+    (a file of the wrong shape is an error, exit 2, never the defaults)."""
+    from kamal_secure.policy import load_policy
+
     path = root / POLICY_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return HostPolicy()
-    name = str(POLICY_FILE)
-    data = yamlsafe.load(read_text(path, name), name).data
-    section = data.get("hosts") if isinstance(data, dict) else None
-    if section is None:
-        return HostPolicy()
-    if not isinstance(section, dict):
-        raise ConfigError(f"{name}: hosts: must be a mapping")
-    return _apply(HostPolicy(), section, name)
+    return host_policy_from(load_policy(path).hosts)
 
 
 def _apply(policy: HostPolicy, section: dict[str, Any], name: str) -> HostPolicy:
@@ -68,6 +66,11 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, tuple):
         items = value if isinstance(value, list) else [value]
         return tuple(_word(v) for v in items)
+    if where.endswith(".unknown_severity"):
+        try:
+            return Severity.parse(str(value)).label
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
     if isinstance(default, str):
         return _choice(_word(value), where)
     if isinstance(default, int) and default == 0 and value == 0:

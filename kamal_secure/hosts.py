@@ -13,7 +13,7 @@ from kamal_secure.config.inventory import build_inventory, local_registry
 from kamal_secure.config.load import load_project
 from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
-from kamal_secure.rules import host
+from kamal_secure.rules import host, host_access
 from kamal_secure.rules.registry import get
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
@@ -44,6 +44,13 @@ def audit_hosts(
         report.findings.extend(host.check_host(facts, policy, where, registry))
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
+        unknown = host_access.undecided(facts)
+        if unknown:  # a fact we could not establish is never a safe value: incomplete
+            report.problems.append(Problem(
+                what=f"KS722 {get('KS722').title}",
+                message=f"{', '.join(unknown)} unknown: the effective sshd settings could not "
+                f"be established and the live probe cannot tell "
+                f"[named at {origin.file}:{origin.line}]", host=facts.label))
     for problem in result.problems:
         label = problem.target.label
         origin = problem.target.origin

@@ -81,11 +81,13 @@ def _check_schema(data: Any, loaded: yamlsafe.Loaded, name: str) -> None:
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
     if not errors:
         return
+    from kamal_secure.schemas import describe
+
     first = errors[0]
     where = ".".join(map(str, first.path)) or "(top level)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     raise ConfigError(f"{name}:{_line(loaded, tuple(first.path))}: {where}: "
-                      f"{first.message}{more}")
+                      f"{describe(first)}{more}")
 
 
 def _build(data: dict[str, Any], loaded: yamlsafe.Loaded, name: str, today: dt.date) -> Policy:

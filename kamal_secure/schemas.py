@@ -71,6 +71,31 @@ def _flatten(error: ValidationError, root: dict[str, Any]) -> Iterator[Violation
     yield Violation(rule, path, message or f"fails the schema's {error.validator} constraint")
 
 
+TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
+              "integer": "a whole number", "number": "a number", "boolean": "true or false",
+              "null": "empty"}
+
+
+def describe(error: ValidationError) -> str:
+    """A schema error in our own words (jsonschema's wording changes between releases and
+    quotes the value, which may be a secret). Names keys and allowed choices, never values."""
+    rule, wanted = error.validator, error.validator_value
+    if rule == "required" and isinstance(error.instance, dict) and isinstance(wanted, list):
+        missing = [key for key in wanted if key not in error.instance]
+        return "missing required key " + ", ".join(map(str, missing))
+    if rule == "type":
+        kinds = wanted if isinstance(wanted, list) else [wanted]
+        return "must be " + " or ".join(TYPE_WORDS.get(str(k), str(k)) for k in kinds)
+    if rule in ("enum", "const"):
+        choices = wanted if isinstance(wanted, list) else [wanted]
+        return "must be one of " + ", ".join(map(str, choices))
+    if rule == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        unknown = sorted(str(key) for key in error.instance if key not in allowed)
+        return "unknown key " + ", ".join(unknown)
+    return f"does not meet the schema's {rule} constraint"
+
+
 def _matches(patterns: dict[str, Any], key: str) -> bool:
     import re
 
@@ -83,6 +108,10 @@ def rule_of(error: ValidationError, root: dict[str, Any]) -> tuple[str, str | No
     rule = str(root.get("x-rule", "KS000"))
     message: str | None = None
     for step in error.absolute_schema_path:
+        while isinstance(node, dict) and step not in node and isinstance(node.get("$ref"), str):
+            node = _resolve(root, node["$ref"])  # a $ref'd definition's own tag counts too
+            if isinstance(node, dict) and "x-rule" in node:
+                rule, message = str(node["x-rule"]), node.get("x-message")
         node = _step(root, node, step)
         if node is None:
             break

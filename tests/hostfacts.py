@@ -28,7 +28,7 @@ KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sh
 def sshd_of(text: str, user: str = "deploy", addr: str = "192.0.2.7",
             files: dict[str, str] | None = None) -> SshdConfig:
     tree = {"/etc/ssh/sshd_config": text, **(files or {})}
-    config, _ = derive(ConnInfo(user, addr), tree.get,
+    config, _ = derive(ConnInfo(user, addr), lambda path: tree.get(path, ""),
                        lambda pattern: [p for p in tree if _glob(p, pattern)])
     assert config is not None, "the main sshd_config must be in files"
     return replace(config, source=SOURCE_ROOT)

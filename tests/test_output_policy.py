@@ -178,16 +178,16 @@ def test_unused_waiver_is_reported(app: Path) -> None:
 
 @pytest.mark.parametrize(("policy", "message"), [
     ("waivers:\n  - rule: KS104\n    expires: " + SOON + "\n    owner: me\n",
-     ".kamal/secure.yml:2: waivers.0: 'reason' is a required property"),
+     ".kamal/secure.yml:2: waivers.0: missing required key reason"),
     ("waivers:\n  - rule: KS104\n    reason: because\n    owner: me\n",
-     "'expires' is a required property"),
+     "missing required key expires"),
     ("waivers:\n  - rule: KS999\n    reason: because\n    expires: " + SOON + "\n    owner: me\n",
      ".kamal/secure.yml:2: waivers[0]: no such rule KS999"),
     ("waivers:\n  - rule: KS104\n    reason: because\n    expires: " + FAR + "\n    owner: me\n",
      "more than one year ahead"),
-    ("fail_on: severe\n", ".kamal/secure.yml:1: fail_on: 'severe' is not one of"),
+    ("fail_on: severe\n", ".kamal/secure.yml:1: fail_on: must be one of"),
     ("rules:\n  KS998: {enabled: false}\n", ".kamal/secure.yml:2: rules.KS998: no such rule"),
-    ("- a list\n", "is not of type 'object'"),
+    ("- a list\n", "(top level): must be a mapping"),
 ])
 def test_bad_policy_is_exit_2_naming_the_line(app: Path, policy: str, message: str) -> None:
     (app / ".kamal").mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,18 @@ from tests.helpers import REPO
 @pytest.mark.slow
 def test_wheel_installs_and_scans_from_elsewhere(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(dist), str(REPO)],
-                   check=True, timeout=300, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+                    str(dist), str(REPO)], check=True, timeout=300, cwd=tmp_path,
+                   capture_output=True)
     wheel = next(dist.glob("kamal_secure-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, str(wheel)], check=True, timeout=600)
+    # The wheel alone goes into the new venv; its dependencies are the locked ones of this
+    # venv (a plain path in a .pth: the repo's editable install there is not activated).
+    target = Path(sysconfig.get_paths(vars={"base": str(venv)})["purelib"])
+    (target / "locked_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-index", str(wheel)], check=True, timeout=600)
     app = tmp_path / "elsewhere" / "app"
     (app / "config").mkdir(parents=True)
     (app / "config" / "deploy.yml").write_text(INSECURE_CONFIG)

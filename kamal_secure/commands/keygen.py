@@ -11,6 +11,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.config.edit import set_ssh_key, snippet
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.ops import keygen
 
 
@@ -104,8 +105,5 @@ def _write_config(config: Path, key_path: str, agent_key: bool, user: str | None
     if not edit.changed:
         sys.stdout.write(f"kamal-secure: {config} already uses this key\n")
         return
-    tmp = config.with_name(f".{config.name}.kamal-secure-tmp")
-    tmp.write_text(edit.after, encoding="utf-8")
-    tmp.chmod(config.stat().st_mode & 0o7777)
-    tmp.replace(config)
+    write_atomic(config, edit.after)  # keeps its mode; through a symlink
     sys.stdout.write(f"kamal-secure: updated {config}:\n{edit.diff(str(config))}")

@@ -11,6 +11,7 @@ from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, targe
 from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.ops import pin_hosts as pin
 
 
@@ -93,8 +94,7 @@ def run(args: list[str]) -> int:
         return 2
     pin.write(Path.cwd(), result)
     if config_edit.changed:
-        pin.write_atomic(Path(opts.config_file), config_edit.after,
-                         Path(opts.config_file).stat().st_mode & 0o777)
+        write_atomic(Path(opts.config_file), config_edit.after)  # keeps its mode
         sys.stdout.write(config_edit.diff(opts.config_file))
     sys.stdout.write(f"kamal-secure: {len(result.lines)} host key(s) pinned in "
                      f"{pin.KNOWN_HOSTS}; Kamal now refuses unknown or changed host keys\n")

@@ -77,7 +77,7 @@ def display_name(path: Path, root: Path) -> str:
         return str(path)
 
 
-def read_text(path: Path, name: str, max_bytes: int = MAX_BYTES) -> str:
+def read_text(path: Path, name: str, max_bytes: int = MAX_BYTES, kind: str = "YAML") -> str:
     try:
         if path.is_dir():
             raise ConfigError(f"{name}: is a directory, not a file")
@@ -92,12 +92,51 @@ def read_text(path: Path, name: str, max_bytes: int = MAX_BYTES) -> str:
     if len(raw) > max_bytes:
         raise ConfigError(f"{name}: refused: larger than {max_bytes // 1024} KiB")
     if b"\x00" in raw:
-        raise ConfigError(f"{name}: binary data (NUL byte), not a YAML file")
+        raise ConfigError(f"{name}: binary data (NUL byte), not a {kind} file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise ConfigError(f"{name}:{line}: not valid UTF-8 (byte {err.start})") from None
+
+
+def read_json_object(path: Path, name: str, what: str, max_bytes: int = MAX_BYTES
+                     ) -> dict[str, Any]:
+    """A JSON file whose top level must be an object: ConfigError (exit 2) naming the file
+    and the reason otherwise (missing, unreadable, binary, empty, truncated, wrong type)."""
+    import json
+
+    text = read_text(path, name, max_bytes, kind="JSON")
+    if not text.strip():
+        raise ConfigError(f"{name}: empty, not {what}")
+    try:
+        data = json.loads(text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{name}:{err.lineno}:{err.colno}: not {what}: invalid JSON "
+                          f"({err.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: not {what}: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: not {what}: the top level is {json_type(data)}, "
+                          "expected an object")
+    return data
+
+
+def json_type(value: Any) -> str:
+    """The JSON/YAML name of a value's type, for messages (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
 
 
 def parse_file(path: Path, root: Path) -> Source:

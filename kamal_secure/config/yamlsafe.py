@@ -16,6 +16,7 @@ import yaml
 
 from kamal_secure.errors import ConfigError
 
+MAX_CHARS = 1024 * 1024  # real deploy.yml files are a few KiB
 MAX_DEPTH = 100
 MAX_EVENTS = 500_000
 MAX_NODES = 200_000  # after alias expansion: stops billion-laughs documents
@@ -60,8 +61,54 @@ def _plain(name: str, text: str, err: yaml.YAMLError) -> str:
     return f"{name}: {first}"
 
 
+def _bounds(text: str, name: str) -> None:
+    """Our own limits, checked on the text before any YAML parser sees it.
+
+    libyaml has limits of its own with its own wording, which differ between builds; checking
+    size and flow nesting here first keeps the message (and the decision) ours. The nesting
+    count is an upper bound: brackets inside block scalars count too.
+    """
+    if len(text) > MAX_CHARS:
+        raise ConfigError(f"{name}: refused: larger than {MAX_CHARS // 1024} KiB")
+    for number, line in enumerate(_flow_depths(text), start=1):
+        if line > MAX_DEPTH:
+            raise ConfigError(f"{name}:{number}: refused: nesting deeper than {MAX_DEPTH}")
+
+
+def _flow_depths(text: str) -> list[int]:
+    """The deepest flow-collection nesting reached on each line (quotes and comments skipped)."""
+    depths: list[int] = []
+    depth, quote = 0, ""
+    for line in text.split("\n"):
+        # a single-quoted scalar may span lines too, but a lost quote only lowers the bound
+        depth, deepest, quote = _scan_line(line, depth, quote if quote == '"' else "")
+        depths.append(deepest)
+    return depths
+
+
+def _scan_line(line: str, depth: int, quote: str) -> tuple[int, int, str]:
+    deepest, prev, escaped = depth, "", False
+    for i, char in enumerate(line):
+        if quote:
+            escaped, quote = (not escaped and char == "\\" and quote == '"',
+                              "" if char == quote and not escaped else quote)
+            continue
+        if char == "#" and (i == 0 or line[i - 1] in " \t"):
+            break
+        if char in "'\"" and prev in ("", "[", "{", ",", ":", "-", "?"):
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        prev = prev if char in " \t" else char
+    return depth, deepest, quote
+
+
 def _precheck(text: str, name: str) -> None:
     """Walk the event stream (iterative, bounded) before building anything."""
+    _bounds(text, name)
     depth = 0
     try:
         for count, event in enumerate(yaml.parse(text, Loader=Loader)):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.fileio import fsync_dir
 from kamal_secure.keyfacts import parse_public
 
 DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
@@ -49,14 +50,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _prepare_dir(directory: Path) -> None:
@@ -110,7 +103,7 @@ def create(path: Path, comment: str, passphrase: bytes | None = None,
         backups = _backup(path, stamp) if force else []
         (work / "key.pub").replace(pub_path)
         (work / "key").replace(path)  # the commit point: the private key appears whole
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info, _ = parse_public(public.decode())

@@ -98,9 +98,13 @@ def _collect(futures: dict[Future[Outcome], Target], result: FleetResult, budget
 
 def _progress(total: int) -> Callable[[str | None], None]:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
-    bar = Progress(console=Console(stderr=True), transient=True)  # stdout keeps the report
+    from kamal_secure.report.safe import raw, shown
+
+    # rich's own cursor control must reach the terminal; host names are ours to escape
+    bar = Progress(console=Console(file=raw(sys.stderr)), transient=True)  # not stdout
     task = bar.add_task("checking hosts", total=total)
     bar.start()
 
@@ -108,7 +112,7 @@ def _progress(total: int) -> Callable[[str | None], None]:
         if name is None:
             bar.stop()
         else:
-            bar.update(task, advance=1, description=f"checked {name}")
+            bar.update(task, advance=1, description=f"checked {escape(shown(name))}")
 
     return tick
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import paramiko
 
-from kamal_secure.errors import CheckIncomplete
+from kamal_secure.errors import CheckIncomplete, ConfigError
 
 PINNED = Path(".kamal/known_hosts")
 SYSTEM = Path("/etc/ssh/ssh_known_hosts")
@@ -47,35 +47,59 @@ class KnownHosts:
 
 
 def load_known_hosts(files: list[Path]) -> KnownHosts:
-    """Plain and hashed entries; ``@revoked`` honoured; ``@cert-authority`` and malformed
-    lines skipped (a host only they would vouch for stays unknown: fail closed)."""
+    """Plain and hashed entries; ``@revoked`` honoured; ``@cert-authority`` lines skipped (a
+    host only they would vouch for stays unknown: fail closed). A file that is not text is a
+    configuration error (exit 2); so is any line of the project's pinned ``.kamal/known_hosts``
+    (which pin-hosts writes) that is not a known_hosts entry. In the user's and the system's
+    files a malformed line is skipped, as OpenSSH does."""
     known = KnownHosts()
     for path in files:
         try:
-            text = path.read_text(errors="replace") if path.is_file() else ""
+            raw = path.read_bytes() if path.is_file() else b""
         except OSError as err:
             raise CheckIncomplete(f"cannot read known hosts file {path}: {err}") from None
-        for line in text.splitlines():
-            _add_line(known, line.strip())
+        text = _text(raw, path)
+        strict = path.parts[-2:] == PINNED.parts
+        for number, line in enumerate(text.splitlines(), 1):
+            why = _add_line(known, line.strip())
+            if why and strict:
+                raise ConfigError(f"{path}:{number}: not a known_hosts entry ({why})",
+                                  hint="run `kamal-secure pin-hosts` to write it again")
     return known
 
 
-def _add_line(known: KnownHosts, line: str) -> None:
+def _text(raw: bytes, path: Path) -> str:
+    if b"\x00" in raw:
+        raise ConfigError(f"{path}: binary data (NUL byte), not a known_hosts file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8, not a known_hosts file") from None
+
+
+def _add_line(known: KnownHosts, line: str) -> str | None:
+    """Add one line; the reason when it is not a usable entry (None for comments too)."""
     if not line or line.startswith("#"):
-        return
+        return None
     if line.startswith("@"):
         marker, _, rest = line.partition(" ")
         fields = rest.split()
         if marker == "@revoked" and len(fields) >= 3:
             known.revoked.add(fields[2])
-        return
+            return None
+        if marker == "@cert-authority" and len(fields) >= 3:
+            return None
+        return f"unknown marker or missing fields after {marker[:20]!r}"
     try:
         entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-    except Exception:  # paramiko raises several unrelated types for a bad line
-        return
-    if entry is not None and entry.key is not None:
-        for name in entry.hostnames:
-            known.keys.add(name, entry.key.get_name(), entry.key)
+    except Exception as err:  # paramiko raises several unrelated types for a bad line
+        return f"the key does not decode: {type(err).__name__}"
+    if entry is None or entry.key is None:
+        return "expected: host-names key-type base64-key, with a key type paramiko knows"
+    for name in entry.hostnames:
+        known.keys.add(name, entry.key.get_name(), entry.key)
+    return None
 
 
 def key_name(host: str, port: int) -> str:

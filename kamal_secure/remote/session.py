@@ -10,7 +10,9 @@ config value ever reaches a remote shell unquoted.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import select
 import shlex
@@ -35,6 +37,11 @@ TOKENS = re.compile(r"%[hpr%]")
 JUMP_STARTUPS = 8  # below sshd's default MaxStartups 10
 BANNER_TIMEOUT = 8.0  # seconds for the first bytes of SSH; sshd sends them at once
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+# Test-only fault injection: the process dies (exit 98) after the Nth remote command that
+# has input was started and before its input is sent: a dropped connection, as the host
+# sees it.
+DROP_ENV = "KAMAL_SECURE_TEST_DROP_STDIN"
+_with_input = itertools.count(1)
 
 
 class Unreachable(CheckIncomplete):
@@ -71,6 +78,8 @@ class Session:
             channel.exec_command(shlex.join(argv))
             self.execs += 1
             if stdin:
+                if os.environ.get(DROP_ENV) == str(next(_with_input)):
+                    os._exit(98)
                 channel.sendall(stdin)
             channel.shutdown_write()
             data = _read_all(channel)

@@ -42,6 +42,7 @@ SPEC="user=$U,host=$A,addr=$A,laddr=$LA,lport=$LP"
 S=/usr/sbin/sshd; [ -x "$S" ] || S=$(command -v sshd 2>/dev/null) || S=sshd
 sec uid; id -u
 sec home; printf '%s\n' "$HOME"
+sec groups; id -Gn 2>/dev/null
 sec conn; printf '%s|%s|%s|%s\n' "$A" "$LA" "$LP" "$SPEC"
 T=; OUT=
 if [ "$(id -u)" = 0 ]; then
@@ -79,7 +80,21 @@ done
 exit 0
 """
 CAT_SCRIPT = r'for f do printf "\n%s %s\n" "$0" "$f"; cat -- "$f" 2>/dev/null; done'
-GLOB_SCRIPT = r'for f in $1; do [ -e "$f" ] && printf "%s\n" "$f"; done; exit 0'
+# One file for the sshd_config fallback: "absent", "unreadable" (exists, cannot be read) or
+# "ok" followed by the text; the three must never be confused (fail closed).
+READ_SCRIPT = r"""
+if [ ! -e "$1" ] && [ ! -L "$1" ]; then printf '\n%s absent\n' "$0"
+elif [ -r "$1" ] && [ ! -d "$1" ] && T=$(cat -- "$1" 2>/dev/null; echo x); then
+  printf '\n%s ok\n%s' "$0" "${T%x}"
+else printf '\n%s unreadable\n' "$0"; fi
+exit 0
+"""
+# An Include glob: the matching paths, or "?unlistable" when its directory cannot be read.
+GLOB_SCRIPT = r"""
+d=$(dirname -- "$1")
+if [ -d "$d" ] && { [ ! -r "$d" ] || [ ! -x "$d" ]; }; then echo '?unlistable'; exit 0; fi
+for f in $1; do [ -e "$f" ] && printf "%s\n" "$f"; done; exit 0
+"""
 
 
 class Runner(Protocol):
@@ -125,7 +140,8 @@ def gather(runner: Runner, user: str) -> SshdFacts:
     parts = sections(text, marker)
     facts = SshdFacts(uid=parts.get("uid", ""), home=parts.get("home", ""))
     addr, laddr, lport, _ = (parts.get("conn", "") + "|||").split("|")[:4]
-    facts.conn = ConnInfo(user, addr, addr, laddr, lport)
+    groups = tuple(parts["groups"].split()) if parts.get("groups", "").strip() else None
+    facts.conn = ConnInfo(user, addr, addr, laddr, lport, groups)
     for name, body in parts.items():
         kind = name.removeprefix("sshd ").strip()
         if name.startswith("sshd") and kind in SOURCES:
@@ -145,15 +161,22 @@ def gather(runner: Runner, user: str) -> SshdFacts:
 
 
 def read_file(runner: Runner, path: str) -> str | None:
+    """The file's text, "" when it does not exist, None when it exists but cannot be read
+    (or the answer is not one we understand: unknown is never empty)."""
     marker = "KS-" + secrets.token_hex(8)
-    _, text = runner.run(["sh", "-c", CAT_SCRIPT, marker, path])
-    body = sections(text, marker).get(path)
-    return body if body else None
+    _, text = runner.run(["sh", "-c", READ_SCRIPT, marker, path])
+    parts = sections(text, marker)
+    if "ok" in parts:
+        return parts["ok"]
+    if "absent" in parts:
+        return ""
+    return None
 
 
-def glob(runner: Runner, pattern: str) -> list[str]:
+def glob(runner: Runner, pattern: str) -> list[str] | None:
     _, text = runner.run(["sh", "-c", GLOB_SCRIPT, "glob", pattern])
-    return [line for line in text.splitlines() if line]
+    lines = [line for line in text.splitlines() if line]
+    return None if "?unlistable" in lines else lines
 
 
 def authorized_keys_paths(facts: SshdFacts, user: str) -> list[str]:

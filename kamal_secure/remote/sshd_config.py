@@ -3,8 +3,12 @@
 Used only when ``sshd -T`` cannot run on a host. Keywords are case-insensitive and
 the first value obtained wins; ``Include`` expands globs in lexical order where it
 stands (relative paths under /etc/ssh); a matching ``Match`` block (User, Host,
-Address, LocalAddress, LocalPort, All) overrides the global values. Keywords it
-does not set get OpenSSH's defaults. The result is labelled "derived, not read".
+Address, LocalAddress, LocalPort, Group, All) overrides the global values. Keywords
+it does not set get OpenSSH's defaults. The result is labelled "derived, not read".
+
+Fail closed: a file that exists but cannot be read, an Include directory that cannot
+be listed, or a Match block whose criteria cannot be evaluated here could set anything,
+so the whole result is unknown (None), never the values of the files that could be read.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ DEFAULTS = {  # OpenSSH 9.x compiled-in defaults for the settings the rules read
     "authorizedkeysfile": ".ssh/authorized_keys .ssh/authorized_keys2",
 }
 
-Reader = Callable[[str], "str | None"]  # path -> text, None when unreadable
-Globber = Callable[[str], list[str]]  # pattern -> matching paths
+Reader = Callable[[str], "str | None"]  # path -> text ("" when absent), None when unreadable
+Globber = Callable[[str], "list[str] | None"]  # pattern -> paths, None: dir not listable
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ConnInfo:
     host: str = ""
     laddr: str = ""
     lport: str = ""
+    groups: tuple[str, ...] | None = None  # the user's groups (id -Gn); None: unknown
 
 
 @dataclass
@@ -54,15 +59,20 @@ class _State:
     globals: dict[str, list[str]] = field(default_factory=dict)
     matched: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # why the result cannot be trusted
 
 
 def derive(conn: ConnInfo, read: Reader, glob: Globber, main: str = MAIN
            ) -> tuple[SshdConfig | None, list[str]]:
-    """None when the main file cannot be read: defaults alone would be a guess, not a fact."""
+    """None when any file that counts cannot be read (or a Match block cannot be evaluated):
+    the values read from the other files would be a guess, not a fact."""
     state = _State(conn, read, glob)
-    _file(state, main, None, 0)
-    if state.notes and state.notes[0] == f"could not read {main}":
-        return None, state.notes
+    text = read(main)
+    if not text:  # absent or unreadable: defaults alone would be a guess
+        return None, [f"could not read {main}"]
+    _text(state, main, text, None, 0)
+    if state.unknown:
+        return None, [*state.notes, "effective settings unknown: " + "; ".join(state.unknown)]
     merged = dict(DEFAULTS.items())
     pairs: list[tuple[str, str]] = []
     for key in sorted({*merged, *state.globals, *state.matched}):
@@ -76,10 +86,18 @@ def _file(state: _State, path: str, match: bool | None, depth: int) -> None:
     text = state.read(path)
     if text is None:
         state.notes.append(f"could not read {path}")
+        state.unknown.append(f"{path} exists but could not be read")
         return
+    _text(state, path, text, match, depth)
+
+
+def _text(state: _State, path: str, text: str, match: bool | None, depth: int) -> None:
     for keyword, args in _lines(text):
         if keyword == "match":
-            match = _matches(args, state.conn, state.notes)
+            applies = _matches(args, state.conn, state.notes)
+            if applies is None:
+                state.unknown.append(f"Match {' '.join(args)} (in {path}) cannot be evaluated")
+            match = bool(applies)
         elif keyword == "include":
             _include(state, args, match, depth)
         elif match is None:
@@ -91,10 +109,16 @@ def _file(state: _State, path: str, match: bool | None, depth: int) -> None:
 def _include(state: _State, args: list[str], match: bool | None, depth: int) -> None:
     if depth >= MAX_DEPTH:
         state.notes.append("Include nested too deeply")
+        state.unknown.append("Include nested too deeply")
         return
     for pattern in args:
         full = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
-        paths = sorted(state.glob(full)) if any(c in full for c in "*?[") else [full]
+        found = state.glob(full) if any(c in full for c in "*?[") else [full]
+        if found is None:
+            state.notes.append(f"could not list {full}")
+            state.unknown.append(f"the files of Include {full} could not be listed")
+            continue
+        paths = sorted(found)
         for path in paths:
             _file(state, path, match, depth + 1)
 
@@ -125,15 +149,21 @@ def _lines(text: str) -> Iterator[tuple[str, list[str]]]:
         yield ALIASES.get(keyword, keyword), args
 
 
-def _matches(args: list[str], conn: ConnInfo, notes: list[str]) -> bool:
+def _matches(args: list[str], conn: ConnInfo, notes: list[str]) -> bool | None:
+    """Whether the block applies; None when it cannot be told here (the caller fails closed)."""
     pairs = list(zip(args[::2], args[1::2], strict=False))
     if [a.lower() for a in args] == ["all"]:
         return True
+    if not pairs or len(args) % 2:
+        notes.append(f"Match {' '.join(args)}: malformed")
+        return None
     ok = True
     for criterion, value in pairs:
         kind = criterion.lower()
         if kind == "user":
             ok &= _pattern_list(conn.user, value)
+        elif kind == "group" and conn.groups is not None:
+            ok &= any(_pattern_list(group, value) for group in conn.groups)
         elif kind == "host":
             ok &= _pattern_list(conn.host or conn.addr, value)
         elif kind in ("address", "localaddress"):
@@ -141,8 +171,8 @@ def _matches(args: list[str], conn: ConnInfo, notes: list[str]) -> bool:
         elif kind == "localport":
             ok &= _pattern_list(conn.lport, value)
         else:
-            notes.append(f"Match {criterion} cannot be evaluated here: treated as not matching")
-            ok = False
+            notes.append(f"Match {criterion} cannot be evaluated here")
+            return None
     return ok
 
 

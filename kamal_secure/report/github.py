@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from kamal_secure.report.model import Report, Severity
+from kamal_secure.report.safe import shown
 
 COMMAND = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
            Severity.LOW: "notice", Severity.INFO: "notice"}
 
 
 def _data(text: str) -> str:
+    """Redacted, controls other than CR/LF escaped, then the runner's own escaping."""
+    text = "".join(part if part in ("\r", "\n") else shown(part)
+                   for part in re.split("([\r\n])", text))
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 

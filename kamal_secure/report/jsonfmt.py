@@ -7,6 +7,7 @@ from typing import Any
 
 from kamal_secure import __version__
 from kamal_secure.report.model import Report, Severity
+from kamal_secure.report.safe import json_text
 
 FORMAT_VERSION = "1"
 
@@ -53,4 +54,4 @@ def as_dict(report: Report, fail_on: Severity, exit_code: int,
 def render(report: Report, fail_on: Severity, exit_code: int,
            show_suppressed: bool = True) -> str:
     data = as_dict(report, fail_on, exit_code, show_suppressed)
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"

@@ -38,6 +38,9 @@ class Location:
     host: str | None = None
     path: str | None = None  # YAML path, e.g. "ssh.user"
 
+    def __post_init__(self) -> None:
+        _scrub_fields(self, ("file", "host", "path"))
+
     def __str__(self) -> str:
         parts = []
         if self.file:
@@ -60,6 +63,9 @@ class Suppression:
     justification: str
     where: str  # "file:line" of the waiver
 
+    def __post_init__(self) -> None:
+        _scrub_fields(self, ("justification", "where"))
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -72,6 +78,10 @@ class Finding:
     fix: str | None = None
     suppression: Suppression | None = None
     in_baseline: bool = False
+
+    def __post_init__(self) -> None:
+        """Whatever rule wrote it, a finding never carries a secret-looking value whole."""
+        _scrub_fields(self, ("message", "evidence"))
 
     @property
     def counts(self) -> bool:
@@ -98,6 +108,9 @@ class Problem:
     message: str
     host: str | None = None
 
+    def __post_init__(self) -> None:
+        _scrub_fields(self, ("what", "message", "host"))
+
 
 @dataclass
 class Report:
@@ -122,6 +135,15 @@ class Report:
         if any(f.severity >= fail_on for f in self.findings if f.counts):
             return EXIT_FINDINGS
         return EXIT_CLEAN
+
+
+def _scrub_fields(obj: object, names: tuple[str, ...]) -> None:
+    from kamal_secure.report.safe import scrub  # safe imports this module
+
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, str):
+            object.__setattr__(obj, name, scrub(value))
 
 
 def redact(value: str, keep: int = 4) -> str:

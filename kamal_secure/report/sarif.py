@@ -8,6 +8,7 @@ from typing import Any
 
 from kamal_secure import __version__
 from kamal_secure.report.model import Finding, Report, Severity
+from kamal_secure.report.safe import json_text
 from kamal_secure.rules import docs
 from kamal_secure.rules.base import Rule
 
@@ -95,5 +96,5 @@ def as_dict(report: Report, root_uri: str,
 
 
 def render(report: Report, root_uri: str, config_file: str = "config/deploy.yml") -> str:
-    return json.dumps(as_dict(report, root_uri, config_file), ensure_ascii=False,
-                      separators=(",", ":")) + "\n"
+    data = as_dict(report, root_uri, config_file)
+    return json_text(json.dumps(data, ensure_ascii=False, separators=(",", ":"))) + "\n"

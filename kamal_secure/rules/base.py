@@ -45,6 +45,13 @@ class Context:
 
         return list(violations(SECURITY, self.project.data))
 
+    @cached_property
+    def structure_violations(self) -> list[Violation]:
+        """The Kamal 2 structure schema's violations (keys and types), computed once."""
+        from kamal_secure.schemas import STRUCTURE, violations
+
+        return list(violations(STRUCTURE, self.project.data))
+
 
 def yaml_path(path: yamlsafe.Path) -> str:
     """``servers.web.options.cap-add[1]``; a key that looks like a secret is redacted."""

@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterator
 
 from kamal_secure.config.files import Hook
-from kamal_secure.report.model import Finding, Location, Severity
+from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.base import Context, Rule, define
+from kamal_secure.rules.secretscan import VENDOR, looks_secret, vendor_match
 
 FAMILY = "hooks"
 HOOK = ".kamal/hooks/pre-deploy"
@@ -207,5 +208,47 @@ def shellcheck(rule: Rule, ctx: Context) -> Iterator[Finding]:
                                severity=LEVELS.get(note.level, Severity.INFO))
 
 
+SHELL_ASSIGN = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s;&|]+)")
+
+
+def _literal_secrets(line: str) -> Iterator[tuple[int, str, str]]:
+    """(column, why, value) for each secret written literally in one line of a hook."""
+    for name, pattern in VENDOR:
+        for match in pattern.finditer(line):
+            if vendor_match(match.group(0)) == name:
+                yield match.start() + 1, name, match.group(0)
+    for match in SHELL_ASSIGN.finditer(line):
+        value = match.group(2).strip("\"'")
+        if "$" in value or "`" in value or not _mixed(value):
+            continue  # an expansion, or a word: hooks are full of NAME=word
+        why = looks_secret(match.group(1), value)
+        if why is not None and vendor_match(value) is None:
+            yield match.start(2) + 1, why, value
+
+
+def _mixed(value: str) -> bool:
+    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+@define(
+    "KS518", Severity.HIGH, "Secret written literally in a hook",
+    rationale="Hooks are committed with the project: a token typed into one is in the "
+    "repository's history for anyone with read access, and survives every rotation of the "
+    "secret it was copied from.",
+    fix="Read it from the environment Kamal gives the hook (put it in .kamal/secrets and "
+    "reference $NAME), then revoke the token that was committed.",
+    insecure="#!/bin/sh\ncurl -H \"Authorization: token ghp_0123456789abcdefghijklmnopqrstuvwxyz\" "
+    "https://api.github.com/\n",
+    secure="#!/bin/sh\ncurl -H \"Authorization: token $GITHUB_TOKEN\" https://api.github.com/\n",
+    family=FAMILY, example_path=HOOK,
+)
+def literal_secret(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for hook in ctx.project.hooks:
+        for number, line in enumerate(hook.text.splitlines(), start=1):  # comments too
+            for column, why, value in _literal_secrets(line):
+                yield rule.finding(f"a secret is written in the hook ({why})",
+                                   _at(hook, number, column), evidence=redact(value))
+
+
 RULES: tuple[Rule, ...] = (not_executable, writable, xtrace, env_dump, pipe_shell, uses_eval,
-                           unquoted_vars, shellcheck)
+                           unquoted_vars, shellcheck, literal_secret)

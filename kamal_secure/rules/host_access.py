@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kamal_secure.remote.facts import AuthorizedKey
+from kamal_secure.remote.facts import AuthorizedKey, HostFacts
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Rule
 from kamal_secure.rules.host_base import FAMILY, SSHD_REFS, HostContext, host_rule
@@ -101,19 +101,38 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "KS722", Severity.INFO, "Effective sshd settings were derived, not read",
     rationale="sshd -T could not run (no root, no sudo -n, no usable sshd binary), so the "
     "files were parsed with sshd's rules (Include in lexical order, first value wins, Match "
-    "for this user and address). Unreadable files or unusual Match criteria may be missed. "
-    "When not even the main sshd_config can be read, the settings are unknown: high.",
-    fix="Let the deploy user run `sudo -n /usr/sbin/sshd -T` or make sshd_config readable.",
-    insecure="# sshd_config mode 0600 and no sudo\n", secure="# sudo -n sshd -T works\n",
+    "for this user, address and groups). When any file that counts cannot be read (the main "
+    "sshd_config, a 0600 drop-in such as cloud-init's, an Include directory) or a Match block "
+    "cannot be evaluated, the effective settings are unknown, not the values of the files "
+    "that could be read: high (policy `hosts.unknown_severity`). Password, "
+    "keyboard-interactive and AuthenticationMethods are then decided by the live probe; "
+    "PermitRootLogin cannot be probed, so the verdict is incomplete (exit 3).",
+    fix="Let the deploy user run `sudo -n /usr/sbin/sshd -T` or make sshd_config and its "
+    "drop-ins readable.",
+    insecure="# /etc/ssh/sshd_config.d/50-cloud-init.conf mode 0600 and no sudo\n",
+    secure="# sudo -n sshd -T works\n",
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None
     if ctx.sshd is not None and ctx.sshd.derived:
         yield rule.finding(ctx.sshd.source, ctx.where, notes)
-    elif ctx.sshd is None and ctx.facts.notes:
-        yield rule.finding("the effective sshd settings could neither be read nor derived: "
-                           "only the live probe was checked", ctx.where, notes,
-                           severity=Severity.HIGH)
+    elif ctx.sshd is None:
+        yield rule.finding("the effective sshd settings could neither be read nor derived "
+                           "(unknown, not assumed): only the live probe was checked", ctx.where,
+                           notes, severity=Severity.parse(ctx.policy.unknown_severity))
+
+
+# The settings the gate relies on, and whether the live probe (methods offered to the deploy
+# user) can stand in for them when the effective configuration is unknown.
+RELIED_ON = (("PasswordAuthentication", True), ("KbdInteractiveAuthentication", True),
+             ("AuthenticationMethods", True), ("PermitRootLogin", False))
+
+
+def undecided(facts: HostFacts) -> list[str]:
+    """The relied-on settings that neither sshd nor the live probe established (exit 3)."""
+    if facts.sshd is not None:
+        return []
+    return [name for name, probed in RELIED_ON if not (probed and facts.offered is not None)]
 
 
 def _problem_rule(id_: str, title: str, rationale: str, fix: str, insecure: str,

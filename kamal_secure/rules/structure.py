@@ -1,4 +1,5 @@
-"""KS003-KS005: keys Kamal 2 does not know (it refuses to start), Kamal 1 leftovers, ssh_key."""
+"""KS003-KS005: keys Kamal 2 does not know (it refuses to start), Kamal 1 leftovers, ssh_key.
+KS008: values of a type Kamal 2 rejects (``ssh.keys`` as a string, a port in quotes...)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 from collections.abc import Iterator
 
 from kamal_secure.config.erb import DYNAMIC
+from kamal_secure.config.load import json_type
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, yaml_path
-from kamal_secure.schemas import STRUCTURE, Violation, violations
+from kamal_secure.schemas import Violation
 
 FAMILY = "structure"
 KAMAL1: dict[tuple[str, ...], str] = {
@@ -26,7 +28,7 @@ KAMAL1: dict[tuple[str, ...], str] = {
 
 
 def _unknown(ctx: Context) -> Iterator[Violation]:
-    for found in violations(STRUCTURE, ctx.project.data):
+    for found in ctx.structure_violations:
         if found.key is not None and DYNAMIC not in found.key:
             yield found
 
@@ -136,4 +138,49 @@ def ssh_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
                        ctx.at("ssh_key"))
 
 
-RULES: tuple[Rule, ...] = (unknown_key, kamal1, ssh_key)
+KAMAL1_HASHES = {("builder", "remote"), ("builder", "local")}
+
+
+def _dynamic(value: object) -> bool:
+    """Rendered by ERB at run time: its type is not known until then."""
+    if isinstance(value, str):
+        return DYNAMIC in value
+    if isinstance(value, dict):
+        return any(_dynamic(k) or _dynamic(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_dynamic(v) for v in value)
+    return False
+
+
+@define(
+    "KS008", Severity.HIGH, "Value of a type Kamal 2 rejects",
+    rationale="Kamal 2 checks every value's type against its documented examples and refuses "
+    "to run when one does not match: `ssh.keys` given as one string, `keys_only: \"true\"`, "
+    "a port as a list. Such a config was never deployed as written, and the checks that read "
+    "that setting cannot tell what was meant, so it is not reported as clean.",
+    fix="Write the value in the type the message names (`kamal docs SECTION` shows examples), "
+    "e.g. `keys: [\"~/.ssh/deploy\"]`.",
+    insecure="service: shop\nimage: acme/shop\nssh:\n  keys: ~/.ssh/deploy\n  keys_only: true\n",
+    secure="service: shop\nimage: acme/shop\nssh:\n  keys: [\"~/.ssh/deploy\"]\n"
+    "  keys_only: true\n",
+    family=FAMILY,
+    references=("https://kamal-deploy.org/docs/configuration/overview/",),
+)
+def wrong_type(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    seen: set[Path] = set()
+    for found in sorted(ctx.structure_violations, key=lambda v: len(v.path)):
+        if found.rule != rule.id or found.key is not None or found.path in seen:
+            continue
+        value = ctx.project.get(*found.path)
+        if found.path in KAMAL1_HASHES and isinstance(value, dict):
+            continue  # KS004 says what to write instead
+        if _dynamic(value) or any(found.path[:n] in seen for n in range(len(found.path))):
+            continue
+        seen.add(found.path)
+        where = yaml_path(found.path) or "the top level"
+        # the type only, never the value: it may be a secret
+        yield rule.finding(f"{where}: {found.message}, not {json_type(value)}",
+                           ctx.at(*found.path))
+
+
+RULES: tuple[Rule, ...] = (unknown_key, kamal1, ssh_key, wrong_type)

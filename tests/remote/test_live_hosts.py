@@ -91,22 +91,54 @@ def test_unreadable_config_is_unknown_not_guessed(lab: Lab, client: Client,
     derived = next(f for f in report.findings if f.rule == "KS722")
     assert "could not read /etc/ssh/sshd_config" in (derived.evidence or "")
     assert report.checked == [f"host {addr}: live probe only"]
+    assert [p.what.split()[0] for p in report.problems] == ["KS722"]  # root login unknown
+    assert "PermitRootLogin" in report.problems[0].message
 
 
-def test_derived_when_sshd_t_cannot_run(lab: Lab, client: Client, tmp_path: Path) -> None:
-    """An Include of an unreadable drop-in makes sshd -T fail for the deploy user, but
-    the main file is readable: the result is derived, and labelled so."""
+CLOUD_INIT_0600 = "PermitRootLogin yes\nMaxAuthTries 50\nAllowTcpForwarding yes\n"
+
+
+def test_unreadable_drop_in_fails_closed(lab: Lab, client: Client, tmp_path: Path) -> None:
+    """Ubuntu's 0600 root-owned 50-cloud-init.conf, a deploy user without sudo: sshd -T
+    cannot run and the drop-in cannot be read, so nothing it might set is reported as
+    safe. Password and keyboard-interactive are decided by the live probe; PermitRootLogin
+    cannot be probed: the verdict is incomplete (exit 3), not clean."""
+    addr = next_addr()
+    files = {"sshd_config.d/50-cloud-init.conf": CLOUD_INIT_0600}
+    host = lab.start(addr, HARDENED, files=files, authorized={DEPLOY_USER: deploy_line(client)})
+    drop_in = host.etc / "sshd_config.d" / "50-cloud-init.conf"
+    drop_in.chmod(0o600)
+    assert drop_in.stat().st_uid == 0
+    assert subprocess.run(["su", "-s", "/bin/sh", DEPLOY_USER, "-c", "sudo -n true"],
+                          capture_output=True, check=False).returncode != 0
+    client.trust(host.known_line())
+    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    assert report.checked == [f"host {addr}: live probe only"]
+    found = {f.rule: f for f in report.findings}
+    assert found["KS722"].severity is Severity.HIGH
+    assert "could not read /etc/ssh/sshd_config.d/50-cloud-init.conf" in (
+        found["KS722"].evidence or "")
+    assert "KS701" not in found  # the probe decides: the daemon offers publickey only
+    assert "KS702" not in found
+    assert len(report.problems) == 1
+    assert "PermitRootLogin unknown" in report.problems[0].message
+    assert "Password" not in report.problems[0].message  # the probe decided those
+    assert report.exit_code(Severity.CRITICAL) == 3
+
+
+def test_unreadable_drop_in_severity_from_policy(lab: Lab, client: Client,
+                                                 tmp_path: Path) -> None:
     addr = next_addr()
     files = {"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"}
     host = lab.start(addr, HARDENED, files=files, authorized={DEPLOY_USER: deploy_line(client)})
     (host.etc / "sshd_config.d" / "50-cloud-init.conf").chmod(0o600)
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
-    assert "derived, not read" in report.checked[0]
+    root = write_project(tmp_path / "app", client, [addr])
+    (root / ".kamal" / "secure.yml").write_text(
+        "hosts:\n  timeout: 5\n  unknown_severity: critical\n")
+    report = scan_hosts(root)
     found = {f.rule: f for f in report.findings}
-    assert found["KS722"].severity is Severity.INFO
-    assert "could not read /etc/ssh/sshd_config.d/50-cloud-init.conf" in (
-        found["KS722"].evidence or "")
+    assert found["KS722"].severity is Severity.CRITICAL
     assert "KS701" in found  # the live probe still sees password login
 
 

@@ -38,7 +38,8 @@ def test_user_is_one_argument_and_script_is_constant(user: str) -> None:
     sshd.gather(recorder, user)
     for argv in recorder.calls:
         assert argv[:2] == ["sh", "-c"]
-        assert argv[2] in (sshd.SCRIPT, sshd.CAT_SCRIPT, sshd.GLOB_SCRIPT)
+        assert argv[2] in (sshd.SCRIPT, sshd.CAT_SCRIPT, sshd.READ_SCRIPT,
+                           sshd.GLOB_SCRIPT)
         assert shlex.split(shlex.join(argv)) == argv
     assert recorder.calls[0][4] == user
 

@@ -48,6 +48,8 @@ class FakeHost:
         "/etc/ssh/sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n",
         "/home/d/.ssh/authorized_keys": f"ssh-ed25519 {KEY} me\n",
     }
+    unreadable: ClassVar[set[str]] = set()
+    unlistable: ClassVar[set[str]] = set()
 
     def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
         marker = argv[3]
@@ -56,7 +58,16 @@ class FakeHost:
                        f"192.0.2.1|192.0.2.9|22|x\n{marker} sshd \nsshd: no hostkeys\n")
         if argv[2] == sshd.GLOB_SCRIPT:
             prefix = argv[4].rstrip("*.conf")
+            if prefix in self.unlistable:
+                return 0, "?unlistable\n"
             return 0, "\n".join(p for p in self.files if p.startswith(prefix)) + "\n"
+        if argv[2] == sshd.READ_SCRIPT:
+            path = argv[4]
+            if path in self.unreadable:
+                return 0, f"\n{marker} unreadable\n"
+            if path in self.files:
+                return 0, f"\n{marker} ok\n{self.files[path]}"
+            return 0, f"\n{marker} absent\n"
         out = "".join(f"\n{marker} {p}\n{self.files.get(p, '')}" for p in argv[4:])
         return 0, out
 
@@ -70,6 +81,35 @@ def test_derived_path_reads_files_with_sshd_semantics() -> None:
     assert facts.conn.addr == "192.0.2.1"
     assert facts.authorized_keys is not None
     assert [k.comment for k in facts.authorized_keys] == ["me"]
+
+
+def test_an_unreadable_drop_in_makes_the_settings_unknown() -> None:
+    class Host(FakeHost):
+        unreadable: ClassVar[set[str]] = {"/etc/ssh/sshd_config.d/50-cloud-init.conf"}
+
+    facts = sshd.gather(Host(), "d")
+    assert facts.sshd is None  # not the values of the files that could be read
+    assert "could not read /etc/ssh/sshd_config.d/50-cloud-init.conf" in facts.notes
+    assert facts.authorized_keys is None
+
+
+def test_an_unlistable_include_directory_makes_the_settings_unknown() -> None:
+    class Host(FakeHost):
+        unlistable: ClassVar[set[str]] = {"/etc/ssh/sshd_config.d/"}
+
+    facts = sshd.gather(Host(), "d")
+    assert facts.sshd is None
+    assert any("could not be listed" in note for note in facts.notes)
+
+
+def test_an_empty_drop_in_is_read_not_unknown() -> None:
+    class Host(FakeHost):
+        files: ClassVar[dict[str, str]] = {
+            **FakeHost.files, "/etc/ssh/sshd_config.d/50-cloud-init.conf": ""}
+
+    facts = sshd.gather(Host(), "d")
+    assert facts.sshd is not None
+    assert facts.sshd.flag("passwordauthentication") == "no"
 
 
 def test_sshd_t_output_is_used_when_present() -> None:

@@ -45,7 +45,7 @@ def test_schema_rules_and_registry_agree() -> None:
     tagged = set(_tags(schema(SECURITY)))
     by_schema = {r.id for r in ALL_RULES if is_schema_rule(r)}
     assert tagged == by_schema
-    assert set(_tags(schema(STRUCTURE))) == {"KS003"}
+    assert set(_tags(schema(STRUCTURE))) == {"KS003", "KS008"}
 
 
 def test_schemas_are_valid_2020_12_and_built_once() -> None:

@@ -68,7 +68,17 @@ def test_live_probe_alone_is_critical_and_disagreement_reported() -> None:
 
 def test_probe_only_without_sshd_t() -> None:
     f = facts(offered=("publickey", "keyboard-interactive"), sshd=None)
-    assert ids(f) == {"KS702"}
+    assert ids(f) == {"KS702", "KS722"}  # KS722: the settings are unknown, at high
+
+
+def test_unknown_settings_the_probe_cannot_decide_are_incomplete() -> None:
+    from kamal_secure.rules.host_access import undecided
+
+    assert undecided(facts(sshd=None)) == ["PermitRootLogin"]
+    assert undecided(facts(sshd=None, offered=None)) == [
+        "PasswordAuthentication", "KbdInteractiveAuthentication", "AuthenticationMethods",
+        "PermitRootLogin"]
+    assert undecided(facts()) == []
 
 
 def test_root_login_prohibit_password_only_ok_for_root() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,8 @@ def run_static(
 ) -> Report:
     project = load_project(config_file, destination, root)
     keys = gather(project.get("ssh", "keys"), project.root)
-    ctx = Context(project, settings or {}, keys)
+    ctx = Context(project, settings or {}, keys,
+                  agent_socket=bool(os.environ.get("SSH_AUTH_SOCK")))
     report = Report(findings=list(run_checks(ALL_RULES, ctx)))
     report.checked.extend(source.name for source in project.sources)
     report.sources.extend((source.name, source.masked.text) for source in project.sources)

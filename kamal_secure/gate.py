@@ -48,6 +48,7 @@ class Verdict:
     fail_on: Severity
     code: int
     skip: str | None  # the break-glass reason, when one was given
+    hosts_checked: bool = True  # False: KAMAL_SECURE_OFFLINE=1 (or scan --offline) skipped them
 
 
 def decide(config_file: str, destination: str | None, environ: dict[str, str],
@@ -74,7 +75,8 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
     report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
                       hosts=hosts, roles=roles, allow_proxy_command=True,
                       exact_hosts=exact_hosts)
-    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
+    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None,
+                   hosts_checked=not offline)
 
 
 def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, str]) -> bool:
@@ -88,7 +90,8 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
     text.render(report, console, verdict.fail_on)
     if verdict.code == EXIT_FINDINGS and verdict.skip:
         reason = scrub(verdict.skip)
-        _append_audit(command, options, reason, report)  # record first: it can still refuse
+        # record first: it can still refuse
+        _append_audit(command, options, reason, report, verdict.hosts_checked)
         console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: "
                       f"{escape(shown(what))} despite {len(report.active())} finding(s). "
                       f"Reason: {escape(shown(reason))}")
@@ -132,11 +135,25 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def account_name() -> str:
+    """Who broke the glass: $USER/$LOGNAME, else the account name of this uid, else the uid."""
+    named = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if named:
+        return named
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 def _append_audit(command: list[str], options: dict[str, str], reason: str,
-                  report: Report) -> None:
+                  report: Report, hosts_checked: bool) -> None:
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "user": os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
+        "user": account_name(),
+        "hosts_checked": hosts_checked,
         "git_commit": _git_commit(),
         "command": command,
         "options": options,

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config.inventory import build_inventory, exact_hosts
+from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import load_project
 from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
@@ -44,11 +44,12 @@ def audit_hosts(
     allow = allow_proxy_command or policy.allow_proxy_command
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
                          allow_proxy_command=allow)
+    registry = local_registry(project)
     report = Report()
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)
-        report.findings.extend(host.check_host(facts, policy, where))
+        report.findings.extend(host.check_host(facts, policy, where, registry))
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
         unknown = host_access.undecided(facts)

@@ -95,7 +95,7 @@ def test_failing_hook_names_the_failure_and_never_prints_secrets(project: Path) 
     result = run_hook(project, "pre-deploy", env={"KAMAL_DESTINATION": "secure"},
                       kamal_args=("deploy", "-d", "secure"))
     assert result.returncode == 1
-    assert "KS103" in result.stderr
+    assert "KS100" in result.stderr
     assert "full report: kamal-secure scan -d secure" in result.stderr
     for value in SECRETS.values():
         assert value not in result.stdout + result.stderr

@@ -10,6 +10,7 @@ from kamal_secure.errors import UsageError
 
 MODULES = {
     "scan": "kamal_secure.commands.scan",
+    "doctor": "kamal_secure.commands.doctor",
     "rules": "kamal_secure.commands.rules",
     "explain": "kamal_secure.commands.explain",
     "init-policy": "kamal_secure.commands.init",

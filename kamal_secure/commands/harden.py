@@ -12,7 +12,7 @@ from typing import Any
 
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
-from kamal_secure.config.inventory import Target
+from kamal_secure.config.inventory import Target, local_registry
 from kamal_secure.errors import CheckIncomplete, UsageError
 from kamal_secure.host_policy import load_host_policy
 from kamal_secure.ops import harden as ops
@@ -52,8 +52,7 @@ def run(args: list[str]) -> int:
         raise UsageError("ssh.keys is not set: harden proves a new login with the deploy key",
                          hint="run `kamal-secure keygen --write-config` and `authorize` first")
     policy = load_host_policy(project.root)
-    registry = project.get("registry", "server", default="")
-    forwarding = "remote" if str(registry).startswith("localhost") else "no"
+    forwarding = "remote" if local_registry(project) else "no"
     base = ops.baseline(inventory.ssh.user, opts.allow_from, opts.allow_user,
                         {f: getattr(policy, f) for f in ("max_auth_tries", "login_grace_time",
                                                          "client_alive_interval",

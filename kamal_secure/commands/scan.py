@@ -24,14 +24,17 @@ FORMATS = ("text", "json", "sarif", "github")
 
 def _parser() -> Parser:
     p = Parser(prog="kamal-secure scan", add_help=False,
-               description="Audit the Kamal project in this directory without deploying.")
+               description="Audit the Kamal project in this directory without deploying. "
+               "Connects to every host Kamal would (sshd settings, host keys, authorized_keys) "
+               "unless --offline.")
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("-c", "--config-file", default="config/deploy.yml")
     p.add_argument("-d", "--destination", default=None)
     p.add_argument("-h", "--hosts", default=None, help="only these hosts (comma-separated)")
     p.add_argument("-r", "--roles", default=None, help="only these roles (comma-separated)")
     p.add_argument("--offline", action="store_true",
-                   help="static checks only: never connect to a host or start a process")
+                   help="static checks only: never connect to a host or start a process "
+                   "(default: connect to every host)")
     p.add_argument("--allow-proxy-command", action="store_true",
                    help="run ssh.proxy_command from deploy.yml to reach the hosts (a local "
                    "command from the scanned repository; off by default)")

@@ -277,3 +277,13 @@ def parse_jump(text: str) -> Jump:
         host, _, raw = rest.partition(":")
         port = _port(raw, "ssh.proxy")
     return Jump(user or "root", host, port)
+
+
+LOCAL_REGISTRY = re.compile(r"^localhost[:$]", re.MULTILINE)  # Kamal's Registry#local?
+
+
+def local_registry(project: Project) -> str | None:
+    """``registry.server`` when it is Kamal's local registry (``localhost:PORT``): Kamal reaches
+    it from every host through SSH remote port forwarding."""
+    server = project.get("registry", "server")
+    return server if isinstance(server, str) and LOCAL_REGISTRY.search(server) else None

@@ -70,13 +70,27 @@ def _backup(path: Path, stamp: str) -> list[Path]:
     return made
 
 
+def _sibling(path: Path, comment: str) -> str:
+    """A name beside ``path`` for this app's own key, shown with ``~`` when under home."""
+    service = comment.split(":")[1] if comment.count(":") >= 2 else "app"
+    candidate = path.with_name(f"{path.name}_{service}")
+    home = Path.home()
+    try:
+        return "~/" + str(candidate.relative_to(home))
+    except ValueError:
+        return str(candidate)
+
+
 def create(path: Path, comment: str, passphrase: bytes | None = None,
            force: bool = False) -> NewKey:
     path = path.expanduser()
     pub_path = path.with_name(path.name + ".pub")
     if (path.exists() or path.is_symlink()) and not force:
-        raise UsageError(f"{path} exists already; refusing to overwrite a key",
-                         hint="pass --force to replace it (the old pair is kept as a backup)")
+        raise UsageError(
+            f"{path} exists already; refusing to overwrite a key (another app or environment "
+            "may use it)",
+            hint=f"give this app its own key: --path {_sibling(path, comment)} (one key per app or "
+            "environment); --force replaces the existing key for everyone that uses it")
     if path.is_dir():
         raise UsageError(f"{path} is a directory")
     _prepare_dir(path.parent)

@@ -14,6 +14,7 @@ from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
+    from kamal_secure.kamal_version import KamalVersion
     from kamal_secure.keyfacts import KeyFacts
     from kamal_secure.schemas import Violation
 
@@ -25,6 +26,14 @@ class Context:
     project: Project
     settings: dict[str, Any] = field(default_factory=dict)
     keys: tuple[KeyFacts, ...] = ()  # facts about the files in ssh.keys
+    agent_socket: bool = True  # SSH_AUTH_SOCK is set where Kamal will run
+
+    @cached_property
+    def kamal(self) -> KamalVersion:
+        """The project's Kamal; looked up only when a rule's advice depends on it."""
+        from kamal_secure.kamal_version import detect
+
+        return detect(self.project.root)
 
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
@@ -98,6 +107,7 @@ class Rule:
         location: Location,
         evidence: str | None = None,
         severity: Severity | None = None,
+        fix: str | None = None,
     ) -> Finding:
         severity = self.severity if severity is None else severity
         if severity not in self.levels:
@@ -109,7 +119,7 @@ class Rule:
             message=message,
             location=location,
             evidence=evidence,
-            fix=self.fix,
+            fix=fix if fix is not None else self.fix,
         )
 
 
@@ -117,7 +127,31 @@ def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
     """The check of a rule that lives in schema/deploy.security.schema.json."""
     for found in ctx.violations:
         if found.rule == rule.id:
-            yield rule.finding(f"{yaml_path(found.path)}: {found.message}", ctx.at(*found.path))
+            path = yaml_path(found.path)
+            message = found.message if path in found.message else f"{path}: {found.message}"
+            yield rule.finding(message, ctx.at(*found.path))
+
+
+Fill = Callable[[Context, Any], "tuple[str | None, Severity | None]"]
+
+
+def filled_schema_check(fill: Fill) -> Check:
+    """A schema rule whose fix (and severity) come from the finding's own value."""
+
+    def check(rule: Rule, ctx: Context) -> Iterator[Finding]:
+        for found in ctx.violations:
+            if found.rule == rule.id:
+                path = yaml_path(found.path)
+                message = found.message if path in found.message else f"{path}: {found.message}"
+                fix, severity = fill(ctx, ctx.project.get(*found.path))
+                yield rule.finding(message, ctx.at(*found.path), fix=fix, severity=severity)
+
+    check.schema = True  # type: ignore[attr-defined]
+    return check
+
+
+def is_schema_rule(rule: Rule) -> bool:
+    return rule.check is schema_check or bool(getattr(rule.check, "schema", False))
 
 
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:

@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator
 from kamal_secure.config.erb import DYNAMIC, is_dynamic
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity
-from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
+from kamal_secure.rules.base import (
+    Context,
+    Rule,
+    define,
+    filled_schema_check,
+    yaml_path,
+)
 from kamal_secure.rules.dockerargs import Flag, all_flags, mounts
 from kamal_secure.rules.hostpaths import docker_socket_mount, root_mount, sensitive_mount_why
 
@@ -251,7 +257,17 @@ floating_image = define(
     secure="service: shop\nimage: acme/shop\naccessories:\n  db:\n    image: postgres:16.4\n"
     "    host: 203.0.113.10\n",
     family=FAMILY,
-)(schema_check)
+)(filled_schema_check(lambda ctx, value: (_pin_fix(value), None)))
+
+
+def _pin_fix(image: object) -> str | None:
+    """Name the image the config uses: `redis:VERSION`, not a generic example."""
+    if not isinstance(image, str) or not image:
+        return None
+    name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return (f"Pin the version you run today: `image: {name}:VERSION` (an exact tag), or a "
+            f"digest `{name}@sha256:...`.")
+
 
 RULES: tuple[Rule, ...] = (privileged, cap_add, host_network, host_namespace, root_user,
                            unconfined, device, docker_socket, host_root, sensitive_mount,

@@ -51,8 +51,10 @@ def _published(ctx: Context, flag: Flag) -> bool:
 def _publish_options(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for flag in all_flags(ctx.project.data):
         if _published(ctx, flag):
+            fix, severity = _publish_fix(flag.value if flag.name == "publish" else None)
             yield rule.finding(f"{yaml_path(flag.path)} publishes a port on every interface "
-                               "(0.0.0.0 or [::]); Docker bypasses ufw", ctx.at(*flag.path))
+                               "(0.0.0.0 or [::]); Docker bypasses ufw", ctx.at(*flag.path),
+                               fix=fix, severity=severity)
 
 accessory_port = define(
     "KS401", Severity.HIGH, "Accessory port published on every interface",
@@ -74,13 +76,39 @@ publish_option = define(
     rationale="`options: {publish: ...}` becomes `docker run --publish`, on 0.0.0.0 unless an "
     "address is given (`[::]` is the IPv6 wildcard, `publish-all` publishes every exposed "
     "port); Docker bypasses ufw.",
-    fix="Prefix the address: `publish: \"127.0.0.1:9394:9394\"`, or let kamal-proxy route it.",
+    fix="Prefix the address: `publish: \"127.0.0.1:9394:9394\"` when only the host needs it; "
+    "HTTP belongs behind kamal-proxy (it serves only HTTP/HTTPS). A port meant to be public "
+    "and not HTTP (a game server, SMTP) is a decision: waive it with the reason.",
+    also=((Severity.MEDIUM, "a port that may be meant to be public and is not a known "
+                            "database or admin port (a game server, SMTP)"),),
     insecure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"9394:9394\"\n",
     secure=HEAD + "servers:\n  metrics:\n    hosts: [203.0.113.10]\n    options:\n"
     "      publish: \"127.0.0.1:9394:9394\"\n",
     family=FAMILY,
 )(_publish_options)
+
+# Published on every address, these give data or control away: high. Another port may be
+# meant to be public (a game server, SMTP): medium, and the fix says how to record that.
+SENSITIVE_PORTS = {"22", "2375", "2376", "3306", "5432", "5984", "6379", "8086", "9000",
+                   "9042", "9090", "9093", "9200", "9300", "9394", "11211", "15672", "27017"}
+
+
+def _publish_fix(spec: str | None) -> tuple[str | None, Severity | None]:
+    """The fix for one published port, from its own value (and medium when it may be meant
+    to be public)."""
+    if spec is None or is_dynamic(spec):
+        return None, None
+    parts = spec.strip().rsplit(":", 2)  # [address:]host_port:container_port, or a port
+    container = parts[-1].split("/")[0]
+    host_port = parts[-2] if len(parts) >= 2 else parts[-1]
+    bound = f'"127.0.0.1:{host_port}:{parts[-1]}"'
+    if container in SENSITIVE_PORTS:
+        return (f"Prefix the address: `publish: {bound}` (port {container} should not face the "
+                "internet).", None)
+    return (f"If port {container} is meant to be public (not HTTP: kamal-proxy serves only "
+            "HTTP/HTTPS), record that decision with a waiver and its reason; otherwise bind it: "
+            f"`publish: {bound}`.", Severity.MEDIUM)
 
 
 def _roles(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:

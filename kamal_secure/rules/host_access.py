@@ -54,7 +54,8 @@ def other_keys(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "KS720", Severity.LOW, "The deploy key is not restricted to your addresses",
     rationale='A from="..." option limits where the deploy key works: a stolen key is then '
     "useless from elsewhere. Reported as info when present, low when absent.",
-    fix='Prefix the key in authorized_keys with from="<your CI and office ranges>".',
+    fix='When the key has no from= option: `kamal-secure authorize --from CIDR`, or prefix it '
+    'in authorized_keys with from="<your CI and office ranges>".',
     insecure=AK_EXAMPLE, secure=AK_FROM,
     also=((Severity.INFO, "the key is restricted: the restriction is shown"),),
 )
@@ -63,10 +64,14 @@ def from_restriction(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
         allowed = key.from_restriction
         if allowed is not None:
             yield rule.finding(f"the deploy key is restricted to from={allowed}", ctx.where,
-                               key.fingerprint, severity=Severity.INFO)
+                               key.fingerprint, severity=Severity.INFO,
+                               fix="Nothing to add; keep the from= list to your current CI and "
+                               "office ranges.")
         else:
             yield rule.finding("the deploy key works from any address", ctx.where,
-                               key.fingerprint)
+                               key.fingerprint,
+                               fix="Restrict it: `kamal-secure authorize --from CIDR` (your CI "
+                               "and office ranges) writes from=\"...\" before the key.")
 
 
 @host_rule(

@@ -22,6 +22,7 @@ class HostContext:
     facts: HostFacts
     policy: HostPolicy
     where: Location  # the host, and the deploy.yml file:line that names it
+    local_registry: str | None = None  # registry.server localhost:PORT: needs remote forwarding
 
     @property
     def sshd(self) -> SshdConfig | None:

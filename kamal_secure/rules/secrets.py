@@ -7,7 +7,14 @@ from typing import Any
 
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Location, Severity, redact
-from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
+from kamal_secure.rules.base import (
+    Context,
+    Rule,
+    define,
+    filled_schema_check,
+    schema_check,
+    yaml_path,
+)
 from kamal_secure.rules.secretscan import Verdict, is_reference, verdict
 
 FAMILY = "secrets"
@@ -182,7 +189,19 @@ ssl_pem = define(
     secure=HEAD + "proxy:\n  host: shop.example.com\n  ssl:\n    certificate_pem: CERT_PEM\n"
     "    private_key_pem: PRIVATE_KEY_PEM\n",
     family=FAMILY,
-)(schema_check)
+)(filled_schema_check(lambda ctx, value: _ssl_pem_fix(ctx, value)))
+
+
+def _ssl_pem_fix(ctx: Context, value: object) -> tuple[str | None, Severity | None]:
+    """The secret-name form exists only on Kamal 2.8+: older Kamal gets advice it can use."""
+    from kamal_secure.kamal_version import since
+
+    if ctx.kamal.accepts("proxy.ssl.private_key_pem"):
+        return None, None
+    return (f"Rotate the certificate and remove the PEMs: {ctx.kamal.describe()} has no "
+            f"proxy.ssl certificate settings (added in Kamal "
+            f"{since('proxy.ssl.private_key_pem')}; older Kamal rejects them). Use `ssl: true` "
+            "(Let's Encrypt), or upgrade Kamal and name secrets there.", None)
 
 
 def _secrets_at(name: str, line: int, column: int) -> Location:

@@ -218,5 +218,5 @@ def test_policy_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="one of required, none, any"):
         load_host_policy(tmp_path)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 0\n")
-    with pytest.raises(ConfigError, match="hosts.timeout"):  # the whole policy's schema
+    with pytest.raises(ConfigError, match=r"hosts\.timeout"):  # the whole policy's schema
         load_host_policy(tmp_path)

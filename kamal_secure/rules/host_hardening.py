@@ -127,8 +127,8 @@ def forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "a local registry set `remote` (`kamal-secure harden` writes the right one).",
     insecure="AllowTcpForwarding yes\n", secure="AllowTcpForwarding no\n",
     references=SSHD_REFS,
-    also=((Severity.INFO, "a local registry and `remote`: allowed, and said so"),
-          (Severity.LOW, "a local registry and `no`/`local`: the deploy breaks")),
+    also=((Severity.INFO, "a local registry: `remote` is what Kamal needs, said so"),
+          (Severity.LOW, "a local registry and `no`/`local`: the deploy would break")),
 )
 def tcp_forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     value = ctx.sshd.flag("allowtcpforwarding") if ctx.sshd is not None else None

@@ -83,7 +83,7 @@ def test_gated_command_refused_before_kamal_starts(app: Path, real_kamal: Path) 
     result = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app,
                  env_for(real_kamal, KAMAL_SECURE_OFFLINE="1"))
     assert result.returncode == 1
-    assert "KS100" in result.stderr
+    assert "KS103" in result.stderr
     assert "INFO" not in result.stdout + result.stderr  # kamal never ran
 
 

@@ -164,7 +164,7 @@ def test_plain_kamal_with_our_hooks_against_a_real_host(
         assert result.returncode == 1, output
         assert "Hook `pre-connect` failed" in output
         assert "KS701" in output
-        assert f"Running whoami on {addr}" not in output
+        assert f"Running /usr/bin/env whoami on {addr}" not in output  # Kamal's own wording
 
 
 def logins(host_log: str) -> int:

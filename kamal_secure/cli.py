@@ -9,7 +9,7 @@ import sys
 
 from kamal_secure import __version__
 from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
-from kamal_secure.kamal import OWN_COMMANDS, Invocation, classify, exec_kamal
+from kamal_secure.kamal import OWN_COMMANDS, exec_kamal, fast_path
 
 HELP = f"""\
 kamal-secure {__version__}: a security gate in front of Kamal.
@@ -76,18 +76,12 @@ def route(args: list[str]) -> int:
         from kamal_secure.commands import dispatch
 
         return dispatch(args[0], args[1:])
-    inv = Invocation(args)
-    kind = classify(inv)
-    if kind == "alias":
-        from kamal_secure.aliases import resolve_kind
+    if fast_path(args):
+        exec_kamal(args)
+        return EXIT_USAGE  # not reached: exec replaces this process
+    from kamal_secure.gate import run_resolved
 
-        kind = resolve_kind(inv)
-    if kind == "gate":
-        from kamal_secure.gate import run_gate
-
-        return run_gate(inv)
-    exec_kamal(args)
-    return EXIT_USAGE  # not reached: exec replaces this process
+    return run_resolved(args)
 
 
 def _say_error(err: KamalSecureError) -> None:

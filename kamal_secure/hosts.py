@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import load_project
-from kamal_secure.host_policy import host_policy_from, load_host_policy
+from kamal_secure.host_policy import HostPolicy, host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host
 from kamal_secure.rules.registry import get
+
+if TYPE_CHECKING:
+    from kamal_secure.remote.fleet import FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
 
@@ -36,7 +39,12 @@ def audit_hosts(
     from kamal_secure.remote.fleet import check_fleet
 
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)
-    report = Report()
+    return fleet_report(result, policy)
+
+
+def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None = None) -> Report:
+    """The host rules over what the fleet check gathered; problems kept as problems."""
+    report = Report() if report is None else report
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)

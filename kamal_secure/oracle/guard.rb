@@ -160,8 +160,9 @@ module KamalSecureGuard
       leaf = guarded { @command.nil? && leaf?(command, instance) }
       return unless leaf
 
+      # Kamal's own config errors (ERB, YAML, validation) stay Kamal's: nothing has run yet
+      ::KAMAL.config if defined?(::KAMAL) && ::KAMAL.respond_to?(:config)
       guarded { require_internals }
-      KAMAL.config # Kamal's own config errors stay Kamal's (nothing has run yet)
       guarded do
         group = instance.class.name.to_s
         command_verdict(group, command.name.to_s, instance.options.to_h)

@@ -79,7 +79,7 @@ def route(args: list[str]) -> int:
     if fast_path(args):
         exec_kamal(args)
         return EXIT_USAGE  # not reached: exec replaces this process
-    from kamal_secure.gate import run_resolved
+    from kamal_secure.oracle import run_resolved
 
     return run_resolved(args)
 

@@ -16,7 +16,7 @@ from kamal_secure import baseline
 from kamal_secure.audit import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.hosts import OFFLINE_ENV
-from kamal_secure.kamal import Invocation, classify, exec_kamal, find_real_kamal
+from kamal_secure.kamal import Invocation, classify, exec_kamal
 from kamal_secure.policy import load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
@@ -90,25 +90,7 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
     return False
 
 
-def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
-    """Every kamal command off the fast path: Kamal itself resolves it, under our guard.
-
-    Where the real kamal cannot be guarded, say so and fall back to our own model,
-    which refuses whatever it cannot resolve unambiguously."""
-    from kamal_secure.oracle import detect, exec_guarded
-
-    environ = dict(os.environ if env is None else env)
-    path = find_real_kamal(environ)
-    kind = detect(path, environ)
-    if kind.guardable:
-        exec_guarded(args, environ, path)
-    sys.stderr.write(f"kamal-secure: the real kamal ({path}) cannot be guarded: {kind.why}; "
-                     "checking with kamal-secure's own model of Kamal instead, which refuses "
-                     "what it cannot resolve unambiguously\n")
-    return _run_fallback(args, environ, path)
-
-
-def _run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
+def run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
     from kamal_secure import fallback
 
     inv = Invocation(args)

@@ -118,6 +118,27 @@ def _probe(path: str, environ: dict[str, str]) -> Kind:
     return Kind(True, "a wrapper that execs Ruby")
 
 
+def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
+    """Every kamal command off the fast path: Kamal itself resolves it, under our guard.
+
+    Where the real kamal cannot be guarded, say so and fall back to our own model,
+    which refuses whatever it cannot resolve unambiguously. Imports nothing heavy:
+    the verdict process loads the checks while Kamal boots."""
+    from kamal_secure.kamal import find_real_kamal
+
+    environ = dict(os.environ if env is None else env)
+    path = find_real_kamal(environ)
+    kind = detect(path, environ)
+    if kind.guardable:
+        exec_guarded(args, environ, path)
+    sys.stderr.write(f"kamal-secure: the real kamal ({path}) cannot be guarded: {kind.why}; "
+                     "checking with kamal-secure's own model of Kamal instead, which refuses "
+                     "what it cannot resolve unambiguously\n")
+    from kamal_secure.gate import run_fallback
+
+    return run_fallback(args, environ, path)
+
+
 def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
     """Fork the verdict process, then exec the real kamal with the guard. Never returns."""
     from kamal_secure.kamal import exec_kamal
@@ -138,7 +159,7 @@ def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
                 try:
                     from kamal_secure.oracle.verdict import serve
 
-                    serve(ours, served)
+                    serve(ours, served, args)
                 except BaseException:
                     code = 3
                 finally:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,59 @@ def resolved_host(record: Any) -> Resolved:
     return Resolved(host, ssh, hostname)
 
 
+class Speculation:
+    """While Kamal boots: load the checks and check the hosts our own model expects.
+
+    A result is used only for a host whose hostname, port, user, keys and proxy, as
+    Kamal resolved them, are exactly those checked here; anything else is checked
+    after Kamal's answer. Only successes are kept (a failure is checked again)."""
+
+    def __init__(self, environ: dict[str, str], args: list[str]) -> None:
+        self.done = threading.Event()
+        self.facts: dict[tuple[SshSettings, str], Any] = {}
+        threading.Thread(target=self._run, args=(environ, args), daemon=True).start()
+
+    def _run(self, environ: dict[str, str], args: list[str]) -> None:
+        try:
+            self._check(environ, args)
+        except BaseException:  # speculation only: the real check happens regardless
+            self.facts.clear()
+        finally:
+            self.done.set()
+
+    def _check(self, environ: dict[str, str], args: list[str]) -> None:
+        from kamal_secure import audit, gate, waivers  # noqa: F401 - loaded while Kamal boots
+        from kamal_secure.host_policy import host_policy_from
+        from kamal_secure.hosts import OFFLINE_ENV
+        from kamal_secure.kamal import Invocation
+        from kamal_secure.policy import load_policy
+        from kamal_secure.remote.fleet import check_fleet
+        from kamal_secure.remote.ssh_config import resolve
+
+        if environ.get(OFFLINE_ENV) == "1":
+            return
+        inv = Invocation(args)
+        project = load_project(inv.config_file, inv.destination)
+        inventory = build_inventory(project, inv.hosts, inv.roles)
+        policy = host_policy_from(load_policy().hosts)
+        ssh = replace(inventory.ssh, config_files=())
+        targets: dict[str, Target] = {}
+        for target in inventory.targets:
+            if not target.dynamic:
+                hostname, _ = resolve(target.name, inventory.ssh)
+                targets.setdefault(hostname, Target(hostname, target.origin))
+        if not targets or len(targets) > policy.concurrency:
+            return
+        result = check_fleet(Inventory(tuple(targets.values()), ssh), project.root,
+                             policy.concurrency, policy.timeout, progress=False)
+        for checked, facts in result.facts:
+            self.facts[(ssh, checked.name)] = facts
+
+
 @dataclass
 class Server:
     environ: dict[str, str]
+    speculation: Speculation | None = None
     project: Project | None = None
     command: list[str] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
@@ -200,7 +251,7 @@ class Server:
         report = static_report(self.project, policy.settings()) if static else Report(
             sources=[(s.name, s.masked.text) for s in self.project.sources])
         if not offline and hosts:
-            merge(report, audit_resolved(self.project, hosts, policy.hosts))
+            merge(report, audit_resolved(self.project, hosts, policy.hosts, self.speculation))
         report = waivers.apply(report, policy, report.sources, baseline=known)
         reason = skip.strip() if skip else None
         verdict = Verdict(report, fail_on, report.exit_code(fail_on), reason)
@@ -224,12 +275,12 @@ class Server:
                                         self.project.destination, names)}
 
 
-def audit_resolved(project: Project, hosts: list[Resolved],
-                   section: dict[str, Any] | None) -> Report:
+def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, Any] | None,
+                   speculation: Speculation | None = None) -> Report:
     """The live host checks on exactly the hosts, users, ports and keys Kamal resolved."""
     from kamal_secure.host_policy import host_policy_from
     from kamal_secure.hosts import fleet_report
-    from kamal_secure.remote.fleet import check_fleet
+    from kamal_secure.remote.fleet import FleetResult, check_fleet
 
     policy = host_policy_from(section)
     origins = _origins(project)
@@ -238,12 +289,22 @@ def audit_resolved(project: Project, hosts: list[Resolved],
         origin = origins.get(host.host) or Origin(
             project.sources[0].name if project.sources else str(project.config_path), 1, 1)
         groups.setdefault(host.ssh, []).append(Target(host.hostname, origin))
+    known: dict[tuple[SshSettings, str], Any] = {}
+    if speculation is not None:
+        speculation.done.wait()
+        known = speculation.facts
     report = Report()
     for ssh, targets in groups.items():
-        unique = tuple({t.name: t for t in targets}.values())
-        result = check_fleet(Inventory(unique, ssh), project.root, policy.concurrency,
-                             policy.timeout, progress=None)
-        fleet_report(result, policy, report)
+        unique = list({t.name: t for t in targets}.values())
+        done = FleetResult(facts=[(t, known[(ssh, t.name)]) for t in unique
+                                  if (ssh, t.name) in known])
+        rest = tuple(t for t in unique if (ssh, t.name) not in known)
+        if rest:
+            result = check_fleet(Inventory(rest, ssh), project.root, policy.concurrency,
+                                 policy.timeout, progress=None)
+            done.facts.extend(result.facts)
+            done.problems.extend(result.problems)
+        fleet_report(done, policy, report)
     return report
 
 
@@ -254,10 +315,10 @@ def _origins(project: Project) -> dict[str, Origin]:
         return {}
 
 
-def serve(sock: socket.socket, environ: dict[str, str]) -> None:
+def serve(sock: socket.socket, environ: dict[str, str], args: list[str]) -> None:
     """Answer the guard until kamal exits (end of file on the socket)."""
     stream = sock.makefile("rwb")
-    server = Server(environ)
+    server = Server(environ, Speculation(environ, args))
     while True:
         line = stream.readline(MAX_LINE)
         if not line:

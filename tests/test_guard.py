@@ -80,6 +80,9 @@ module Kamal
       def self.subcommands = []
       def deploy
         File.write(ENV.fetch("FAKE_MARKER"), "ran")
+        # what a Kamal hook would inherit
+        File.write(ENV.fetch("FAKE_MARKER") + ".env",
+                   "#{ENV.key?("KAMAL_SECURE_GUARD")} #{ENV["RUBYOPT"].inspect}")
       end
     end
   end
@@ -135,9 +138,24 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
 def test_control_everything_present_runs_the_command(fake: Path, app: Path,
                                                      tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    code, output = finish(start(fake, app, marker))
+    code, output = finish(start(fake, app, marker, RUBYOPT="-W0"))
     assert code == 0, output
     assert marker.read_text() == "ran"
+    # the command (and so any hook it starts) sees neither the guard nor its -r, only the
+    # user's own RUBYOPT
+    assert (tmp_path / "ran.env").read_text() == 'false "-W0"'
+
+
+def test_guard_is_inert_in_any_other_process(tmp_path: Path) -> None:
+    """A Ruby process that inherits the guard's variables but is not the exec'd kamal."""
+    guard = REPO / "kamal_secure" / "oracle" / "guard.rb"
+    env = dict(os.environ, KAMAL_SECURE_GUARD="v1:1:0", RUBYOPT=f"-r{guard}")
+    done = subprocess.run(["ruby", "-e", "print defined?(KamalSecureGuard) ? :loaded : :no; "
+                           "print ENV['KAMAL_SECURE_GUARD']"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "loadedv1:1:0"  # loaded, did nothing, touched nothing
+    assert done.stderr == ""
 
 
 @pytest.mark.parametrize(("mode", "version", "says"), [

@@ -29,7 +29,7 @@ require "yaml"
 mode = ENV.fetch("FAKE_MODE", "")
 module Thor
   class Command < Struct.new(:name)
-    def run(instance, args = [])
+    define_method(ENV["FAKE_MODE"] == "no_thor_run" ? :call : :run) do |instance, args = []|
       instance.__send__(name, *args)
     end
   end
@@ -99,7 +99,7 @@ if mode == "malformed"
   def fake.gets = "{not json\n"
   KamalSecureGuard.instance_variable_set(:@io, fake)
 end
-Thor::Command.new("deploy").run(Kamal::Cli::Main.new)
+Thor::Command.new("deploy").public_send(mode == "no_thor_run" ? :call : :run, Kamal::Cli::Main.new)
 '''
 
 
@@ -160,6 +160,7 @@ def test_guard_is_inert_in_any_other_process(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mode", "version", "says"), [
     ("no_sshkit", "2.12.0", "SSHKit::Coordinator was not found"),
+    ("no_thor_run", "2.12.0", "Thor::Command#run was not found"),
     ("", "3.0.0", "unknown Kamal version 3.0.0"),
     ("host_raises", "2.12.0", "boom inside Kamal's SSHKit"),
     ("malformed", "2.12.0", "malformed verdict"),

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ruby") is None and os.environ.get(
 FAKE = r'''#!/usr/bin/env ruby
 require "yaml"
 mode = ENV.fetch("FAKE_MODE", "")
-module Thor
+class Thor
   class Command < Struct.new(:name)
     define_method(ENV["FAKE_MODE"] == "no_thor_run" ? :call : :run) do |instance, args = []|
       instance.__send__(name, *args)
@@ -73,7 +73,8 @@ module Kamal
     def hosts = ENV["FAKE_MODE"] == "host_raises" ? ["127.0.0.1"] : []
   end
   module Cli
-    class Base
+    class BootError < StandardError; end  # as in Kamal: loaded before Thor's command classes
+    class Base < Thor
       def options = {}
     end
     class Main < Base

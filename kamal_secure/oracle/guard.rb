@@ -86,8 +86,9 @@ module KamalSecureGuard
 
     def install(mod)
       name = Module.instance_method(:name).bind(mod).call
-      if name.to_s.start_with?("Kamal::Cli::") && !@installed["Thor::Command"]
-        # Kamal's commands are loading but Thor's dispatch point was never hooked
+      if !@installed["Thor::Command"] && name.to_s.start_with?("Kamal::Cli::") &&
+         mod.is_a?(Class) && defined?(::Thor) && mod < ::Thor
+        # Kamal's Thor commands are loading but Thor's dispatch point was never hooked
         fail_closed("Thor::Command#run was not found or changed shape; cannot intercept " \
                     "Kamal's commands")
       end

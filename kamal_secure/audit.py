@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kamal_secure import waivers
-from kamal_secure.config.load import EmptyConfig, destination_names, load_project
+from kamal_secure.config.load import EmptyConfig, Project, destination_names, load_project
 from kamal_secure.keyfacts import gather
 from kamal_secure.policy import Policy
 from kamal_secure.report.model import Finding, Report
@@ -23,7 +23,11 @@ def run_static(
     root: Path | None = None,
     settings: dict[str, Any] | None = None,
 ) -> Report:
-    project = load_project(config_file, destination, root)
+    return static_report(load_project(config_file, destination, root), settings)
+
+
+def static_report(project: Project, settings: dict[str, Any] | None = None) -> Report:
+    """Every static rule on an already loaded project (ours, or Kamal's own resolution)."""
     keys = gather(project.get("ssh", "keys"), project.root)
     ctx = Context(project, settings or {}, keys,
                   agent_socket=bool(os.environ.get("SSH_AUTH_SOCK")))

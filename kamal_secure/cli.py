@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from kamal_secure import __version__
 from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
-from kamal_secure.kamal import OWN_COMMANDS, Invocation, classify, exec_kamal, own_typo
+from kamal_secure.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
 
 HELP = f"""\
 kamal-secure {__version__}: a security gate in front of Kamal.
@@ -93,24 +93,21 @@ def route(args: list[str]) -> int:
         from kamal_secure.commands import dispatch
 
         return _guarded(dispatch, args[0], args[1:])
-    inv = Invocation(args)
-    kind = classify(inv)
-    if kind == "alias":
+    if fast_path(args):
+        exec_kamal(args)
+        return EXIT_USAGE  # not reached: exec replaces this process
+    typo = own_typo(args[0])
+    if typo:
         from kamal_secure.aliases import resolve_kind
 
-        kind = _guarded(resolve_kind, inv)
-        typo = own_typo(inv.command) if kind == "pass" else None
-        if typo:
-            raise UsageError(f"unknown command {inv.command!r}: did you mean `{typo}`? "
+        if _guarded(resolve_kind, Invocation(args)) == "pass":  # no alias of that name
+            raise UsageError(f"unknown command {args[0]!r}: did you mean `{typo}`? "
                              "(kamal was not started)",
                              hint=f"`kamal-secure {typo} --help`; kamal's own commands: "
                              "`kamal help`")
-    if kind == "gate":
-        from kamal_secure.gate import run_gate
+    from kamal_secure.oracle import run_resolved
 
-        return _guarded(run_gate, inv)
-    exec_kamal(args)
-    return EXIT_USAGE  # not reached: exec replaces this process
+    return _guarded(run_resolved, args)
 
 
 class _Reported(Exception):

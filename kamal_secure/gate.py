@@ -16,7 +16,7 @@ from kamal_secure import baseline
 from kamal_secure.audit import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.hosts import OFFLINE_ENV
-from kamal_secure.kamal import Invocation, exec_kamal
+from kamal_secure.kamal import Invocation, classify, exec_kamal
 from kamal_secure.policy import load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
@@ -99,7 +99,38 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
     return False
 
 
-def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
+def run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
+    from kamal_secure import fallback
+
+    inv = Invocation(args)
+    _require_text(inv)
+    fallback.check_argv(args)
+    kind = classify(inv)
+    if kind == "alias":
+        kind = _fallback_alias(inv)
+    if kind != "gate":
+        exec_kamal(args, environ, path)
+    from kamal_secure.config.load import load_project
+
+    fallback.check_config(load_project(inv.config_file, inv.destination))
+    return run_gate(inv, environ, path)
+
+
+def _fallback_alias(inv: Invocation) -> str:
+    from kamal_secure import fallback
+    from kamal_secure.aliases import aliases_of, resolve_kind
+    from kamal_secure.config.load import load_project
+
+    word = inv.command or ""
+    aliases = aliases_of(load_project(inv.config_file, inv.destination))
+    value = aliases.get(word)
+    if not isinstance(value, str):
+        raise fallback.refuse(f"`kamal {word}` (a command prefix or an unknown word)")
+    fallback.check_alias(value)
+    return resolve_kind(inv)
+
+
+def run_gate(inv: Invocation, env: dict[str, str] | None = None, path: str | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     _require_text(inv)
     verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
@@ -107,7 +138,7 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None) -> int:
     if proceed(verdict, "running kamal", inv.words[:2], options):
         if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
             _record_digest(inv, environ)
-        exec_kamal(inv.args, environ)
+        exec_kamal(inv.args, environ, path)
     sys.stderr.write(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
                      "(see the findings above; `kamal-secure scan` repeats them)\n")
     return verdict.code

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import load_project
-from kamal_secure.host_policy import host_policy_from, load_host_policy
+from kamal_secure.host_policy import HostPolicy, host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
 from kamal_secure.rules.registry import get
+
+if TYPE_CHECKING:
+    from kamal_secure.remote.fleet import FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
 
@@ -44,8 +47,14 @@ def audit_hosts(
     allow = allow_proxy_command or policy.allow_proxy_command
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
                          allow_proxy_command=allow)
-    registry = local_registry(project)
-    report = Report()
+    return fleet_report(result, policy, registry=local_registry(project))
+
+
+def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None = None,
+                 registry: str | None = None) -> Report:
+    """The host rules over what the fleet check gathered; problems kept as problems.
+    ``registry``: the config's local registry (KS713 allows the forwarding it needs)."""
+    report = Report() if report is None else report
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)

@@ -165,6 +165,21 @@ def own_typo(word: str | None) -> str | None:
     return close[0] if close else (starts[0] if len(starts) == 1 else None)
 
 
+def fast_path(args: list[str]) -> bool:
+    """An exact, known read-only form: exec'd byte-exact with no Ruby resolution.
+
+    Only argv whose first words are spelled exactly as a read-only command (no option
+    before them, no prefix, no alias) qualifies; everything else is resolved by Kamal."""
+    if not args:
+        return True
+    first = args[0]
+    if first in UNGATED_TOP:
+        return True
+    if first in GROUPS and len(args) > 1:
+        return args[1] in UNGATED_SUB[first]
+    return False
+
+
 def _head(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
@@ -218,10 +233,11 @@ def _check_explicit(path: str, skip: set[str]) -> str:
     return path
 
 
-def exec_kamal(args: list[str], env: dict[str, str] | None = None) -> None:
+def exec_kamal(args: list[str], env: dict[str, str] | None = None,
+               path: str | None = None) -> None:
     """Replace this process with the real kamal, argv exactly as typed. Never returns."""
     environ = dict(os.environ if env is None else env)
-    path = find_real_kamal(environ)
+    path = path or find_real_kamal(environ)
     seen = _recursed_paths(environ) | {os.path.realpath(path)}
     environ[EXEC_MARKER] = f"{os.getpid()}:{os.pathsep.join(sorted(seen))}"
     sys.stdout.flush()

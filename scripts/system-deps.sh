@@ -8,6 +8,7 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v sudo >/dev/null 2>&1 || need+=(sudo)  # the host checks' `sudo -n sshd -T` path
 command -v ps >/dev/null 2>&1 || need+=(procps)  # our Kamal hooks find the running Kamal with ps
+command -v ruby >/dev/null 2>&1 || need+=(ruby)  # the Ruby guard's tests (tests/test_guard.py)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]} from Debian"

@@ -21,6 +21,8 @@ MINIMAL = "service: shop\nimage: acme/shop\nservers:\n  - 203.0.113.10\n"
 
 STANDIN_SOURCE = '''\
 import json, os, sys
+if os.environ.get("KAMAL_SECURE_GUARD", "").startswith("probe:"):
+    sys.exit(0)  # kamal-secure probing whether it can guard us: a Python stand-in cannot
 record = os.environ.get("KAMAL_STANDIN_RECORD")
 data = {
     "argv": [a.hex() for a in map(os.fsencode, sys.argv[1:])],

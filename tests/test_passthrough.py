@@ -39,7 +39,16 @@ PASSTHROUGH = [
     ["init"],
     ["--version=abc123", "app", "images"],
     ["version", "", " ", "ünïcødé ☃", "a\nb", "--", "-h"],
+]
+# Not exact read-only forms: only Kamal itself could tell what they mean. With a kamal that
+# cannot be guarded (this Python stand-in), the fallback model refuses them, kamal unstarted.
+UNRESOLVABLE = [
     ["notakamalcommand", "--flag"],
+    ["dep"],
+    ["ser", "exec", "whoami"],
+    ["-d", "", "deploy"],
+    ["-cd", "x", "deploy"],
+    ["deploy", "--no-destination"],
 ]
 
 
@@ -223,3 +232,15 @@ def test_missing_kamal_is_exit_2(tmp_path: Path, record: Path) -> None:
     assert run.code == 2
     assert "install Kamal" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("args", UNRESOLVABLE, ids=" ".join)
+def test_fallback_refuses_what_it_cannot_resolve(args: list[str], tmp_path: Path,
+                                                 standin_dir: Path, record: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    run = run_ks(args, tmp_path, [standin_dir], record)
+    assert run.code == 2, run.stderr
+    assert "cannot be guarded" in run.stderr  # said on every command off the fast path
+    assert "without Kamal itself" in run.stderr
+    assert run.record is None  # kamal never started (the probe did not count as a start)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, write_project
+from tests.helpers import cli, run_ks, write_project, write_standin
+from tests.test_guard import FAKE
 
 SECRETS = {
     "aws": "AKIAQ3EGRTYUIOPLKJHG",
@@ -81,7 +83,21 @@ def test_no_secret_in_output_file(project: Path) -> None:
     _assert_clean((project / "report.json").read_text())
 
 
-def test_no_secret_in_the_gate_output(project: Path) -> None:
-    run = cli("deploy", cwd=project)
-    assert run.code == 1
+@pytest.mark.parametrize("kamal", ["python-standin", "ruby-fake"])
+def test_no_secret_in_the_gate_output(project: Path, kamal: str, tmp_path: Path) -> None:
+    """Through the fallback model (a non-Ruby kamal) and through the Ruby guard, whose
+    verdict process gets the config as Kamal holds it."""
+    if kamal == "ruby-fake":
+        if shutil.which("ruby") is None:
+            pytest.skip("ruby is installed by scripts/system-deps.sh")
+        directory = tmp_path / "fake-bin"
+        directory.mkdir()
+        (directory / "kamal").write_text(FAKE)
+        (directory / "kamal").chmod(0o755)
+    else:
+        directory = write_standin(tmp_path / "standin-bin").parent
+    run = run_ks(["deploy"], project, [directory], tmp_path / "record.json",
+                 env={"FAKE_MARKER": str(tmp_path / "ran")})
+    assert run.code == 1, run.stderr
+    assert not (tmp_path / "ran").exists()
     _assert_clean(run.stdout + run.stderr)

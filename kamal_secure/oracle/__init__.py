@@ -1,0 +1,172 @@
+"""Kamal as the oracle: run the real kamal with our Ruby guard preloaded.
+
+The guard (``guard.rb``, shipped in this package) is loaded with
+``RUBYOPT=-r<guard.rb>`` into the exact process kamal-secure execs (its pid is
+bound), and asks a verdict process, forked from kamal-secure before the exec,
+over an inherited socket (JSON lines) about what Kamal itself resolved. See
+docs/kamal-oracle.md.
+
+Whether the real kamal can be guarded is detected, never assumed: a script whose
+``#!`` line runs ruby directly is Ruby; anything else (a shell wrapper, a Docker
+wrapper, a binary) is probed by starting it with the guard in probe mode, which
+answers and exits before Kamal loads. No answer, or an answer from another
+process than the one started, means "not guardable": the gate then falls back to
+kamal-secure's own model (:mod:`kamal_secure.fallback`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GUARD = Path(__file__).resolve().with_name("guard.rb")
+GUARD_ENV = "KAMAL_SECURE_GUARD"
+PROBE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    guardable: bool
+    why: str
+
+
+def guard_rubyopt(environ: dict[str, str]) -> str:
+    own = f"-r{GUARD}"
+    rest = [o for o in environ.get("RUBYOPT", "").split(" ") if o and o != own]
+    return " ".join([own, *rest])
+
+
+def _shebang(path: str) -> list[bytes]:
+    try:
+        with Path(os.path.realpath(path)).open("rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return []
+    if not head.startswith(b"#!"):
+        return []
+    return head[2:].split(b"\n", 1)[0].split()
+
+
+def _runs_ruby_directly(words: list[bytes]) -> bool:
+    if not words:
+        return False
+    if words[0].rsplit(b"/", 1)[-1] == b"env":
+        words = [w for w in words[1:] if not w.startswith(b"-")]
+        if not words:
+            return False
+    name = words[0].rsplit(b"/", 1)[-1]
+    versioned = name.startswith(b"ruby") and name[4:].replace(b".", b"").isdigit()
+    if not (name == b"ruby" or versioned):
+        return False
+    return not any(b"disable" in w or b"rubyopt" in w.lower() for w in words[1:])
+
+
+def detect(path: str, environ: dict[str, str]) -> Kind:
+    """Can the guard run inside this kamal? Read the #! line; otherwise probe it."""
+    if not GUARD.is_file():
+        return Kind(False, f"the guard {GUARD} is missing from this installation")
+    if _runs_ruby_directly(_shebang(path)):
+        return Kind(True, "a Ruby script")
+    return _probe(path, environ)
+
+
+def _probe(path: str, environ: dict[str, str]) -> Kind:
+    read, write = os.pipe()
+    env = dict(environ, RUBYOPT=guard_rubyopt(environ), **{GUARD_ENV: f"probe::{write}"})
+    try:
+        proc = subprocess.Popen([path, "version"], env=env, pass_fds=(write,),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError as err:
+        os.close(read)
+        os.close(write)
+        return Kind(False, f"it could not be started ({err.strerror})")
+    os.close(write)
+    data = b""
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(read)
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    try:
+        answer = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return Kind(False, "it did not load the guard (not Ruby here, e.g. Docker-wrapped, "
+                           "or it ignores RUBYOPT)")
+    if not isinstance(answer, dict) or answer.get("pid") != proc.pid:
+        return Kind(False, "it runs Ruby in a child process, where the guard cannot be bound")
+    return Kind(True, "a wrapper that execs Ruby")
+
+
+def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
+    """Every kamal command off the fast path: Kamal itself resolves it, under our guard.
+
+    Where the real kamal cannot be guarded, say so and fall back to our own model,
+    which refuses whatever it cannot resolve unambiguously. Imports nothing heavy:
+    the verdict process loads the checks while Kamal boots."""
+    from kamal_secure.kamal import find_real_kamal
+
+    environ = dict(os.environ if env is None else env)
+    path = find_real_kamal(environ)
+    kind = detect(path, environ)
+    if kind.guardable:
+        exec_guarded(args, environ, path)
+    sys.stderr.write(f"kamal-secure: the real kamal ({path}) cannot be guarded: {kind.why}; "
+                     "checking with kamal-secure's own model of Kamal instead, which refuses "
+                     "what it cannot resolve unambiguously\n")
+    from kamal_secure.gate import run_fallback
+
+    return run_fallback(args, environ, path)
+
+
+def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
+    """Fork the verdict process, then exec the real kamal with the guard. Never returns."""
+    from kamal_secure.kamal import exec_kamal
+
+    ours, theirs = socket.socketpair()
+    os.set_inheritable(theirs.fileno(), True)
+    served = {k: v for k, v in environ.items() if k != GUARD_ENV}
+    environ = dict(environ, RUBYOPT=guard_rubyopt(environ),
+                   **{GUARD_ENV: f"v1:{os.getpid()}:{theirs.fileno()}"})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked processes
+        try:
+            theirs.close()
+            if os.fork() == 0:  # the grandchild serves; init reaps it
+                code = 0
+                try:
+                    from kamal_secure.oracle.verdict import serve
+
+                    serve(ours, served, args)
+                except BaseException:
+                    code = 3
+                finally:
+                    sys.stderr.flush()
+                    os._exit(code)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    ours.close()
+    exec_kamal(args, environ, path)

@@ -40,12 +40,15 @@ def evaluate(
     live: bool = False,
     hosts: Iterable[str] = (),
     roles: Iterable[str] = (),
+    drift: bool | None = None,
 ) -> Report:
-    """Every check the gate runs (the live host checks when ``live``), policy applied."""
+    """Every check the gate runs (the live host checks when ``live``), policy applied.
+
+    ``drift``: compare the hosts with .kamal/secure-state.json (None: when it exists)."""
     report = run_static(config_file, destination, settings=policy.settings())
     if live:
         from kamal_secure.hosts import audit_hosts, merge
 
         merge(report, audit_hosts(config_file, destination, hosts, roles,
-                                  settings=policy.hosts))
+                                  settings=policy.hosts, drift=drift))
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

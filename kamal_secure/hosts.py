@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.inventory import build_inventory
-from kamal_secure.config.load import load_project
+from kamal_secure.config.load import Project, load_project
 from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host
 from kamal_secure.rules.registry import get
+
+if TYPE_CHECKING:
+    from kamal_secure.drift import Watch
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
 
@@ -27,15 +30,19 @@ def audit_hosts(
     root: Path | None = None,
     progress: bool | None = None,
     settings: dict[str, Any] | None = None,
+    drift: bool | None = None,
 ) -> Report:
     project = load_project(config_file, destination, root)
+    hosts, roles = list(hosts), list(roles)
     inventory = build_inventory(project, hosts, roles)
     # the gate has read .kamal/secure.yml already: use its hosts: section, don't read it again
     policy = (host_policy_from(settings) if settings is not None
               else load_host_policy(project.root))
     from kamal_secure.remote.fleet import check_fleet
 
-    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)
+    watch = _drift_watch(project, config_file, drift)
+    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
+                         collect=watch.collect if watch is not None else None)
     report = Report()
     for target, facts in result.facts:
         origin = target.origin
@@ -51,7 +58,19 @@ def audit_hosts(
             what=f"{problem.rule} {get(problem.rule).title}",
             message=f"{problem.message}{hint} [named at {origin.file}:{origin.line}]",
             host=label))
+    if watch is not None:  # drift watch (issue 18): live facts against the approved state
+        found, checked = watch.findings(result, inventory.targets, bool(hosts or roles))
+        report.findings.extend(found)
+        report.checked.extend(checked)
     return report
+
+
+def _drift_watch(project: Project, config_file: str, drift: bool | None) -> Watch | None:
+    """The one hook of drift watch into the host checks: on with ``scan --drift``, and
+    whenever .kamal/secure-state.json exists (``drift`` None), off with False."""
+    from kamal_secure.drift import watch_for
+
+    return watch_for(project, config_file, drift)
 
 
 def merge(into: Report, other: Report) -> Report:

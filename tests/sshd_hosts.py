@@ -23,6 +23,7 @@ MOUNT_AND_RUN = (
     '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '
     "exec /usr/sbin/sshd -D -e"
 )
+NETNS_UP = "ip link set lo up && "  # a host with its own network namespace: only its sockets
 DEPLOY_USER = "kshdeploy"
 BASE = """\
 Include /etc/ssh/sshd_config.d/*.conf
@@ -79,6 +80,7 @@ class Host:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     public_key: str = ""  # "ssh-ed25519 AAAA..."
+    netns: bool = False  # own network namespace: reach it with tests/ns_relay.py
 
     @property
     def etc(self) -> Path:
@@ -113,9 +115,10 @@ class Lab:
 
     def start(self, addr: str, config: str = HARDENED, port: int = 22,
               files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
-              main_mode: int = 0o644, sudoers: str | None = None) -> Host:
+              main_mode: int = 0o644, sudoers: str | None = None, netns: bool = False
+              ) -> Host:
         assert is_loopback(addr), addr
-        host = Host(addr, port, self.base / f"{addr}-{port}")
+        host = Host(addr, port, self.base / f"{addr}-{port}", netns=netns)
         host.etc.mkdir(parents=True)
         host.root.chmod(0o755)
         host.etc.chmod(0o755)
@@ -140,7 +143,8 @@ class Lab:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         with (host.root / "sshd.log").open("wb") as log:
             host.process = subprocess.Popen(
-                ["unshare", "-m", "--", "/bin/sh", "-c", MOUNT_AND_RUN, str(host.etc),
+                ["unshare", "-m", *(["-n"] if host.netns else []), "--", "/bin/sh", "-c",
+                 (NETNS_UP if host.netns else "") + MOUNT_AND_RUN, str(host.etc),
                  str(host.root / "sudoers.d")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_listening(host)
@@ -184,6 +188,11 @@ def _wait_listening(host: Host) -> None:
         assert host.process is not None
         if host.process.poll() is not None:
             raise RuntimeError(f"sshd for {host.addr} exited: {host.log()}")
+        if host.netns:  # not reachable from here: its own log says when it listens
+            if "Server listening on" in host.log():
+                return
+            time.sleep(0.02)
+            continue
         try:
             with socket.create_connection((host.addr, host.port), timeout=0.5) as sock:
                 sock.recv(64)  # the banner: the daemon is ready

@@ -20,6 +20,7 @@ MODULES = {
     "rotate-key": "kamal_secure.commands.rotate_key",
     "hooks": "kamal_secure.commands.hooks",
     "hook": "kamal_secure.commands.hook",
+    "snapshot": "kamal_secure.commands.snapshot",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kamal_secure.errors import UsageError
 from kamal_secure.rules import (
     containers,
+    drift,
     exposure,
     hooks,
     host,
@@ -29,6 +30,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *settings.RULES,
     *hooks.RULES,
     *host.RULES,
+    *drift.RULES,
     *meta.RULES,
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}

@@ -1,0 +1,263 @@
+"""Drift watch against real loopback sshd hosts, each in its own network namespace (so that
+its listening sockets are its own, not those of every test running on the machine)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.hosts import audit_hosts
+from kamal_secure.report.model import Finding, Severity
+from tests.conftest import Client, next_addr
+from tests.live import write_project
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
+
+pytestmark = pytest.mark.sshd
+STANDIN = Path(__file__).resolve().parents[2] / "examples" / "bin" / "kamal"
+# sudo -n works for the deploy user: sshd -T runs via sudo and `sudo -n -l` lists its rules
+SUDOERS = f"{DEPLOY_USER} ALL=(root) NOPASSWD: /usr/sbin/sshd\n"
+ECDSA = "HostKey /etc/ssh/ssh_host_ecdsa_key\n"
+
+
+def ks(app: Path, client: Client, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ, HOME=str(client.home), KAMAL_SECURE_KAMAL=str(STANDIN))
+    for name in ("KAMAL_SECURE_SKIP", "KAMAL_SECURE_OFFLINE", "KAMAL_SECURE_FAIL_ON"):
+        environ.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "kamal_secure", *args], cwd=app, env=environ,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
+          ) -> tuple[list[Host], Path]:
+    started = []
+    for _ in range(hosts):
+        host = lab.start(next_addr(), HARDENED, authorized={DEPLOY_USER: client.public},
+                         sudoers=SUDOERS, netns=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f",
+                        str(host.etc / "ssh_host_ecdsa_key")], input="y\n", text=True,
+                       capture_output=True, check=True)
+        host.write("sshd_config.d/20-hostkeys.conf", ECDSA)
+        client.trust(host.known_line())
+        started.append(host)
+    # one relay per host: proxy_command reaches each host inside its own namespace
+    relay = " ".join(f"{h.addr}={h.process.pid}" for h in started if h.process)
+    extra = f"  proxy_command: \"{sys.executable} {NS_RELAY} {relay} %h %p\"\n"
+    app = write_project(tmp_path / "app", client, [h.addr for h in started], extra_ssh=extra)
+    return started, app
+
+
+NS_RELAY = Path(__file__).resolve().parents[1] / "ns_relay.py"
+
+
+def scan(app: Path) -> list[Finding]:
+    report = audit_hosts("config/deploy.yml", None, root=app, progress=False, drift=True)
+    assert report.problems == [], report.problems
+    return report.findings
+
+
+def new(before: list[Finding], after: list[Finding]) -> list[tuple[str, Severity, str]]:
+    """Findings in ``after`` that were not in ``before``; the KS719 info listing of other
+    keys (a host rule, not drift) left out."""
+    old = {(f.rule, f.message) for f in before}
+    return sorted((f.rule, f.severity, f.message) for f in after
+                  if (f.rule, f.message) not in old and f.rule != "KS719")
+
+
+def approve(app: Path, client: Client) -> str:
+    done = ks(app, client, "snapshot", "--approve")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@contextmanager
+def listener(host: Host, port: int) -> Iterator[None]:
+    assert host.process is not None
+    code = ("import socket,sys,time\ns=socket.create_server(('127.0.0.1', int(sys.argv[1])))\n"
+            "print('up', flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen(["nsenter", "-t", str(host.process.pid), "-n", "--",
+                             sys.executable, "-c", code, str(port)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "up"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def docker_member() -> Iterator[str]:
+    """A user of this test's own, added to the docker group (created when absent); the
+    machine's /etc/passwd and /etc/group are shared by every test host, so all is undone."""
+    user = f"ksdrift{secrets.token_hex(3)}"
+    created = subprocess.run(["getent", "group", "docker"], capture_output=True,
+                             check=False).returncode != 0
+    if created:
+        subprocess.run(["groupadd", "docker"], check=True)
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", user], check=True)
+    try:
+        subprocess.run(["gpasswd", "-a", user, "docker"], capture_output=True, check=True)
+        yield user
+    finally:
+        subprocess.run(["gpasswd", "-d", user, "docker"], capture_output=True, check=False)
+        subprocess.run(["userdel", user], capture_output=True, check=False)
+        if created:
+            subprocess.run(["groupdel", "docker"], capture_output=True, check=False)
+
+
+def reload(host: Host) -> None:
+    """SIGHUP: sshd re-executes itself with the files on disk (same PID, same namespace)."""
+    assert host.process is not None
+    ready = host.log().count("Server listening on")
+    host.process.send_signal(signal.SIGHUP)
+    while host.log().count("Server listening on") == ready:
+        assert host.process.poll() is None, host.log()
+        time.sleep(0.05)
+
+
+def logins(host: Host) -> int:
+    return host.log().count(f"Accepted publickey for {DEPLOY_USER}")
+
+
+def test_each_change_is_one_finding_and_reverting_clears_it(
+        lab: Lab, client: Client, tmp_path: Path) -> None:
+    [host], app = start(lab, client, tmp_path)
+    approve(app, client)
+    baseline = scan(app)
+    assert not [f for f in baseline if f.rule.startswith("KS75")], baseline
+
+    # a new authorized key for the deploy user
+    keys = host.etc / "authorized_keys" / DEPLOY_USER
+    original = keys.read_text()
+    other = keygen(tmp_path / "intruder", "intruder@laptop")
+    keys.write_text(original + other + "\n")
+    [(rule, severity, message)] = new(baseline, scan(app))
+    assert (rule, severity) == ("KS751", Severity.HIGH)
+    assert f"host {host.addr} gained authorized key for {DEPLOY_USER}" in message
+    assert "intruder@laptop" in message
+    keys.write_text(original)
+    assert new(baseline, scan(app)) == []
+
+    # a replaced host key (not the one the connection verifies: that one stops at KS803)
+    saved = {p: p.read_bytes() for p in host.etc.glob("ssh_host_ecdsa_key*")}
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f",
+                    str(host.etc / "ssh_host_ecdsa_key")], input="y\n", text=True,
+                   capture_output=True, check=True)
+    [(rule, severity, message)] = new(baseline, scan(app))
+    assert (rule, severity) == ("KS752", Severity.HIGH)
+    assert "changed host key: ecdsa-sha2-nistp256" in message
+    for path, data in saved.items():
+        path.write_bytes(data)
+    assert new(baseline, scan(app)) == []
+
+    # a drop-in that turns passwords on: reported once, by the host rule that judges it
+    host.write("sshd_config.d/10-cloud.conf", "PasswordAuthentication yes\n")
+    reload(host)
+    [(rule, severity, message)] = new(baseline, scan(app))
+    assert rule == "KS701"
+    assert severity == Severity.CRITICAL
+    (host.etc / "sshd_config.d" / "10-cloud.conf").unlink()
+    reload(host)
+    assert new(baseline, scan(app)) == []
+
+    # a new member of the docker group
+    with docker_member() as user:
+        [(rule, severity, message)] = new(baseline, scan(app))
+        assert (rule, severity) == ("KS753", Severity.HIGH)
+        assert message == f"host {host.addr} gained group member: docker {user}"
+        subprocess.run(["gpasswd", "-d", user, "docker"], capture_output=True, check=True)
+        assert new(baseline, scan(app)) == []
+
+    # a new listening port
+    with listener(host, 8765):
+        [(rule, severity, message)] = new(baseline, scan(app))
+        assert (rule, severity) == ("KS755", Severity.MEDIUM)
+        assert message.startswith(f"host {host.addr} gained listening TCP port: 127.0.0.1:8765")
+    assert new(baseline, scan(app)) == []
+
+
+def test_approve_again_makes_it_normal_and_round_trips(lab: Lab, client: Client,
+                                                        tmp_path: Path) -> None:
+    [host], app = start(lab, client, tmp_path)
+    state = app / ".kamal" / "secure-state.json"
+    assert "approved 1 host(s)" in approve(app, client)
+    first = state.read_bytes()
+    assert "unchanged, 1 host(s)" in approve(app, client)
+    assert state.read_bytes() == first  # byte for byte: no timestamps, no ordering noise
+
+    other = keygen(tmp_path / "ops", "ops@example.com")
+    keys = host.etc / "authorized_keys" / DEPLOY_USER
+    keys.write_text(keys.read_text() + f'from="127.0.0.0/8" {other}\n')
+    assert [f.rule for f in scan(app) if f.rule.startswith("KS75")] == ["KS751"]
+    pending = ks(app, client, "snapshot")  # shows what --approve would accept
+    assert pending.returncode == 0
+    assert f"host {host.addr} gained authorized key for {DEPLOY_USER}" in pending.stderr
+    approve(app, client)
+    assert [f.rule for f in scan(app) if f.rule.startswith("KS75")] == []
+    diff = subprocess.run(["diff", "-u", "-", str(state)], input=first.decode(), text=True,
+                          capture_output=True, check=False).stdout
+    added = [line for line in diff.splitlines() if line.startswith("+") and
+             not line.startswith("+++")]
+    assert len(added) == 1, diff  # one new fact, one new line
+    assert "ops@example.com" in added[0]
+    assert other.split()[1] not in state.read_text()  # fingerprints only, never the key
+
+
+def test_scan_drift_one_connection_per_host_and_waivers(lab: Lab, client: Client,
+                                                        tmp_path: Path) -> None:
+    hosts, app = start(lab, client, tmp_path, hosts=2)
+    approve(app, client)
+    before = [logins(h) for h in hosts]
+    with listener(hosts[0], 9123):
+        done = ks(app, client, "scan", "--drift", "--format", "json", "--fail-on", "medium")
+        assert [logins(h) for h in hosts] == [n + 1 for n in before]
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert '"rule": "KS755"' in done.stdout
+        expires = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+        (app / ".kamal" / "secure.yml").write_text(
+            f"hosts:\n  timeout: 5\nwaivers:\n  - rule: KS755\n    host: \"{hosts[0].addr}\"\n"
+            f"    reason: debug port, OPS-1\n    expires: {expires}\n    owner: ops@example.com\n")
+        waived = ks(app, client, "scan", "--drift", "--fail-on", "medium", "--format", "json")
+        assert '"rule": "KS755"' in waived.stdout
+        assert '"suppressed": {' in waived.stdout
+    assert waived.returncode == 1  # KS104 (forward_agent unset) still counts: high
+    assert "KS755" not in [line for line in waived.stdout.splitlines() if "KS755" in line
+                           and "suppressed\": null" in line]
+
+
+def test_host_sets_and_unknown_facts(lab: Lab, client: Client, tmp_path: Path) -> None:
+    hosts, app = start(lab, client, tmp_path, hosts=2)
+    approve(app, client)
+    deploy = app / "config" / "deploy.yml"
+    text = deploy.read_text()
+    deploy.write_text(text.replace(f"    - {hosts[1].addr}\n", ""))
+    gone = [(f.rule, f.severity, f.message) for f in scan(app) if f.rule.startswith("KS75")]
+    assert gone == [("KS758", Severity.LOW,
+                     f"approved host {hosts[1].addr} is no longer in the config "
+                     "(any destination)")]
+    deploy.write_text(text)
+    state = app / ".kamal" / "secure-state.json"
+    approved = state.read_text()
+    state.write_text(approved.replace(f'"{hosts[1].addr}": {{', '"gone.invalid": {', 1))
+    found = {(f.rule, f.message) for f in scan(app) if f.rule.startswith("KS75")}
+    assert ("KS758", f"host {hosts[1].addr} is in the config but not in the approved "
+            "state") in found
+    state.write_text(approved)
+
+    # sudo -n stops working: the approved sudo rules are unknown now, not unchanged
+    (hosts[0].root / "sudoers.d" / "kamal-secure-test").write_text("")
+    unknown = [(f.rule, f.severity, f.message) for f in scan(app) if f.rule.startswith("KS75")]
+    assert unknown == [("KS759", Severity.HIGH, f"host {hosts[0].addr}: approved sudo rules "
+                        "cannot be read now, so they may have changed (sudo -n -l as "
+                        f"{DEPLOY_USER}: sudo: a password is required)")]

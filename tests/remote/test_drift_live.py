@@ -51,7 +51,8 @@ def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
         started.append(host)
     # one relay per host: proxy_command reaches each host inside its own namespace
     relay = " ".join(f"{h.addr}={h.process.pid}" for h in started if h.process)
-    extra = f"  proxy_command: \"{sys.executable} {NS_RELAY} {relay} %h %p\"\n"
+    extra = (f"  proxy_command: \"{sys.executable} {NS_RELAY} {relay} %h %p\"\n"
+             "  forward_agent: false\n")
     app = write_project(tmp_path / "app", client, [h.addr for h in started], extra_ssh=extra)
     return started, app
 
@@ -231,9 +232,7 @@ def test_scan_drift_one_connection_per_host_and_waivers(lab: Lab, client: Client
         waived = ks(app, client, "scan", "--drift", "--fail-on", "medium", "--format", "json")
         assert '"rule": "KS755"' in waived.stdout
         assert '"suppressed": {' in waived.stdout
-    assert waived.returncode == 1  # KS104 (forward_agent unset) still counts: high
-    assert "KS755" not in [line for line in waived.stdout.splitlines() if "KS755" in line
-                           and "suppressed\": null" in line]
+    assert waived.returncode == 0, waived.stdout + waived.stderr  # the only drift is waived
 
 
 def test_host_sets_and_unknown_facts(lab: Lab, client: Client, tmp_path: Path) -> None:
@@ -261,3 +260,47 @@ def test_host_sets_and_unknown_facts(lab: Lab, client: Client, tmp_path: Path) -
     assert unknown == [("KS759", Severity.HIGH, f"host {hosts[0].addr}: approved sudo rules "
                         "cannot be read now, so they may have changed (sudo -n -l as "
                         f"{DEPLOY_USER}: sudo: a password is required)")]
+
+
+def test_gate_refuses_deploy_on_drift_and_root_keys_count(lab: Lab, client: Client,
+                                                          tmp_path: Path) -> None:
+    [host], app = start(lab, client, tmp_path)
+    missing = ks(app, client, "scan", "--drift")
+    assert missing.returncode == 2
+    assert "secure-state.json does not exist" in missing.stderr
+    approve(app, client)
+    passes = ks(app, client, "deploy")
+    assert passes.returncode == 0, passes.stdout + passes.stderr
+    assert "stand-in kamal ran" in passes.stdout
+    root_keys = host.etc / "authorized_keys" / "root"  # AuthorizedKeysFile .../%u, for root
+    root_keys.write_text(keygen(tmp_path / "rootkey", "backdoor") + "\n")
+    root_keys.chmod(0o644)
+    [(rule, severity, message)] = [(f.rule, f.severity, f.message) for f in scan(app)
+                                   if f.rule.startswith("KS75")]
+    assert (rule, severity) == ("KS751", Severity.HIGH)
+    assert message.startswith(f"host {host.addr} gained authorized key for root: ")
+    done = ks(app, client, "deploy")  # the gate compares too, because the state file exists
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stand-in kamal ran" not in done.stdout
+    assert "KS751" in done.stderr
+    root_keys.unlink()
+    clean = ks(app, client, "scan", "--drift", "--format", "json")
+    assert '"rule": "KS75' not in clean.stdout
+
+
+def test_approve_writes_nothing_when_a_host_cannot_be_read(lab: Lab, client: Client,
+                                                           tmp_path: Path) -> None:
+    [host], app = start(lab, client, tmp_path)
+    approve(app, client)
+    state = app / ".kamal" / "secure-state.json"
+    before = state.read_bytes()
+    deploy = app / "config" / "deploy.yml"
+    silent = next_addr()
+    lab.silent(silent)
+    deploy.write_text(deploy.read_text().replace(f"    - {host.addr}\n",
+                                                 f"    - {host.addr}\n    - {silent}\n"))
+    done = ks(app, client, "snapshot", "--approve")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"could not read {silent}" in done.stderr
+    assert "nothing approved" in done.stderr
+    assert state.read_bytes() == before

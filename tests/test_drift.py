@@ -44,7 +44,8 @@ APPROVED = host(authorized_key__deploy={"SHA256:aaa": KEY},
                 group={"docker deploy": "member"},
                 sudoers={},
                 listen={"0.0.0.0:22": "sshd", "127.0.0.1:5432": "?"},
-                sshd={"passwordauthentication": "no", "authorizedkeyscommand": "none"},
+                sshd={"passwordauthentication": "no", "authorizedkeyscommand": "none",
+                      "trustedusercakeys": "none"},
                 sshd_source={"kind": "sshd -T"},
                 ca_key={})
 
@@ -102,7 +103,8 @@ def test_each_change_has_its_rule_and_severity() -> None:
                 group={"docker deploy": "member", "docker eve": "member"},
                 sudoers={"deploy (ALL) NOPASSWD: ALL": ""},
                 listen={"0.0.0.0:22": "sshd", "0.0.0.0:8080": "python3"},
-                sshd={"passwordauthentication": "yes", "authorizedkeyscommand": "/bin/k"},
+                sshd={"passwordauthentication": "yes", "authorizedkeyscommand": "/bin/k",
+                      "trustedusercakeys": "/etc/ssh/ca.pub"},
                 sshd_source={"kind": "sshd -T"},
                 ca_key={"SHA256:ca": "ssh-ed25519"})
     found = changes(APPROVED, live)
@@ -117,6 +119,8 @@ def test_each_change_has_its_rule_and_severity() -> None:
     assert found[5][2] == "host web-1 lost listening TCP port: 127.0.0.1:5432"
     # passwordauthentication is judged by KS701, which reports it: not again here
     assert not any("passwordauthentication" in m for _, _, m in found)
+    # the CA file's path is not a second finding: KS757 reports the keys in it
+    assert not any("trustedusercakeys" in m for _, _, m in found)
 
 
 def test_options_change_is_high_comment_change_is_not_a_change() -> None:

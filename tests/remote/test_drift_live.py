@@ -304,3 +304,16 @@ def test_approve_writes_nothing_when_a_host_cannot_be_read(lab: Lab, client: Cli
     assert f"could not read {silent}" in done.stderr
     assert "nothing approved" in done.stderr
     assert state.read_bytes() == before
+
+
+def test_new_trusted_ca_is_one_finding(lab: Lab, client: Client, tmp_path: Path) -> None:
+    [host], app = start(lab, client, tmp_path)
+    approve(app, client)
+    baseline = scan(app)
+    host.write("user_ca.pub", keygen(tmp_path / "ca", "corp-ca") + "\n")
+    host.write("sshd_config.d/30-ca.conf", "TrustedUserCAKeys /etc/ssh/user_ca.pub\n")
+    [(rule, severity, message)] = new(baseline, scan(app))
+    assert (rule, severity) == ("KS757", Severity.HIGH)
+    assert message.startswith(f"host {host.addr} gained TrustedUserCAKeys key: SHA256:")
+    (host.etc / "sshd_config.d" / "30-ca.conf").unlink()
+    assert new(baseline, scan(app)) == []

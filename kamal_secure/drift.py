@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ KINDS: dict[str, tuple[Rule, Severity, str]] = {
 @dataclass
 class State:
     hosts: dict[str, HostState]
+    lines: dict[str, int] = field(default_factory=dict)  # host -> its line in the file read
 
 
 def _kind(name: str) -> tuple[Rule, Severity, str]:
@@ -129,7 +130,19 @@ def parse(text: str, name: str = str(STATE_FILE)) -> State:
             else:
                 state.facts[kind] = dict(facts)
         hosts[host] = state
-    return State(hosts)
+    return State(hosts, _host_lines(text))
+
+
+def _host_lines(text: str) -> dict[str, int]:
+    """Where each host starts, in a file as render() writes it (for locations)."""
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith('    "') and line.endswith(("{", "{},", "{}")):
+            try:
+                found[json.loads(line.strip().rsplit(":", 1)[0])] = number
+            except json.JSONDecodeError:
+                continue
+    return found
 
 
 def read(root: Path) -> State | None:
@@ -307,7 +320,8 @@ class Watch:
             if everywhere is not None and host not in everywhere:
                 yield rules.HOST_SET.finding(
                     f"approved host {host} is no longer in the config (any destination)",
-                    Location(str(STATE_FILE), host=host), severity=Severity.LOW)
+                    Location(str(STATE_FILE), self.state.lines.get(host), host=host),
+                    severity=Severity.LOW)
 
 
 def watch_for(project: Project, config_file: str, wanted: bool | None) -> Watch | None:

@@ -58,6 +58,9 @@ def test_render_is_sorted_one_fact_per_line_and_round_trips() -> None:
     assert '        "SHA256:aaa": {"comment": "kamal-deploy:shop", "options": "", ' \
            '"type": "ssh-ed25519"}' in text.splitlines()
     assert '      "group": {}' in text.splitlines()
+    lines = drift.parse(text).lines
+    assert text.splitlines()[lines["web-2"] - 1] == '    "web-2": {'
+    assert text.splitlines()[lines["web-1"] - 1] == '    "web-1": {'
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,6 +4,7 @@ its listening sockets are its own, not those of every test running on the machin
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import signal
@@ -241,10 +242,14 @@ def test_host_sets_and_unknown_facts(lab: Lab, client: Client, tmp_path: Path) -
     deploy = app / "config" / "deploy.yml"
     text = deploy.read_text()
     deploy.write_text(text.replace(f"    - {hosts[1].addr}\n", ""))
-    gone = [(f.rule, f.severity, f.message) for f in scan(app) if f.rule.startswith("KS75")]
-    assert gone == [("KS758", Severity.LOW,
-                     f"approved host {hosts[1].addr} is no longer in the config "
-                     "(any destination)")]
+    gone = [f for f in scan(app) if f.rule.startswith("KS75")]
+    assert [(f.rule, f.severity, f.message) for f in gone] == [
+        ("KS758", Severity.LOW, f"approved host {hosts[1].addr} is no longer in the config "
+         "(any destination)")]
+    state_lines = (app / ".kamal" / "secure-state.json").read_text().splitlines()
+    line = gone[0].location.line
+    assert line is not None
+    assert state_lines[line - 1] == f'    "{hosts[1].addr}": {{'  # SARIF points at the host
     deploy.write_text(text)
     state = app / ".kamal" / "secure-state.json"
     approved = state.read_text()
@@ -317,3 +322,24 @@ def test_new_trusted_ca_is_one_finding(lab: Lab, client: Client, tmp_path: Path)
     assert message.startswith(f"host {host.addr} gained TrustedUserCAKeys key: SHA256:")
     (host.etc / "sshd_config.d" / "30-ca.conf").unlink()
     assert new(baseline, scan(app)) == []
+
+
+def test_destinations_share_one_state_file(lab: Lab, client: Client, tmp_path: Path) -> None:
+    [prod, staging], app = start(lab, client, tmp_path, hosts=2)
+    deploy = app / "config" / "deploy.yml"
+    deploy.write_text(deploy.read_text().replace(f"    - {staging.addr}\n", ""))
+    (app / "config" / "deploy.staging.yml").write_text(
+        f"servers:\n  web:\n    - {staging.addr}\n")
+    approve(app, client)  # every destination: both hosts
+    state = app / ".kamal" / "secure-state.json"
+    assert f'"{prod.addr}"' in state.read_text()
+    assert f'"{staging.addr}"' in state.read_text()
+    staged = ks(app, client, "scan", "--drift", "-d", "staging", "--format", "json")
+    assert '"rule": "KS75' not in staged.stdout, staged.stdout  # prod is not "gone"
+    keys = staging.etc / "authorized_keys" / DEPLOY_USER
+    keys.write_text(keys.read_text() + keygen(tmp_path / "k2", "staging-ops") + "\n")
+    prod_before = json.loads(state.read_text())["hosts"][prod.addr]
+    done = ks(app, client, "snapshot", "--approve", "-d", "staging")
+    assert done.returncode == 0, done.stderr
+    assert "staging-ops" in state.read_text()
+    assert json.loads(state.read_text())["hosts"][prod.addr] == prod_before  # kept as is

@@ -16,6 +16,7 @@ from kamal_secure.remote.drift_facts import (
     parse_proc_net,
     parse_ss,
     safe_options,
+    scrub,
     sudo_rules,
 )
 from kamal_secure.report.model import Location, Severity
@@ -213,3 +214,13 @@ def test_nightly_example_runs_scan_drift_as_sarif_on_a_schedule() -> None:
     scan = next(s["run"] for s in steps if "scan --drift" in s.get("run", ""))
     assert "--format sarif" in scan
     assert "--soft-fail" not in scan
+
+
+def test_secret_looking_text_from_hosts_is_digested() -> None:
+    rule = "(root) NOPASSWD: /usr/bin/backup --password=Zx9#kQ2!vL7@pR4w"
+    assert "Zx9#kQ2" not in scrub(rule)
+    assert scrub(rule).startswith("(root) NOPASSWD: /usr/bin/backup --password=<sha256:")
+    token = "/usr/bin/curl -H Bearer ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    assert scrub(token).startswith("<redacted: GitHub token, sha256:")
+    assert scrub("/usr/sbin/sshd -T") == "/usr/sbin/sshd -T"
+    assert scrub(token) == scrub(token)  # stable: an unchanged host is unchanged

@@ -20,10 +20,12 @@ from typing import Any
 from kamal_secure.remote.authorized import blob_fingerprint, parse_authorized_keys
 from kamal_secure.remote.facts import SOURCE_HOSTKEY, HostFacts, split_options
 from kamal_secure.remote.sshd import Runner, SshdFacts, authorized_keys_paths, sections
+from kamal_secure.rules.secretscan import looks_secret, vendor_match
 
 GROUPS = ("docker", "sudo", "wheel", "admin")  # root-equivalent on a Kamal host
 HOSTKEY_GLOB = "/etc/ssh/ssh_host_*_key.pub"
 HASHED_OPTIONS = ("command", "environment")  # may carry secrets: kept as a digest
+QUOTE = '"'
 # First words of what sshd -T says on stderr ("Unable to load host key: ..."), which the host
 # checks' output carries along: no sshd keyword is one of them.
 DIAGNOSTICS = frozenset({"unable", "could", "error", "warning", "fatal", "bad", "missing",
@@ -133,7 +135,7 @@ def _settings(state: HostState, facts: HostFacts) -> None:
         if key != "hostkey" and key not in DIAGNOSTICS:
             values.setdefault(key, []).append(value)
     for key, found in values.items():
-        state.put("sshd", key, " | ".join(found))
+        state.put("sshd", key, scrub(" | ".join(found)))
 
 
 def parse_accounts(text: str) -> dict[str, Account]:
@@ -177,7 +179,7 @@ def _sudo(state: HostState, parts: dict[str, str], user: str) -> None:
         state.lost("sudoers", f"sudo -n -l as {user}: {why[:200]}")
         return
     for rule in sudo_rules(body):
-        state.put("sudoers", f"{user} {rule}", "")
+        state.put("sudoers", f"{user} {scrub(rule)}", "")
     state.facts.setdefault("sudoers", {})
 
 
@@ -318,7 +320,26 @@ def _authorized(state: HostState, runner: Runner, facts: HostFacts,
             for key in parse_authorized_keys(parts.get(f"file {path}", ""), path):
                 state.put(kind, key.fingerprint, {"type": key.key_type,
                                                   "options": safe_options(key.options),
-                                                  "comment": key.comment})
+                                                  "comment": scrub(key.comment)})
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def scrub(text: str) -> str:
+    """Free text from a host with anything that looks like a secret replaced by a digest
+    (a change still shows; the value never reaches the state file): a known token shape
+    anywhere, or ``name=value`` where the name says secret and the value looks like one."""
+    if vendor_match(text):
+        return f"<redacted: {vendor_match(text)}, sha256:{_digest(text)}>"
+    words = []
+    for word in text.split(" "):
+        name, eq, value = word.partition("=")
+        if eq and looks_secret(name.lstrip("-"), value.strip("'\"")):
+            word = f"{name}=<sha256:{_digest(value)}>"
+        words.append(word)
+    return " ".join(words)
 
 
 def safe_options(options: str) -> str:
@@ -327,8 +348,7 @@ def safe_options(options: str) -> str:
     for part in split_options(options):
         name, eq, value = part.partition("=")
         if eq and name.lower() in HASHED_OPTIONS:
-            digest = hashlib.sha256(value.strip('"').encode()).hexdigest()[:16]
-            out.append(f"{name}=<sha256:{digest}>")
+            out.append(f"{name}=<sha256:{_digest(value.strip(QUOTE))}>")
         else:
             out.append(part)
     return ",".join(out)

@@ -193,9 +193,12 @@ def _who(kind: str) -> str:
     return f" for {user}" if user else ""
 
 
-def compare(approved: HostState, live: HostState, host: str, where: Location
-            ) -> Iterator[Finding]:
-    """Every added, removed or changed fact of one host, and every fact now unknown."""
+def compare(approved: HostState, live: HostState, host: str, where: Location,
+            judged: bool = False) -> Iterator[Finding]:
+    """Every added, removed or changed fact of one host, and every fact now unknown.
+
+    Settings a host rule judges are left to that rule unless ``judged`` (what
+    ``snapshot`` lists: everything ``--approve`` would accept)."""
     kinds = sorted(set(approved.facts) | set(approved.unknown) | set(live.facts) |
                    set(live.unknown))
     source = approved.facts.get("sshd_source"), live.facts.get("sshd_source")
@@ -214,7 +217,7 @@ def compare(approved: HostState, live: HostState, host: str, where: Location
         if kind == "sshd_source":
             continue
         for subject in sorted(set(old) | set(new)):
-            if kind == "sshd" and (subject in JUDGED or subject in COVERED):
+            if kind == "sshd" and (subject in COVERED or (subject in JUDGED and not judged)):
                 continue  # the host rule that judges it (or the kind that holds it) reports it
             yield from _change(rule, severity, kind, noun, subject, old, new, host, where)
 

@@ -123,6 +123,10 @@ def test_each_change_has_its_rule_and_severity() -> None:
     assert found[5][2] == "host web-1 lost listening TCP port: 127.0.0.1:5432"
     # passwordauthentication is judged by KS701, which reports it: not again here
     assert not any("passwordauthentication" in m for _, _, m in found)
+    # snapshot lists every change --approve would accept, judged settings too
+    listed = [f.message for f in drift.compare(APPROVED, live, "web-1", HERE, judged=True)]
+    assert "host web-1 changed sshd setting: passwordauthentication no -> " \
+           "passwordauthentication yes" in listed
     # the CA file's path is not a second finding: KS757 reports the keys in it
     assert not any("trustedusercakeys" in m for _, _, m in found)
 

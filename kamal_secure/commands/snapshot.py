@@ -102,7 +102,8 @@ def _summary(approved: drift.State | None, state: drift.State,
         if before is None:
             lines.append(f"new host {host}")
             continue
-        lines.extend(f.message for f in drift.compare(before, live[host], host, Location(host=host))
+        lines.extend(f.message for f in drift.compare(before, live[host], host,
+                                                      Location(host=host), judged=True)
                      if f.severity > 0)
     lines.extend(f"host {h} leaves the state" for h in sorted(approved.hosts)
                  if h not in state.hosts)

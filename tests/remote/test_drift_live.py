@@ -169,6 +169,8 @@ def test_each_change_is_one_finding_and_reverting_clears_it(
     [(rule, severity, message)] = new(baseline, scan(app))
     assert rule == "KS701"
     assert severity == Severity.CRITICAL
+    listed = ks(app, client, "snapshot")  # what --approve would accept lists it all the same
+    assert "passwordauthentication no -> passwordauthentication yes" in listed.stderr
     (host.etc / "sshd_config.d" / "10-cloud.conf").unlink()
     reload(host)
     assert new(baseline, scan(app)) == []
@@ -179,6 +181,13 @@ def test_each_change_is_one_finding_and_reverting_clears_it(
         assert (rule, severity) == ("KS753", Severity.HIGH)
         assert message == f"host {host.addr} gained group member: docker {user}"
         subprocess.run(["gpasswd", "-d", user, "docker"], capture_output=True, check=True)
+        assert new(baseline, scan(app)) == []
+        # docker as the primary group (not listed in /etc/group's member list) counts too
+        subprocess.run(["usermod", "-g", "docker", user], check=True)
+        [(rule, severity, message)] = new(baseline, scan(app))
+        assert (rule, severity) == ("KS753", Severity.HIGH)
+        assert message == f"host {host.addr} gained group member: docker {user}"
+        subprocess.run(["usermod", "-g", user, user], check=True)
         assert new(baseline, scan(app)) == []
 
     # a new listening port

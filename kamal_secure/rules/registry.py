@@ -30,8 +30,8 @@ ALL_RULES: tuple[Rule, ...] = (
     *settings.RULES,
     *hooks.RULES,
     *host.RULES,
-    *drift.RULES,
     *meta.RULES,
+    *drift.RULES,  # last: SARIF rule indexes of the rules before it stay as they were
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 

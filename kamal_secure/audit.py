@@ -91,13 +91,15 @@ def evaluate(
     every_destination: bool = False,
     allow_proxy_command: bool = False,
     exact_hosts: tuple[str, list[str]] | None = None,
+    drift: bool | None = None,
 ) -> Report:
     """Every check the gate runs (the live host checks when ``live``), policy applied.
 
     ``every_destination`` (scan): a base file that cannot be deployed alone is audited
     through each of its destinations instead (see ``targets``).
     ``allow_proxy_command``: run ``ssh.proxy_command`` to reach the hosts (the gate and
-    hooks say yes: Kamal runs it next; ``scan`` only when the user says so)."""
+    hooks say yes: Kamal runs it next; ``scan`` only when the user says so).
+    ``drift``: compare the hosts with .kamal/secure-state.json (None: when it exists)."""
     names = targets(config_file, destination) if every_destination else [destination]
     reports = []
     for name in names:
@@ -108,7 +110,7 @@ def evaluate(
             merge(report, audit_hosts(config_file, name, hosts, roles,
                                       settings=policy.hosts,
                                       allow_proxy_command=allow_proxy_command,
-                                      exact=exact_hosts))
+                                      exact=exact_hosts, drift=drift))
         reports.append((name, report))
     report = combine(reports, expanded=names != [destination])
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

@@ -30,6 +30,8 @@ Usage:
   kamal-secure harden [--allow-from CIDR] the sshd baseline on every host, no lockout
   kamal-secure pin-hosts [--expect FP]   pin host keys so Kamal itself verifies them
   kamal-secure init-policy               write a commented starter .kamal/secure.yml
+  kamal-secure snapshot [--approve]      the hosts' security state; --approve records it
+                                         in .kamal/secure-state.json (drift watch)
   kamal-secure hooks install|uninstall|status
                                          run the gate from Kamal's own hooks too
   kamal-secure binstub install|uninstall|status

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
-from kamal_secure.config.load import load_project
+from kamal_secure.config.load import Project, load_project
 from kamal_secure.host_policy import HostPolicy, host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
 from kamal_secure.rules.registry import get
 
 if TYPE_CHECKING:
+    from kamal_secure.drift import Watch
     from kamal_secure.remote.fleet import FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
@@ -32,10 +33,12 @@ def audit_hosts(
     settings: dict[str, Any] | None = None,
     allow_proxy_command: bool = False,
     exact: tuple[str, list[str]] | None = None,
+    drift: bool | None = None,
 ) -> Report:
     """``exact``: (where they come from, host names): check exactly these hosts (a Kamal
     hook's KAMAL_HOSTS), also those the config does not name, instead of -h/-r filters."""
     project = load_project(config_file, destination, root)
+    hosts, roles = list(hosts), list(roles)
     inventory = build_inventory(project, hosts, roles)
     if exact is not None:
         inventory = exact_hosts(inventory, exact[1], exact[0])
@@ -45,9 +48,17 @@ def audit_hosts(
     from kamal_secure.remote.fleet import check_fleet
 
     allow = allow_proxy_command or policy.allow_proxy_command
+    watch = _drift_watch(project, config_file, drift)
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
-                         allow_proxy_command=allow)
-    return fleet_report(result, policy, registry=local_registry(project))
+                         allow_proxy_command=allow,
+                         collect=watch.collect if watch is not None else None)
+    report = fleet_report(result, policy, registry=local_registry(project))
+    if watch is not None:  # drift watch (issue 18): live facts against the approved state
+        found, checked = watch.findings(result, inventory.targets,
+                                         bool(hosts or roles or exact))
+        report.findings.extend(found)
+        report.checked.extend(checked)
+    return report
 
 
 def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None = None,
@@ -77,6 +88,14 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
             message=f"{problem.message}{hint} [named at {origin.file}:{origin.line}]",
             host=label))
     return report
+
+
+def _drift_watch(project: Project, config_file: str, drift: bool | None) -> Watch | None:
+    """The one hook of drift watch into the host checks: on with ``scan --drift``, and
+    whenever .kamal/secure-state.json exists (``drift`` None), off with False."""
+    from kamal_secure.drift import watch_for
+
+    return watch_for(project, config_file, drift)
 
 
 def merge(into: Report, other: Report) -> Report:

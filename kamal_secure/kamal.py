@@ -45,7 +45,7 @@ KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
 # Our own command words; none of them is a kamal command.
 OWN_COMMANDS = (
     "scan", "doctor", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts",
-    "init-policy", "rotate-key", "hooks", "hook", "binstub",
+    "init-policy", "rotate-key", "hooks", "hook", "binstub", "snapshot",
 )
 
 EXEC_MARKER = "KAMAL_SECURE_EXEC"

@@ -25,6 +25,7 @@ MOUNT_AND_RUN = (
     '{ [ -z "$2" ] || mount --bind "$2" "$3"; } && '
     "exec /usr/sbin/sshd -D -e"
 )
+NETNS_UP = "ip link set lo up && "  # a host with its own network namespace: only its sockets
 DEPLOY_USER = "kshdeploy"
 BASE = """\
 Include /etc/ssh/sshd_config.d/*.conf
@@ -81,6 +82,7 @@ class Host:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     public_key: str = ""  # "ssh-ed25519 AAAA..."
+    netns: bool = False  # own network namespace: reach it with tests/ns_relay.py
 
     @property
     def etc(self) -> Path:
@@ -121,11 +123,12 @@ class Lab:
     def start(self, addr: str, config: str = HARDENED, port: int = 22,
               files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
               main_mode: int = 0o644, sudoers: str | None = None,
-              own_home: bool = False) -> Host:
+              own_home: bool = False, netns: bool = False) -> Host:
         """``own_home``: the deploy user's ~/.ssh on this host is a directory of its own
-        (bind-mounted in the host's namespace), so hosts do not share authorized_keys."""
+        (bind-mounted in the host's namespace), so hosts do not share authorized_keys.
+        ``netns``: the host has a network namespace of its own (only its sockets)."""
         assert is_loopback(addr), addr
-        host = Host(addr, port, self.base / f"{addr}-{port}")
+        host = Host(addr, port, self.base / f"{addr}-{port}", netns=netns)
         host.etc.mkdir(parents=True)
         host.root.chmod(0o755)
         host.etc.chmod(0o755)
@@ -155,7 +158,8 @@ class Lab:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         with (host.root / "sshd.log").open("wb") as log:
             host.process = subprocess.Popen(
-                ["unshare", "-m", "--", "/bin/sh", "-c", MOUNT_AND_RUN, str(host.etc),
+                ["unshare", "-m", *(["-n"] if host.netns else []), "--", "/bin/sh", "-c",
+                 (NETNS_UP if host.netns else "") + MOUNT_AND_RUN, str(host.etc),
                  str(host.root / "sudoers.d"),
                  str(host.user_ssh) if own_home else "",
                  str(Path(pwd.getpwnam(DEPLOY_USER).pw_dir) / ".ssh") if own_home else ""],
@@ -205,6 +209,11 @@ def _wait_listening(host: Host) -> None:
         assert host.process is not None
         if host.process.poll() is not None:
             raise RuntimeError(f"sshd for {host.addr} exited: {host.log()}")
+        if host.netns:  # not reachable from here: its own log says when it listens
+            if "Server listening on" in host.log():
+                return
+            time.sleep(0.02)
+            continue
         try:
             with socket.create_connection((host.addr, host.port), timeout=0.5) as sock:
                 sock.recv(64)  # the banner: the daemon is ready

@@ -22,6 +22,7 @@ MODULES = {
     "hooks": "kamal_secure.commands.hooks",
     "binstub": "kamal_secure.commands.binstub",
     "hook": "kamal_secure.commands.hook",
+    "snapshot": "kamal_secure.commands.snapshot",
 }
 
 

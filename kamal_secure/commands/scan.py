@@ -38,6 +38,9 @@ def _parser() -> Parser:
     p.add_argument("--allow-proxy-command", action="store_true",
                    help="run ssh.proxy_command from deploy.yml to reach the hosts (a local "
                    "command from the scanned repository; off by default)")
+    p.add_argument("--drift", action="store_true",
+                   help="compare the hosts with the approved .kamal/secure-state.json "
+                   "(required; without --drift it is compared whenever it exists)")
     p.add_argument("--format", action="append", choices=FORMATS, default=None,
                    help="text, json, sarif or github; repeat for several (default: text)")
     p.add_argument("--output", action="append", type=Path, default=None,
@@ -92,11 +95,14 @@ def run(args: list[str]) -> int:
     policy = load_policy(opts.policy)
     fail_on = _fail_on(opts, policy)
     known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
+    if opts.drift and opts.offline:
+        raise UsageError("--drift reads the hosts: it cannot be combined with --offline")
     report = evaluate(opts.config_file, opts.destination, policy,
                       inline=False if opts.no_inline_waivers else None, baseline=known,
                       live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles),
                       every_destination=True,
-                      allow_proxy_command=opts.allow_proxy_command)
+                      allow_proxy_command=opts.allow_proxy_command,
+                      drift=True if opts.drift else None)
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")

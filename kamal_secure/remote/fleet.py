@@ -37,11 +37,17 @@ class FleetResult:
     problems: list[HostProblem] = field(default_factory=list)
     connections: int = 0
     execs: int = 0
+    collected: dict[str, object] = field(default_factory=dict)  # target name -> collect()
+
+
+# Optional extra reading on each host's session once its facts are in (drift watch).
+Collect = Callable[[session.Session, HostFacts], object]
 
 
 def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
                 timeout: float = 20.0, progress: bool | None = None,
-                allow_proxy_command: bool = False) -> FleetResult:
+                allow_proxy_command: bool = False,
+                collect: Collect | None = None) -> FleetResult:
     connector = session.Connector(
         inventory.ssh, hostkeys.load_known_hosts(hostkeys.known_hosts_files(root)),
         session.load_login_keys(inventory.ssh), timeout,
@@ -55,7 +61,8 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
     waves = -(-len(targets) // workers)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(_one, connector, t): t for t in targets}
+        futures = {pool.submit(_one, connector, t, collect, result.collected): t
+                   for t in targets}
         _collect(futures, result, (timeout * 3 + 5) * waves, show)
     finally:
         for transport in list(connector.opened):  # unblocks any thread still waiting
@@ -119,7 +126,8 @@ def _progress(total: int) -> Callable[[str | None], None]:
     return tick
 
 
-def _one(connector: session.Connector, target: Target) -> Outcome:
+def _one(connector: session.Connector, target: Target, collect: Collect | None = None,
+         collected: dict[str, object] | None = None) -> Outcome:
     ssh = connector.ssh
     if target.dynamic or is_dynamic(ssh.user):
         what = "host name" if target.dynamic else "ssh.user"
@@ -137,7 +145,10 @@ def _one(connector: session.Connector, target: Target) -> Outcome:
     except Exception as err:  # any other failure of one host must not stop the fleet
         return None, HostProblem(target, "KS801", f"cannot connect: {_describe(err)}"), 0
     try:
-        return _facts(sess, target, ssh), None, sess.execs
+        facts = _facts(sess, target, ssh)
+        if collect is not None and collected is not None:
+            collected[target.name] = collect(sess, facts)
+        return facts, None, sess.execs
     except Exception as err:  # a host that misbehaves mid-way is incomplete, not a crash
         return None, HostProblem(target, "KS801",
                                  f"lost the host while reading: {_describe(err)}"), 0

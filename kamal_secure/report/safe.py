@@ -63,8 +63,17 @@ def _vendor(match: re.Match[str], name: str) -> str:
     return redact(match.group(0))
 
 
+# SSH algorithm and key type names and key fingerprints: public words that look random
+# ("host key: ecdsa-sha2-nistp256", "CA key: SHA256:...")
+ALGORITHM = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|rsa-sha2-\d+|sk-[\w.-]+"
+                       r"|[\w.-]+@openssh\.com)(-cert-v01@openssh\.com)?"
+                       r"|SHA256:[A-Za-z0-9+/]{43}|MD5(:[0-9a-f]{2}){16}")
+
+
 def _assignment(match: re.Match[str]) -> str:
     name, value = match.group("name"), match.group("value")
+    if ALGORITHM.fullmatch(value):
+        return match.group(0)
     if not KEYWORD.search(name.rsplit(".", 1)[-1]) or looks_secret(name, value) is None:
         return match.group(0)
     return f"{name}{match.group('sep')}{match.group('q')}{redact(value)}"

@@ -16,6 +16,8 @@ INDEX = "README.md"
 
 
 def _lang(rule: Rule) -> str:
+    if rule.example_path.endswith(".json"):
+        return "json"
     return "yaml" if rule.example_path.endswith(".yml") else "sh"
 
 

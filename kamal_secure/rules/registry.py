@@ -6,6 +6,7 @@ from kamal_secure.errors import UsageError
 from kamal_secure.rules import (
     cmdline,
     containers,
+    drift,
     exposure,
     hooks,
     host,
@@ -32,6 +33,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *hooks.RULES,
     *host.RULES,
     *meta.RULES,
+    *drift.RULES,  # last: SARIF rule indexes of the rules before it stay as they were
 )
 _BY_ID = {rule.id: rule for rule in ALL_RULES}
 

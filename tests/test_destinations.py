@@ -31,8 +31,9 @@ def test_every_destination_is_audited_and_named(tmp_path: Path) -> None:
                              "config/deploy.production.yml": PRODUCTION})
     found = _findings(tmp_path)
     assert all(str(f["message"]).startswith("[-d ") for f in found)
-    # staging sets ssh.user: deploy, production sets no ssh at all (Kamal: root)
-    assert _where(found, "KS103") == {("config/deploy.yml", 1, "[-d production]")}
+    # staging sets ssh.user: deploy, production sets no ssh at all (Kamal: root): the one
+    # grouped finding for a missing ssh section (KS100), at the base file
+    assert _where(found, "KS100") == {("config/deploy.yml", 1, "[-d production]")}
     # production's proxy has no ssl, staging's has; the finding is in production's file
     assert _where(found, "KS404") == {("config/deploy.production.yml", 3, "[-d production]")}
     # a fact about the base that holds for both destinations is listed once, naming both
@@ -58,8 +59,9 @@ def test_explicit_destination_and_deployable_base_are_unchanged(tmp_path: Path) 
     deployable = BASE.replace("require_destination: true\n", "servers:\n  - 203.0.113.5\n")
     write_project(tmp_path, {"config/deploy.yml": deployable})
     found = _findings(tmp_path)
-    assert _where(found, "KS103") == {("config/deploy.yml", 1, "ssh.user is not set: Kamal "
-                                       "connects as root]")}
+    assert _where(found, "KS100") == {("config/deploy.yml", 1, "no ssh section: Kamal logs in "
+                                       "as root, offers every key it finds and forwards "
+                                       "your agent]")}
 
 
 def test_an_empty_base_is_audited_through_its_destinations(tmp_path: Path) -> None:
@@ -68,4 +70,4 @@ def test_an_empty_base_is_audited_through_its_destinations(tmp_path: Path) -> No
                              "config/deploy.production.yml": BASE.replace(
                                  "require_destination: true\n", "") + PRODUCTION})
     found = _findings(tmp_path)
-    assert _where(found, "KS103") == {("config/deploy.yml", 1, "[-d production]")}
+    assert _where(found, "KS100") == {("config/deploy.yml", 1, "[-d production]")}

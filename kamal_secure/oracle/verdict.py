@@ -291,11 +291,17 @@ def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, A
         origin = origins.get(host.host) or Origin(
             project.sources[0].name if project.sources else str(project.config_path), 1, 1)
         groups.setdefault(host.ssh, []).append(Target(host.hostname, origin))
+    from kamal_secure.drift import watch_for
+
+    # drift watch (issue 18): when .kamal/secure-state.json exists, every host is read again
+    # on its own session with the drift facts (the speculated facts have none)
+    watch = watch_for(project, str(project.config_path), None)
     known: dict[tuple[SshSettings, str], Any] = {}
     if speculation is not None:
         speculation.done.wait()
-        known = speculation.facts
+        known = speculation.facts if watch is None else {}
     report = Report()
+    everything = FleetResult()
     for ssh, targets in groups.items():
         unique = list({t.name: t for t in targets}.values())
         done = FleetResult(facts=[(t, known[(ssh, t.name)]) for t in unique
@@ -303,10 +309,17 @@ def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, A
         rest = tuple(t for t in unique if (ssh, t.name) not in known)
         if rest:
             result = check_fleet(Inventory(rest, ssh), project.root, policy.concurrency,
-                                 policy.timeout, progress=None, allow_proxy_command=True)
+                                 policy.timeout, progress=None, allow_proxy_command=True,
+                                 collect=watch.collect if watch is not None else None)
             done.facts.extend(result.facts)
             done.problems.extend(result.problems)
+            everything.collected.update(result.collected)
+        everything.facts.extend(done.facts)
         fleet_report(done, policy, report, local_registry(project))
+    if watch is not None:  # Kamal may target a subset (-h/-r): approved hosts it skips are fine
+        found, checked = watch.findings(everything, [t for t, _ in everything.facts], True)
+        report.findings.extend(found)
+        report.checked.extend(checked)
     return report
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import Client, next_addr
 from tests.helpers import REPO
 from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
@@ -260,3 +260,25 @@ def test_harden_then_the_gate_passes_at_high_and_kamal_still_connects(
     passed = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert DEPLOY_USER in passed.stdout  # Kamal's net-ssh still negotiates with the host
+
+
+@pytest.mark.sshd
+def test_guarded_gate_refuses_on_drift_before_kamal_runs(lab: Lab, client: Client,
+                                                         tmp_path: Path, real_kamal: Path) -> None:
+    """Issue 18 through the real Kamal: with an approved state, a key added on the host since
+    is drift (KS751), and the guarded gate stops Kamal before it runs anything there."""
+    host, app = start(lab, client, tmp_path)
+    env = live_env(real_kamal, client)
+    (app / ".kamal" / "secure.yml").write_text("rules:\n  KS751: {severity: critical}\n")
+    approve = run([f"{BIN}/kamal-secure", "snapshot", "--approve"], app, env)
+    assert approve.returncode == 0, approve.stdout + approve.stderr
+    passes = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
+    assert passes.returncode == 0, passes.stdout + passes.stderr
+    assert DEPLOY_USER in passes.stdout  # approved and unchanged: Kamal ran
+    other = keygen(tmp_path / "intruder", comment="intruder@laptop")
+    host.write(f"authorized_keys/{DEPLOY_USER}", client.public + "\n" + other + "\n")
+    refused = run([f"{BIN}/kamal-secure", "server", "exec", "whoami"], app, env)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1, output
+    assert "KS751" in output
+    assert "Running" not in output  # Kamal ran nothing on the host

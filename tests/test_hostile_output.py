@@ -30,7 +30,8 @@ def test_a_malformed_alias_error_does_not_print_its_token(tmp_path: Path) -> Non
     standin = write_standin(tmp_path / "bin")
     run = run_ks(["peek"], root, [standin.parent], tmp_path / "record.json")
     assert run.code == 2
-    assert "cannot split" in run.stderr
+    # the stand-in is not Ruby: our own model refuses the alias it cannot split, quoting it
+    assert "cannot resolve the alias" in run.stderr or "cannot split" in run.stderr
     assert not leaks(run.stdout + run.stderr)
     assert "ghp_…(40 chars)" in run.stderr
 

@@ -11,14 +11,17 @@ from typing import Any, TypeVar
 
 from kamal_secure import __version__
 from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
-from kamal_secure.kamal import OWN_COMMANDS, Invocation, classify, exec_kamal
+from kamal_secure.kamal import OWN_COMMANDS, Invocation, classify, exec_kamal, own_typo
 
 HELP = f"""\
 kamal-secure {__version__}: a security gate in front of Kamal.
 
 Usage:
   kamal-secure KAMAL-COMMAND [ARGS...]   gate the command, then exec the real kamal
-  kamal-secure scan [options]            run the checks without deploying
+  kamal-secure scan [options]            run the checks without deploying (connects to
+                                         every host unless --offline)
+  kamal-secure doctor [--offline]        the ordered commands that would make this
+                                         project pass, with what each needs
   kamal-secure rules                     list every rule: id, severity, title
   kamal-secure explain RULE              show a rule's rationale, fix and examples
   kamal-secure keygen [--write-config]   create a dedicated ed25519 deploy key
@@ -29,6 +32,8 @@ Usage:
   kamal-secure init-policy               write a commented starter .kamal/secure.yml
   kamal-secure hooks install|uninstall|status
                                          run the gate from Kamal's own hooks too
+  kamal-secure binstub install|uninstall|status
+                                         route Rails' bin/kamal through the gate
   kamal-secure --help | --version
 
 Kamal commands that change servers (deploy, setup, redeploy, rollback, app boot,
@@ -43,6 +48,14 @@ Gate settings come from the environment, never from kamal's argv:
                                  and append it to .kamal/secure-audit.log
   KAMAL_SECURE_KAMAL=/path       the real kamal (default: first kamal on PATH
                                  that is not kamal-secure)
+  KAMAL_SECURE_OFFLINE=1         skip the live host checks (said loudly every time;
+                                 recorded in a break-glass entry)
+  KAMAL_SECURE_BASELINE=FILE     only findings not in this baseline stop the gate
+                                 (see `scan --write-baseline`)
+  KAMAL_SECURE_CONFIG=FILE       for the hooks: the config file when it is not
+                                 config/deploy.yml
+Set by kamal-secure for kamal and its hooks (never set them yourself):
+  KAMAL_SECURE_EXEC, KAMAL_SECURE_GATE_DIGEST, KAMAL_SECURE_GATE_HOSTS
 
 Exit codes:
   0  clean, or findings below the threshold (the gate then runs kamal)
@@ -86,6 +99,12 @@ def route(args: list[str]) -> int:
         from kamal_secure.aliases import resolve_kind
 
         kind = _guarded(resolve_kind, inv)
+        typo = own_typo(inv.command) if kind == "pass" else None
+        if typo:
+            raise UsageError(f"unknown command {inv.command!r}: did you mean `{typo}`? "
+                             "(kamal was not started)",
+                             hint=f"`kamal-secure {typo} --help`; kamal's own commands: "
+                             "`kamal help`")
     if kind == "gate":
         from kamal_secure.gate import run_gate
 

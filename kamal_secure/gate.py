@@ -48,13 +48,16 @@ class Verdict:
     fail_on: Severity
     code: int
     skip: str | None  # the break-glass reason, when one was given
+    hosts_checked: bool = True  # False: KAMAL_SECURE_OFFLINE=1 (or scan --offline) skipped them
 
 
 def decide(config_file: str, destination: str | None, environ: dict[str, str],
-           hosts: list[str], roles: list[str], live: bool = True) -> Verdict:
+           hosts: list[str], roles: list[str], live: bool = True,
+           exact_hosts: tuple[str, list[str]] | None = None) -> Verdict:
     """Run every check with the policy applied; raises on usage or config errors.
 
-    The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly)."""
+    The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly).
+    ``exact_hosts``: check exactly these hosts instead of filtering with -h/-r (hooks)."""
     skip = environ.get("KAMAL_SECURE_SKIP")
     if skip is not None and not skip.strip():
         raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
@@ -68,9 +71,12 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
         text.make_console(sys.stderr).print(
             f"[bold white on red] OFFLINE [/] {OFFLINE_ENV}=1: the hosts' sshd settings and "
             "host keys were NOT checked")
+    # Kamal runs ssh.proxy_command itself right after this: running it here adds nothing
     report = evaluate(config_file, destination, policy, baseline=known, live=not offline,
-                      hosts=hosts, roles=roles)
-    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None)
+                      hosts=hosts, roles=roles, allow_proxy_command=True,
+                      exact_hosts=exact_hosts)
+    return Verdict(report, fail_on, report.exit_code(fail_on), skip.strip() if skip else None,
+                   hosts_checked=not offline)
 
 
 def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, str]) -> bool:
@@ -84,7 +90,8 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
     text.render(report, console, verdict.fail_on)
     if verdict.code == EXIT_FINDINGS and verdict.skip:
         reason = scrub(verdict.skip)
-        _append_audit(command, options, reason, report)  # record first: it can still refuse
+        # record first: it can still refuse
+        _append_audit(command, options, reason, report, verdict.hosts_checked)
         console.print(f"[bold white on red] BREAK GLASS [/] KAMAL_SECURE_SKIP: "
                       f"{escape(shown(what))} despite {len(report.active())} finding(s). "
                       f"Reason: {escape(shown(reason))}")
@@ -128,11 +135,25 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def account_name() -> str:
+    """Who broke the glass: $USER/$LOGNAME, else the account name of this uid, else the uid."""
+    named = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if named:
+        return named
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 def _append_audit(command: list[str], options: dict[str, str], reason: str,
-                  report: Report) -> None:
+                  report: Report, hosts_checked: bool) -> None:
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "user": os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
+        "user": account_name(),
+        "hosts_checked": hosts_checked,
         "git_commit": _git_commit(),
         "command": command,
         "options": options,

@@ -32,6 +32,7 @@ class HostPolicy:
     port: int = 0  # the port sshd must listen on; 0: any
     # KS722 when the effective settings could not be established (unreadable file/Include)
     unknown_severity: str = "high"
+    allow_proxy_command: bool = False  # `scan` runs ssh.proxy_command (a local command)
 
 
 def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
@@ -63,6 +64,10 @@ def _apply(policy: HostPolicy, section: dict[str, Any], name: str) -> HostPolicy
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
     if isinstance(default, tuple):
         items = value if isinstance(value, list) else [value]
         return tuple(_word(v) for v in items)

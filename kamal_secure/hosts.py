@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kamal_secure.config.inventory import build_inventory
+from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import load_project
 from kamal_secure.host_policy import host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
@@ -27,20 +27,29 @@ def audit_hosts(
     root: Path | None = None,
     progress: bool | None = None,
     settings: dict[str, Any] | None = None,
+    allow_proxy_command: bool = False,
+    exact: tuple[str, list[str]] | None = None,
 ) -> Report:
+    """``exact``: (where they come from, host names): check exactly these hosts (a Kamal
+    hook's KAMAL_HOSTS), also those the config does not name, instead of -h/-r filters."""
     project = load_project(config_file, destination, root)
     inventory = build_inventory(project, hosts, roles)
+    if exact is not None:
+        inventory = exact_hosts(inventory, exact[1], exact[0])
     # the gate has read .kamal/secure.yml already: use its hosts: section, don't read it again
     policy = (host_policy_from(settings) if settings is not None
               else load_host_policy(project.root))
     from kamal_secure.remote.fleet import check_fleet
 
-    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress)
+    allow = allow_proxy_command or policy.allow_proxy_command
+    result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
+                         allow_proxy_command=allow)
+    registry = local_registry(project)
     report = Report()
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)
-        report.findings.extend(host.check_host(facts, policy, where))
+        report.findings.extend(host.check_host(facts, policy, where, registry))
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
         unknown = host_access.undecided(facts)

@@ -44,8 +44,8 @@ KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
 
 # Our own command words; none of them is a kamal command.
 OWN_COMMANDS = (
-    "scan", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts", "init-policy",
-    "rotate-key", "hooks", "hook",
+    "scan", "doctor", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts",
+    "init-policy", "rotate-key", "hooks", "hook", "binstub",
 )
 
 EXEC_MARKER = "KAMAL_SECURE_EXEC"
@@ -149,6 +149,20 @@ def classify(inv: Invocation) -> str:
             return "pass"
         return "gate"
     return "alias"
+
+
+def own_typo(word: str | None) -> str | None:
+    """Our command that ``word`` looks like a typo of (``scna`` -> ``scan``), or None.
+
+    A word that is a kamal command, or a prefix of one (Thor runs ``kamal dep`` as
+    ``deploy``), is never a typo of ours: it goes to kamal."""
+    if not word or word.startswith("-") or any(c.startswith(word) for c in KNOWN_TOP):
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(word, OWN_COMMANDS, n=1, cutoff=0.7)
+    starts = [c for c in OWN_COMMANDS if c.startswith(word) and len(word) >= 3]
+    return close[0] if close else (starts[0] if len(starts) == 1 else None)
 
 
 def _head(path: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -58,6 +59,18 @@ def _matches(waiver: Waiver, finding: Finding) -> bool:
                for pattern, value in checks)
 
 
+def _nearest(waiver: Waiver, findings: list[Finding]) -> str:
+    """For a waiver whose path matches nothing: the closest path a finding of its rule has."""
+    if waiver.path is None:
+        return ""
+    paths = sorted({f.location.path for f in findings
+                    if f.rule == waiver.rule and f.location.path})
+    if not paths:
+        return f" ({waiver.rule} found nothing to waive)"
+    close = difflib.get_close_matches(waiver.path, paths, n=1, cutoff=0.0)
+    return f"; its findings are at path {', '.join(paths[:5])} (did you mean `path: {close[0]}`?)"
+
+
 def _meta(rule: Rule, message: str, where: str) -> Finding:
     file, _, line = where.rpartition(":")
     return rule.finding(message, Location(file=file, line=int(line) if line.isdigit() else 1))
@@ -89,7 +102,8 @@ class _Applier:
                 waiver.where))
         return finding
 
-    def meta_findings(self, inline_all: list[Inline]) -> Iterator[Finding]:
+    def meta_findings(self, inline_all: list[Inline],
+                      findings: list[Finding]) -> Iterator[Finding]:
         for w in inline_all:
             if not w.reason:
                 yield _meta(meta.INLINE_NO_REASON, f"inline waiver for {', '.join(sorted(w.rules))}"
@@ -100,8 +114,8 @@ class _Applier:
                 yield _meta(meta.WAIVER_EXPIRED, f"waiver for {waiver.rule} expired on "
                             f"{waiver.expires}; {hits} finding(s) count again", waiver.where)
             elif waiver not in self.used:
-                yield _meta(meta.WAIVER_UNUSED, f"waiver for {waiver.rule} matched no finding",
-                            waiver.where)
+                yield _meta(meta.WAIVER_UNUSED, f"waiver for {waiver.rule} matched no finding"
+                            f"{_nearest(waiver, findings)}", waiver.where)
 
 
 def apply(
@@ -123,7 +137,7 @@ def apply(
             continue
         severity = policy.severities.get(finding.rule, finding.severity)
         findings.append(applier.suppress(replace(finding, severity=severity)))
-    findings.extend(applier.meta_findings(found))
+    findings.extend(applier.meta_findings(found, report.findings))
     findings = [replace(f, in_baseline=f.fingerprint() in baseline) for f in findings]
     shown = [f for f in findings if f.severity >= policy.report_on or not f.counts]
     return Report(findings=shown, problems=list(report.problems), checked=list(report.checked))

@@ -24,8 +24,9 @@ def write_project(root: Path, client: Client, hosts: list[str], user: str = DEPL
     return root
 
 
-def scan_hosts(root: Path) -> Report:
-    return audit_hosts("config/deploy.yml", None, root=root, progress=False)
+def scan_hosts(root: Path, allow_proxy_command: bool = False) -> Report:
+    return audit_hosts("config/deploy.yml", None, root=root, progress=False,
+                       allow_proxy_command=allow_proxy_command)
 
 
 def rules_by_host(report: Report) -> dict[str, set[str]]:

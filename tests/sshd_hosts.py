@@ -10,6 +10,7 @@ reaped. Only loopback addresses are ever used.
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import subprocess
 import threading
@@ -21,6 +22,7 @@ SSHD = Path(os.environ.get("KAMAL_SECURE_TEST_SSHD", "/usr/sbin/sshd"))  # overr
 MOUNT_AND_RUN = (
     'mount --bind "$0" /etc/ssh && '
     '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '
+    '{ [ -z "$2" ] || mount --bind "$2" "$3"; } && '
     "exec /usr/sbin/sshd -D -e"
 )
 DEPLOY_USER = "kshdeploy"
@@ -85,6 +87,11 @@ class Host:
         return self.root / "etc-ssh"
 
     @property
+    def user_ssh(self) -> Path:
+        """The deploy user's ~/.ssh as this host sees it (with ``own_home``)."""
+        return self.root / "home-ssh"
+
+    @property
     def known_name(self) -> str:
         return self.addr if self.port == 22 else f"[{self.addr}]:{self.port}"
 
@@ -113,7 +120,10 @@ class Lab:
 
     def start(self, addr: str, config: str = HARDENED, port: int = 22,
               files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
-              main_mode: int = 0o644, sudoers: str | None = None) -> Host:
+              main_mode: int = 0o644, sudoers: str | None = None,
+              own_home: bool = False) -> Host:
+        """``own_home``: the deploy user's ~/.ssh on this host is a directory of its own
+        (bind-mounted in the host's namespace), so hosts do not share authorized_keys."""
         assert is_loopback(addr), addr
         host = Host(addr, port, self.base / f"{addr}-{port}")
         host.etc.mkdir(parents=True)
@@ -132,16 +142,23 @@ class Lab:
             sudo_dir.mkdir(mode=0o755)
             (sudo_dir / "kamal-secure-test").write_text(sudoers)
             (sudo_dir / "kamal-secure-test").chmod(0o440)
-        self._spawn(host)
+        if own_home:
+            entry = pwd.getpwnam(DEPLOY_USER)
+            for path in (Path(entry.pw_dir) / ".ssh", host.user_ssh):
+                path.mkdir(mode=0o700, exist_ok=True)
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self._spawn(host, own_home)
         self.hosts.append(host)
         return host
 
-    def _spawn(self, host: Host) -> None:
+    def _spawn(self, host: Host, own_home: bool = False) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         with (host.root / "sshd.log").open("wb") as log:
             host.process = subprocess.Popen(
                 ["unshare", "-m", "--", "/bin/sh", "-c", MOUNT_AND_RUN, str(host.etc),
-                 str(host.root / "sudoers.d")],
+                 str(host.root / "sudoers.d"),
+                 str(host.user_ssh) if own_home else "",
+                 str(Path(pwd.getpwnam(DEPLOY_USER).pw_dir) / ".ssh") if own_home else ""],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_listening(host)
 
@@ -170,6 +187,10 @@ class Lab:
             except subprocess.TimeoutExpired:
                 host.process.kill()
                 host.process.wait()
+
+    def respawn(self, host: Host) -> None:
+        """Start a stopped host again, with its files as they are."""
+        self._spawn(host, host.user_ssh.exists())
 
     def stop_all(self) -> None:
         for host in self.hosts:
@@ -200,3 +221,26 @@ def can_run_sshd() -> str | None:
     if os.geteuid() != 0:
         return "real sshd test hosts need root (mount namespaces, useradd)"
     return None
+
+
+def wait_sessions_done(host: Host, bound: float = 60) -> None:
+    """Wait until no process but the host's sshd runs in its mount namespace (every remote
+    command has ended, also one whose client died and whose session process is gone, and
+    which init adopted). A bound, not a timing assertion."""
+    assert host.process is not None
+    mine = Path(f"/proc/{host.process.pid}/ns/mnt").readlink()
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        others = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == host.process.pid:
+                continue
+            try:
+                if (entry / "ns" / "mnt").readlink() == mine:
+                    others.append(entry.name)
+            except OSError:
+                continue
+        if not others:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"processes still running on {host.addr} after {bound}s")

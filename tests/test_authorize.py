@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Client, next_addr
 from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab, keygen
+from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab, keygen, wait_sessions_done
 
 pytestmark = pytest.mark.sshd
 # the deploy user's own ~/.ssh/authorized_keys counts too (after the lab's file)
@@ -37,9 +37,12 @@ def old_key(client: Client) -> tuple[Path, str]:
     return path, keygen(path, "old-personal-key")
 
 
-def authorize(app: Path, client: Client, *args: str) -> subprocess.CompletedProcess[str]:
+def authorize(app: Path, client: Client, *args: str, drop: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HOME=str(client.home), NO_COLOR="1")
     env.pop("SSH_AUTH_SOCK", None)
+    if drop:
+        env["KAMAL_SECURE_TEST_DROP_STDIN"] = drop
     return subprocess.run([sys.executable, "-m", "kamal_secure", "authorize", *args], cwd=app,
                           env=env, capture_output=True, text=True, timeout=120, check=False,
                           stdin=subprocess.DEVNULL)
@@ -173,3 +176,27 @@ def test_full_disk_leaves_nothing_half_written(
     assert f"FAILED {addr}: not changed" in done.stdout  # the write itself failed
     assert inside.startswith(original)  # the old file, whole
     assert ".authorized_keys." not in inside  # no temp file left behind
+
+
+def test_dropped_connection_during_the_write_leaves_the_file_whole(
+    lab: Lab, client: Client, tmp_path: Path, old_key: tuple[Path, str]
+) -> None:
+    """The client dies after the remote write started and before its input was sent: the
+    host reads EOF, and must not rename a short file over authorized_keys."""
+    host = lab.start(next_addr(), HARDENED + USER_FILE, own_home=True)
+    client.trust(host.known_line())
+    addr = host.addr
+    entry = pwd.getpwnam(DEPLOY_USER)
+    user_keys = host.user_ssh / "authorized_keys"  # this host's own file
+    original = old_key[1] + "\n" + "# a comment the owner keeps\n"
+    user_keys.write_text(original)
+    os.chown(user_keys, entry.pw_uid, entry.pw_gid)
+    app = write_project(tmp_path / "app", client, [addr])
+    dropped = authorize(app, client, "--yes", "--identity", str(old_key[0]), drop="1")
+    assert dropped.returncode == 98, dropped.stdout + dropped.stderr
+    wait_sessions_done(host)
+    assert user_keys.read_text() == original
+    assert not list(user_keys.parent.glob(".authorized_keys.*")), "no temp file left"
+    again = authorize(app, client, "--yes", "--identity", str(old_key[0]))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert user_keys.read_text() == original + client.public + "\n"

@@ -13,7 +13,7 @@ from tests.helpers import write_project
 
 VALID_BASELINE = b'{"tool": "kamal-secure", "version": 1, "fingerprints": []}'
 VALID_JOURNAL = (b'{"config_file": "config/deploy.yml", "old_key": "a", "new_key": "b", '
-                 b'"step": "added", "hosts": {"web": "add"}, "retired_as": null}')
+                 b'"step": "added", "hosts": {"web": "add new done"}, "retired_as": null}')
 INPUTS: dict[str, bytes] = {
     "null": b"null\n", "true": b"true\n", "false": b"false\n", "int": b"1\n",
     "float": b"1.5\n", "string": b'"text"\n', "list": b"[1, 2]\n", "empty-list": b"[]\n",
@@ -106,6 +106,10 @@ def test_gate_digest_in_a_hook_is_checked_by_shape(value: str, tmp_path: Path,
     monkeypatch.setenv("KAMAL_SECURE_GATE_DIGEST", value)
     monkeypatch.setenv("KAMAL_SECURE_GATE_HOSTS", HOST)
     monkeypatch.setenv("KAMAL_HOSTS", HOST)
+    # run in-process, so there is no Kamal parent to read the config from: say it here
+    from kamal_secure.commands import hook
+
+    monkeypatch.setattr(hook, "running_config", lambda environ: ("config/deploy.yml", None))
     code, output = _run(["hook", "pre-deploy"], capsys)
     assert code == 2, output
     assert "KAMAL_SECURE_GATE_DIGEST: not a kamal-secure gate digest" in output
@@ -121,4 +125,4 @@ def test_a_valid_baseline_and_journal_still_load(tmp_path: Path) -> None:
     (tmp_path / JOURNAL).write_bytes(VALID_JOURNAL)
     journal = Journal.load(tmp_path)
     assert journal is not None
-    assert journal.hosts == {"web": "add"}
+    assert journal.hosts == {"web": "add new done"}

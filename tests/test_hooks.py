@@ -21,15 +21,26 @@ def hooks(app: Path, *args: str) -> tuple[int, str]:
     return run.code, run.stdout + run.stderr
 
 
+# The stand-in `kamal` at the exec boundary: like Kamal, it runs the hook as a child, so
+# the hook finds its command line (-c, -d) among its parents.
+STAND_IN = '#!/bin/sh\n"$KS_TEST_HOOK"\nstatus=$?\nexit $status\n'
+
+
 def run_hook(app: Path, name: str, env: dict[str, str] | None = None,
-             path: str | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
+             path: str | None = None, kamal_args: tuple[str, ...] = ("deploy",)
+             ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("KAMAL_SECURE", "KAMAL_DESTINATION"))}
     environ.update({"PATH": path if path is not None else f"{BIN}:/usr/bin:/bin",
                     "PYTHONPATH": str(REPO), "NO_COLOR": "1", "KAMAL_HOSTS": "127.0.0.1",
-                    "KAMAL_SECURE_OFFLINE": "1",
+                    "KAMAL_SECURE_OFFLINE": "1", "KS_TEST_HOOK": f".kamal/hooks/{name}",
                     "KAMAL_COMMAND": "deploy", **SECRETS, **(env or {})})
-    return subprocess.run([f".kamal/hooks/{name}"], cwd=app, env=environ, capture_output=True,
-                          text=True, timeout=120, check=False)
+    stand_in = app.parent / "stand-in" / "kamal"
+    stand_in.parent.mkdir(exist_ok=True)
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    return subprocess.run([str(stand_in), *kamal_args], cwd=app, env=environ,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_install_is_idempotent_and_executable(project: Path) -> None:
@@ -81,9 +92,10 @@ def test_hooks_path_from_config(project: Path) -> None:
 
 def test_failing_hook_names_the_failure_and_never_prints_secrets(project: Path) -> None:
     hooks(project, "install")
-    result = run_hook(project, "pre-deploy", env={"KAMAL_DESTINATION": "secure"})
+    result = run_hook(project, "pre-deploy", env={"KAMAL_DESTINATION": "secure"},
+                      kamal_args=("deploy", "-d", "secure"))
     assert result.returncode == 1
-    assert "KS103" in result.stderr
+    assert "KS100" in result.stderr
     assert "full report: kamal-secure scan -d secure" in result.stderr
     for value in SECRETS.values():
         assert value not in result.stdout + result.stderr
@@ -114,3 +126,58 @@ def test_foreign_hook_left_alone_on_uninstall(project: Path) -> None:
     assert code == 0
     assert "pre-deploy: not ours, left alone" in out
     assert (hook_dir / "pre-deploy").read_text() == "#!/bin/sh\nexit 0\n"
+
+
+def test_hook_checks_the_config_file_kamal_runs_with(project: Path) -> None:
+    """`kamal -c other.yml`: the hook reads -c from the running Kamal's command line."""
+    hooks(project, "install")
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    (project / "config" / "other.yml").write_text(SECURE_CONFIG.replace("user: deploy",
+                                                                        "user: root"))
+    default = run_hook(project, "pre-connect", kamal_args=("deploy",))
+    assert default.returncode == 0, default.stderr
+    other = run_hook(project, "pre-connect", kamal_args=("-c", "config/other.yml", "deploy"))
+    assert other.returncode == 1, other.stderr
+    assert "KS103" in other.stderr
+    assert "full report: kamal-secure scan -c config/other.yml" in other.stderr
+    spelled = run_hook(project, "pre-connect",
+                       kamal_args=("deploy", "--config-file=config/other.yml"))
+    assert spelled.returncode == 1, spelled.stderr
+
+
+def test_hook_refuses_what_it_cannot_establish(project: Path) -> None:
+    hooks(project, "install")
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    empty = run_hook(project, "pre-connect", env={"KAMAL_DESTINATION": ""},
+                     kamal_args=("deploy", "-d", ""))
+    assert empty.returncode == 2
+    assert "empty destination" in empty.stderr
+    mismatch = run_hook(project, "pre-connect", env={"KAMAL_DESTINATION": "secure"})
+    assert mismatch.returncode == 2  # the command line has no -d: something else ran Kamal
+    assert "destination" in mismatch.stderr
+    service = run_hook(project, "pre-connect", env={"KAMAL_SERVICE": "billing"})
+    assert service.returncode == 2
+    assert "service" in service.stderr
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
+    environ.update({"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                    "KAMAL_HOSTS": "127.0.0.1", "KAMAL_SECURE_OFFLINE": "1"})
+    orphan = subprocess.run([".kamal/hooks/pre-connect"], cwd=project, env=environ,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert orphan.returncode == 2  # not under Kamal at all
+    assert "cannot find the Kamal process" in orphan.stderr
+
+
+def test_hook_checks_hosts_the_config_does_not_name(project: Path) -> None:
+    """A host in KAMAL_HOSTS that the config does not list is checked, not dropped: nothing
+    listens on it, so the hook stops Kamal (exit 3) naming it."""
+    from tests.conftest import next_addr
+
+    hooks(project, "install")
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    stranger = next_addr()
+    result = run_hook(project, "pre-connect", env={
+        "KAMAL_HOSTS": f"127.0.0.1,{stranger}", "KAMAL_SECURE_OFFLINE": "0",
+        "KAMAL_SECURE_FAIL_ON": "critical"})
+    assert result.returncode == 3, result.stderr
+    assert stranger in result.stderr
+    assert "KAMAL_HOSTS" in result.stderr  # where the host came from

@@ -48,7 +48,10 @@ def test_creates_a_dedicated_ed25519_key(tmp_path: Path, home: Path) -> None:
                              text=True, check=True).stdout.split()
     assert derived[:2] == Path(f"{key}.pub").read_text().split()[:2]
     assert 'keys: ["~/.ssh/kamal_deploy_key"]' in run.stdout  # the snippet
-    assert "ssh-copy-id" in run.stdout
+    assert "ssh-copy-id" not in run.stdout
+    out = run.stdout  # the path to green, in the order that works
+    assert out.index("1. kamal-secure authorize") < out.index("2. kamal-secure harden") < \
+        out.index("3. kamal-secure pin-hosts")
     assert "PRIVATE KEY" not in run.stdout + run.stderr
 
 
@@ -60,6 +63,7 @@ def test_refuses_to_overwrite_and_force_keeps_a_backup(tmp_path: Path, home: Pat
     again = ks(["keygen"], tmp_path)
     assert again.code == 2
     assert "exists already" in again.stderr
+    assert "--path ~/.ssh/kamal_deploy_key_app" in again.stderr  # its own key, not --force
     assert key.read_bytes() == old
     forced = ks(["keygen", "--force"], tmp_path)
     assert forced.code == 0

@@ -36,7 +36,7 @@ def test_wheel_installs_and_scans_from_elsewhere(tmp_path: Path) -> None:
                           "--format", "json"], cwd=app, capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 1, out.stderr
-    assert "KS103" in {f["rule"] for f in json.loads(out.stdout)["findings"]}
+    assert "KS100" in {f["rule"] for f in json.loads(out.stdout)["findings"]}
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
          "from kamal_secure.resources import data_dir; "

@@ -10,6 +10,7 @@ from kamal_secure.errors import UsageError
 
 MODULES = {
     "scan": "kamal_secure.commands.scan",
+    "doctor": "kamal_secure.commands.doctor",
     "rules": "kamal_secure.commands.rules",
     "explain": "kamal_secure.commands.explain",
     "init-policy": "kamal_secure.commands.init",
@@ -19,6 +20,7 @@ MODULES = {
     "harden": "kamal_secure.commands.harden",
     "rotate-key": "kamal_secure.commands.rotate_key",
     "hooks": "kamal_secure.commands.hooks",
+    "binstub": "kamal_secure.commands.binstub",
     "hook": "kamal_secure.commands.hook",
 }
 

@@ -12,6 +12,19 @@ from kamal_secure.rules.registry import get
 def run(args: list[str]) -> int:
     parser = Parser(prog="kamal-secure explain", description="Explain one rule.")
     parser.add_argument("rule", help="a rule id such as KS103")
+    parser.add_argument("--color", dest="color", action="store_true", default=None,
+                        help="render the Markdown even when not on a terminal")
+    parser.add_argument("--no-color", dest="color", action="store_false",
+                        help="print the plain Markdown")
     opts = parser.parse_args(args)
-    sys.stdout.write(docs.page(get(opts.rule)))
+    page = docs.page(get(opts.rule))
+    from kamal_secure.report.text import make_console
+
+    console = make_console(sys.stdout, opts.color)
+    if not console.is_terminal:
+        sys.stdout.write(page)  # piped: the Markdown itself, for files and other tools
+        return 0
+    from rich.markdown import Markdown
+
+    console.print(Markdown(page))
     return 0

@@ -2,6 +2,13 @@
 
 Kamal gives pre-connect and pre-deploy every secret in the environment: this
 reads only the KAMAL_* variables it needs and never prints the environment.
+
+What is checked is what the running Kamal uses, never a guess from defaults:
+the destination is Kamal's own KAMAL_DESTINATION, the config file comes from the
+command line of the Kamal process that runs the hook (``-c``; see
+kamal_secure/parent.py), checked against KAMAL_SERVICE, and every host in
+KAMAL_HOSTS is checked, also one the config does not name. A hook that cannot
+establish these refuses (exit 2).
 """
 
 from __future__ import annotations
@@ -11,8 +18,37 @@ import sys
 
 from kamal_secure.commands import Parser
 from kamal_secure.digest import already_checked
+from kamal_secure.errors import UsageError
 from kamal_secure.gate import decide, proceed
 from kamal_secure.ops.hooks import HOOKS
+
+
+def running_config(environ: dict[str, str]) -> tuple[str, str | None]:
+    """(config file, destination) of the Kamal that runs this hook, or UsageError."""
+    from kamal_secure.config.erb import is_dynamic
+    from kamal_secure.config.load import load_project
+    from kamal_secure.kamal import Invocation
+    from kamal_secure.parent import running_kamal
+
+    kamal = running_kamal()
+    inv = Invocation(kamal.args)
+    shown = " ".join(kamal.words)[:200]
+    if "KAMAL_DESTINATION" in environ and not environ["KAMAL_DESTINATION"]:
+        raise UsageError("Kamal runs with an empty destination (-d \"\"): it reads a "
+                         "deploy..yml file that kamal-secure will not guess at; refusing")
+    destination = environ.get("KAMAL_DESTINATION") or None
+    if inv.destination != destination:
+        raise UsageError(f"cannot establish Kamal's destination: its command line ({shown}) "
+                         f"reads as {inv.destination!r}, Kamal says {destination!r}; refusing")
+    config_file = inv.config_file
+    project = load_project(config_file, destination)
+    service = project.get("service")
+    expected = environ.get("KAMAL_SERVICE")
+    if expected is not None and not is_dynamic(service) and str(service) != expected:
+        raise UsageError(f"cannot establish Kamal's config file: {config_file} (read from "
+                         f"{shown}) names service {service!r}, Kamal runs {expected!r}; "
+                         "refusing")
+    return config_file, destination
 
 
 def run(args: list[str]) -> int:
@@ -20,21 +56,26 @@ def run(args: list[str]) -> int:
     parser.add_argument("name", choices=HOOKS)
     opts = parser.parse_args(args)
     environ = dict(os.environ)
-    config_file = environ.get("KAMAL_SECURE_CONFIG") or "config/deploy.yml"
-    destination = environ.get("KAMAL_DESTINATION") or None
+    try:
+        config_file, destination = running_config(environ)
+    except UsageError as err:
+        err.message = f"hook {opts.name}: {err.message}"
+        raise
     hosts = [h for h in environ.get("KAMAL_HOSTS", "").split(",") if h]
-    roles = [r for r in environ.get("KAMAL_ROLES", "").split(",") if r]
     live = not already_checked(environ, config_file, destination, hosts)
     if not live:
         sys.stderr.write(f"kamal-secure hook {opts.name}: hosts already checked by the "
                          "kamal-secure wrapper for this config; static checks only\n")
-    verdict = decide(config_file, destination, environ, hosts, roles, live=live)
+    # KAMAL_HOSTS is Kamal's final list (after -h/-r): check exactly those hosts
+    exact = ("KAMAL_HOSTS", hosts) if hosts else None
+    verdict = decide(config_file, destination, environ, [], [], live=live, exact_hosts=exact)
     command = [w for w in (environ.get("KAMAL_COMMAND"), environ.get("KAMAL_SUBCOMMAND")) if w]
     options = {"hook": opts.name, "destination": destination or "",
-               "hosts": environ.get("KAMAL_HOSTS", "")}
+               "hosts": environ.get("KAMAL_HOSTS", ""), "config_file": config_file}
     if proceed(verdict, f"letting Kamal continue past {opts.name}", command, options):
         return 0
     dest = f" -d {destination}" if destination else ""
+    conf = f" -c {config_file}" if config_file != "config/deploy.yml" else ""
     sys.stderr.write(f"kamal-secure hook {opts.name}: refused (exit {verdict.code}); "
-                     f"full report: kamal-secure scan{dest}\n")
+                     f"full report: kamal-secure scan{conf}{dest}\n")
     return verdict.code

@@ -10,7 +10,8 @@ from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, targets
 from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.load import read_text
-from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE
+from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.ops import pin_hosts as pin
 
 
@@ -57,8 +58,23 @@ def _collect(opts: Any) -> tuple[list[pin.Seen], list[str]]:
     return seen, failed
 
 
+def _require_ssh_config_key() -> None:
+    """pin-hosts makes Kamal strict through ssh.config, which Kamal has only since 2.1."""
+    from kamal_secure.kamal_version import detect, since
+
+    kamal = detect(Path.cwd(), run=True)
+    if not kamal.accepts("ssh.config"):
+        raise UsageError(
+            f"{kamal.describe()} has no ssh.config (added in Kamal {since('ssh.config')}): "
+            "pin-hosts cannot make it check host keys, and writing the key would make Kamal "
+            "refuse the config",
+            hint=f"upgrade Kamal to {since('ssh.config')} or later; until then Kamal trusts "
+            "host keys on first use (keep ~/.ssh/known_hosts entries you verified)")
+
+
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
+    _require_ssh_config_key()
     expect = _expected(opts.expect, opts.expect_file)
     seen, failed = _collect(opts)
     result = pin.plan(seen, pin.read_pinned(Path.cwd()), expect, set(opts.replace))
@@ -78,8 +94,7 @@ def run(args: list[str]) -> int:
         return 2
     pin.write(Path.cwd(), result)
     if config_edit.changed:
-        pin.write_atomic(Path(opts.config_file), config_edit.after,
-                         Path(opts.config_file).stat().st_mode & 0o777)
+        write_atomic(Path(opts.config_file), config_edit.after)  # keeps its mode
         sys.stdout.write(config_edit.diff(opts.config_file))
     sys.stdout.write(f"kamal-secure: {len(result.lines)} host key(s) pinned in "
                      f"{pin.KNOWN_HOSTS}; Kamal now refuses unknown or changed host keys\n")

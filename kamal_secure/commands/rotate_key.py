@@ -8,12 +8,13 @@ from typing import Any
 
 from kamal_secure.commands import Parser
 from kamal_secure.config.edit import replace_ssh_key
-from kamal_secure.config.inventory import Inventory, build_inventory
+from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import load_project, read_text
 from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
+from kamal_secure.fileio import fsync_dir, write_atomic
 from kamal_secure.ops import authorize as auth
 from kamal_secure.ops import keygen
-from kamal_secure.ops.rotate import Journal, new_key_path, retire
+from kamal_secure.ops.rotate import Journal, kill_point, new_key_path, retire
 
 
 def _parser() -> Parser:
@@ -61,7 +62,8 @@ def run(args: list[str]) -> int:
     try:
         if opts.abort:
             steps.abort()
-            sys.stdout.write("rotation aborted: the old key is in use and the new one removed\n")
+            sys.stdout.write("rotation aborted: deploy.yml names the old key again, which logs "
+                             f"in on every host; the new key is removed\n{steps.describe()}\n")
             return 0
         steps.forward()
     except Failed as err:
@@ -86,6 +88,8 @@ def _start(inventory: Inventory, config_file: str) -> Journal:
 class _Steps:
     def __init__(self, journal: Journal, inventory: Inventory, root: Path, opts: Any) -> None:
         self.j, self.inv, self.root, self.opts = journal, inventory, root, opts
+        self.state: dict[str, str] = {}  # host label -> what holds there now (for messages)
+        self._conns: dict[str, Any] = {}
 
     def _key(self, written: str) -> Path:
         path = Path(written).expanduser()
@@ -93,77 +97,141 @@ class _Steps:
 
     def _line(self, written: str) -> tuple[str, str]:
         pub = self._key(written).with_name(self._key(written).name + ".pub")
-        return auth.key_line(pub.read_text().strip(), None)
+        try:
+            return auth.key_line(pub.read_text().strip(), None)
+        except (OSError, ValueError) as err:
+            raise Failed(f"{pub}: not a readable public key ({err})") from None
 
-    def _on_hosts(self, login_with: str, change: str, only: set[str] | None = None) -> None:
-        """Add (``add``) or take back (``unadd``) the new key, or ``remove`` the old one."""
+    def _conn(self, written: str) -> Any:
         from kamal_secure.remote import actions
 
-        conn = actions.only_key(self.inv, self.root, self._key(login_with), self.opts.timeout)
-        key = self.j.new_key if change in ("add", "unadd") else self.j.old_key
-        line, data = self._line(key)
-        for target in self.inv.targets:
-            if only is not None and target.name not in only:
+        if written not in self._conns:
+            self._conns[written] = actions.only_key(self.inv, self.root, self._key(written),
+                                                    self.opts.timeout)
+        return self._conns[written]
+
+    def _name(self, written: str) -> str:
+        return "new" if written == self.j.new_key else "old"
+
+    def _login(self, target: Target, keys: list[str]) -> Any:
+        """A session logged in with the first of ``keys`` that works there."""
+        from kamal_secure.remote import actions
+
+        reasons = []
+        for written in keys:
+            if not self._key(written).exists():
+                reasons.append(f"the {self._name(written)} key file is gone")
                 continue
             try:
-                sess = actions.open_target(conn, target)
+                return actions.open_target(self._conn(written), target)
             except CheckIncomplete as err:
-                raise Failed(f"{target.label}: {err.message}") from None
-            try:
-                current = auth.read_current(sess)
-                edit = (auth.merged(current, line, data) if change == "add"
-                        else auth.without(current, data))
-                ok, why = auth.apply_change(sess, edit)
-            finally:
-                sess.close()
-            if not ok:
-                raise Failed(f"{target.label}: authorized_keys not changed: {why}")
-            self.j.hosts[target.name] = change
-            self.j.save(self.root)
+                reasons.append(f"with the {self._name(written)} key: {err.message}")
+        raise Failed(f"{target.label}: cannot log in ({'; '.join(reasons)})")
 
-    def _verify(self, written: str) -> None:
+    def _edit(self, target: Target, login: list[str], change: str, key: str) -> None:
+        """Add (``add``) or remove (``remove``) ``key`` on one host, over a session that
+        logged in with one of ``login`` (never with ``key`` itself when removing it: the
+        key we remove is never the last one of ours that logs in there)."""
+        assert change == "add" or key not in login
+        line, data = self._line(key)
+        sess = self._login(target, login)
+        try:
+            self.j.hosts[target.name] = f"{change} {self._name(key)} started"
+            self.j.save(self.root)  # before the write: an abort must visit this host
+            current = auth.read_current(sess)
+            edit = auth.merged(current, line, data) if change == "add" else auth.without(
+                current, data)
+            ok, why = auth.apply_change(sess, edit)
+        except CheckIncomplete as err:
+            ok, why = False, err.message
+        finally:
+            sess.close()
+        if not ok:
+            raise Failed(f"{target.label}: authorized_keys not changed: {why}")
+        self.j.hosts[target.name] = f"{change} {self._name(key)} done"
+        self.j.save(self.root)
+
+    def _verify(self, written: str, targets: list[Target] | None = None) -> None:
         from kamal_secure.remote import actions
 
-        conn = actions.only_key(self.inv, self.root, self._key(written), self.opts.timeout)
-        for target in self.inv.targets:
-            ok, why = actions.can_login(conn, target)
+        for target in targets if targets is not None else self.inv.targets:
+            ok, why = actions.can_login(self._conn(written), target)
             if not ok:
-                raise Failed(f"{target.label}: the new key alone cannot log in: {why}")
+                raise Failed(f"{target.label}: the {self._name(written)} key alone cannot log "
+                             f"in: {why}")
 
-    def _switch(self, to: str) -> None:
+    def _write_config(self, text: str) -> None:
+        write_atomic(Path(self.j.config_file), text)  # keeps its mode; through a symlink
+        kill_point()
+
+    def _switch_to_new(self) -> None:
         config = Path(self.j.config_file)
-        edit = replace_ssh_key(read_text(config, str(config)), to, str(config))
+        text = read_text(config, str(config))
+        if self.j.config_before is None:
+            self.j.config_before = text
+            self.j.save(self.root)
+        edit = replace_ssh_key(text, self.j.new_key, str(config))
         if edit.changed:
-            tmp = config.with_name(f".{config.name}.kamal-secure-tmp")
-            tmp.write_text(edit.after, encoding="utf-8")
-            tmp.replace(config)
+            self._write_config(edit.after)
+
+    def _switch_back(self) -> None:
+        """deploy.yml as it was before the switch, byte for byte, when nobody edited it
+        since; else only its ssh.keys line pointed back at the old key."""
+        config = Path(self.j.config_file)
+        text = read_text(config, str(config))
+        before = self.j.config_before
+        if before is not None and replace_ssh_key(before, self.j.new_key,
+                                                  str(config)).after == text:
+            after = before
+        else:
+            after = replace_ssh_key(text, self.j.old_key, str(config)).after
+        if after != text:
+            self._write_config(after)
 
     def forward(self) -> None:
         j = self.j
+        if j.aborting:
+            raise Failed("an --abort (or an automatic rollback) was started and did not "
+                         "finish: run `kamal-secure rotate-key --abort` again")
         if not j.done("generated"):
             new = self._key(j.new_key)
             if not new.exists():
                 keygen.create(new, keygen.comment_for("rotated"))
             j.advance(self.root, "generated")
-        try:
-            if not j.done("added"):
-                self._on_hosts(j.old_key, "add")
-                j.advance(self.root, "added")
-            if not j.done("verified"):
-                self._verify(j.new_key)
-                j.advance(self.root, "verified")
-        except Failed:
-            self.abort()  # before the switch: roll back what was added
-            raise
+        if not self._key(j.new_key).exists():
+            raise Failed(f"the new key {j.new_key} is gone: roll back with --abort")
+        if not j.done("switched"):
+            try:
+                if not j.done("added"):
+                    for target in self.inv.targets:
+                        self._edit(target, [j.old_key, j.new_key], "add", j.new_key)
+                    j.advance(self.root, "added")
+                self._verify(j.new_key)  # again on --resume: right before the switch
+                if not j.done("verified"):
+                    j.advance(self.root, "verified")
+            except Failed as err:
+                self._rollback(str(err))
         self._finish()
+
+    def _rollback(self, why: str) -> None:
+        try:
+            self.abort()
+        except Failed as err:
+            raise Failed(f"{why}\nthe automatic rollback did not finish: {err}\n"
+                         f"{self.describe()}\nrun `kamal-secure rotate-key --abort` again "
+                         "once the host is back") from None
+        raise Failed(f"{why}\nrolled back: deploy.yml names the old key, which logs in on "
+                     f"every host we changed; the new key is removed\n{self.describe()}")
 
     def _finish(self) -> None:
         j = self.j
         if not j.done("switched"):
-            self._switch(j.new_key)
+            self._switch_to_new()
             j.advance(self.root, "switched")
         if not j.done("removed"):
-            self._on_hosts(j.new_key, "remove")
+            self._switch_to_new()  # idempotent: deploy.yml must name the key we keep
+            for target in self.inv.targets:
+                self._edit(target, [j.new_key], "remove", j.old_key)
             j.advance(self.root, "removed")
         if not j.done("retired"):
             j.retired_as = retire(self._key(j.old_key), self.opts.shred)
@@ -171,16 +239,47 @@ class _Steps:
         Journal.remove(self.root)
 
     def abort(self) -> None:
+        """Back to the old key: put it back and prove it first, then deploy.yml, then take
+        the new key off the hosts, then delete it. Refuses (with the reason) rather than
+        leave a host or deploy.yml without a working key."""
+        from kamal_secure.remote import actions
+
         j = self.j
-        if j.done("removed"):
-            raise Failed("too late to abort: the old key is already off the hosts; "
-                         "finish with --resume")
-        if j.done("switched"):
-            self._switch(j.old_key)
-        if j.done("generated") and self._key(j.new_key).exists():
-            added = {host for host, change in j.hosts.items() if change == "add"}
-            self._on_hosts(j.old_key, "unadd", added)
-            for path in (self._key(j.new_key),
-                         self._key(j.new_key).with_name(self._key(j.new_key).name + ".pub")):
-                path.unlink(missing_ok=True)
+        old, new = j.old_key, j.new_key
+        if j.done("retired") or not self._key(old).exists():
+            raise Failed(f"too late to abort: the old key {old} is retired or gone; finish "
+                         "with --resume")
+        j.aborting = True
+        j.save(self.root)
+        have_new = self._key(new).exists()
+        for target in self.inv.targets:  # 1. the old key logs in everywhere we changed
+            ok, why = actions.can_login(self._conn(old), target)
+            if ok:
+                self.state[target.label] = "the old key logs in"
+                continue
+            if target.name not in j.hosts:  # never changed by this rotation: as it was
+                self.state[target.label] = f"never changed by this rotation ({why})"
+                continue
+            if not have_new:
+                raise Failed(f"{target.label}: the old key does not log in ({why}) and the new "
+                             "key is gone: nothing more changed")
+            self._edit(target, [new], "add", old)
+            self._verify(old, [target])
+            self.state[target.label] = "the old key put back (logged in with the new key)"
+        self._switch_back()  # 2. only now: the old key works on every host
+        j.step = "started"
+        j.save(self.root)
+        if have_new:  # 3. the new key leaves the hosts, over sessions with the old key
+            for target in self.inv.targets:
+                if target.name not in j.hosts:
+                    continue
+                self._edit(target, [old], "remove", new)
+                self.state[target.label] = "the old key logs in; the new key is removed"
+        new_path = self._key(new)  # the private key first: without it the pair is unusable
+        for path in (new_path, new_path.with_name(new_path.name + ".pub")):
+            path.unlink(missing_ok=True)
+        fsync_dir(new_path.parent)
         Journal.remove(self.root)
+
+    def describe(self) -> str:
+        return "\n".join(f"  {label}: {state}" for label, state in self.state.items())

@@ -14,10 +14,11 @@ def run(args: list[str]) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     opts = parser.parse_args(args)
     if opts.format == "json":
-        rows = [{"id": r.id, "severity": r.severity.label, "title": r.title, "family": r.family}
-                for r in ALL_RULES]
+        rows = [{"id": r.id, "severity": r.severity.label,
+                 "severities": [level.label for level in r.levels], "title": r.title,
+                 "family": r.family} for r in ALL_RULES]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
     for rule in ALL_RULES:
-        sys.stdout.write(f"{rule.id}  {rule.severity.label:8}  {rule.title}\n")
+        sys.stdout.write(f"{rule.id}  {rule.levels_label:13}  {rule.title}\n")
     return 0

@@ -24,14 +24,20 @@ FORMATS = ("text", "json", "sarif", "github")
 
 def _parser() -> Parser:
     p = Parser(prog="kamal-secure scan", add_help=False,
-               description="Audit the Kamal project in this directory without deploying.")
+               description="Audit the Kamal project in this directory without deploying. "
+               "Connects to every host Kamal would (sshd settings, host keys, authorized_keys) "
+               "unless --offline.")
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("-c", "--config-file", default="config/deploy.yml")
     p.add_argument("-d", "--destination", default=None)
     p.add_argument("-h", "--hosts", default=None, help="only these hosts (comma-separated)")
     p.add_argument("-r", "--roles", default=None, help="only these roles (comma-separated)")
     p.add_argument("--offline", action="store_true",
-                   help="static checks only: never connect to a host")
+                   help="static checks only: never connect to a host or start a process "
+                   "(default: connect to every host)")
+    p.add_argument("--allow-proxy-command", action="store_true",
+                   help="run ssh.proxy_command from deploy.yml to reach the hosts (a local "
+                   "command from the scanned repository; off by default)")
     p.add_argument("--format", action="append", choices=FORMATS, default=None,
                    help="text, json, sarif or github; repeat for several (default: text)")
     p.add_argument("--output", action="append", type=Path, default=None,
@@ -88,7 +94,9 @@ def run(args: list[str]) -> int:
     known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
     report = evaluate(opts.config_file, opts.destination, policy,
                       inline=False if opts.no_inline_waivers else None, baseline=known,
-                      live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles))
+                      live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles),
+                      every_destination=True,
+                      allow_proxy_command=opts.allow_proxy_command)
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")

@@ -89,13 +89,19 @@ def _indents(text: str) -> tuple[int, int]:
     return mapping or 2, max(offset, 0)
 
 
-def _desired(key_path: str) -> dict[str, Any]:
+def _desired(key_path: str, forward_agent: bool = True,
+             user: str | None = None) -> dict[str, Any]:
+    """The ssh fields keygen writes; ``forward_agent: false`` only where Kamal knows the key."""
     from ruamel.yaml.comments import CommentedSeq
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
     keys = CommentedSeq([DoubleQuotedScalarString(key_path)])
     keys.fa.set_flow_style()
-    return {"keys": keys, "keys_only": True, "forward_agent": False}
+    desired: dict[str, Any] = {"user": user} if user else {}
+    desired.update({"keys": keys, "keys_only": True})
+    if forward_agent:
+        desired["forward_agent"] = False
+    return desired
 
 
 def _block_range(lines: list[str], doc: Any, key: str) -> tuple[int, int]:
@@ -163,9 +169,11 @@ def _updated_ssh(current: Any, desired: dict[str, Any]) -> Any:
     return ssh
 
 
-def set_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml") -> Edit:
-    """Make ``ssh`` name ``key_path`` with keys_only and no agent forwarding."""
-    return set_ssh(text, _desired(key_path), name)
+def set_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml", *,
+                forward_agent: bool = True, user: str | None = None) -> Edit:
+    """Make ``ssh`` name ``key_path`` with keys_only (and, when the project's Kamal has the
+    key, ``forward_agent: false``); ``user`` sets ssh.user too."""
+    return set_ssh(text, _desired(key_path, forward_agent, user), name)
 
 
 def replace_ssh_key(text: str, key_path: str, name: str = "config/deploy.yml") -> Edit:
@@ -239,5 +247,7 @@ def _is_set(ssh: Any, field: str, value: Any) -> bool:
     return isinstance(current, str) and current == value
 
 
-def snippet(key_path: str) -> str:
-    return (f"ssh:\n  keys: [\"{key_path}\"]\n  keys_only: true\n  forward_agent: false\n")
+def snippet(key_path: str, forward_agent: bool = True, user: str | None = None) -> str:
+    lines = ["ssh:\n", f"  user: {user}\n" if user else "", f"  keys: [\"{key_path}\"]\n",
+             "  keys_only: true\n", "  forward_agent: false\n" if forward_agent else ""]
+    return "".join(lines)

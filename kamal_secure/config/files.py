@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from kamal_secure.config.erb import mask
 from kamal_secure.errors import ConfigError
 
 MAX_FILE = 256 * 1024
@@ -142,6 +143,26 @@ def load_secrets(root: Path, secrets_path: str, destination: str | None) -> list
     return found
 
 
+def dotenv_names(destinations: list[str]) -> list[str]:
+    """Kamal 1's env files at the project root: .env, .env.erb, .env.DEST(.erb)."""
+    names = [".env", ".env.erb"]
+    for destination in destinations:
+        names += [f".env.{destination}", f".env.{destination}.erb"]
+    return names
+
+
+def load_dotenv(root: Path, destinations: list[str]) -> list[SecretsFile]:
+    """The Kamal 1 env files beside the project; ERB in .erb files is masked, never run."""
+    found = []
+    for name in dotenv_names(destinations):
+        path = root / name
+        if path.is_file():
+            text = read_small(path, name)
+            found.append(parse_secrets(mask(text).text if name.endswith(".erb") else text,
+                                       name))
+    return found
+
+
 def load_hooks(root: Path, hooks_path: str) -> list[Hook]:
     folder = root / hooks_path
     if not folder.is_dir():
@@ -167,6 +188,8 @@ def run_shellcheck(text: str) -> tuple[ShellcheckNote, ...] | None:
     import subprocess
 
     exe = shutil.which("shellcheck")
+    if exe is not None and Path(exe).resolve().is_relative_to(Path.cwd().resolve()):
+        exe = None  # a "shellcheck" inside the scanned project is the project's own code
     first = text.split("\n", 1)[0]
     if exe is None or (first.startswith("#!") and not re.search(r"\b(ba|da|k)?sh\b", first)):
         return None

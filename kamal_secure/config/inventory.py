@@ -4,13 +4,13 @@ Mirrors Kamal 2: roles come from ``servers`` (a list is role ``web``; role
 names sorted), a host is ``"1.2.3.4"`` or ``{"1.2.3.4": tags}``; accessories
 sit on ``host``/``hosts``/``role``/``roles``/``tag``/``tags``; all hosts are
 deduplicated in that order. ``-h`` and ``-r`` filter like
-``Kamal::Utils.filter_specific_items`` (``File.fnmatch`` with ``{a,b}``).
+``Kamal::Utils.filter_specific_items`` (Ruby's ``File.fnmatch`` with ``{a,b}``,
+kamal_secure/config/rubyglob.py).
 No I/O here: the ssh settings are read from the project as data.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,9 +18,11 @@ from typing import Any
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Origin, Project
+from kamal_secure.config.rubyglob import expand_braces
+from kamal_secure.config.rubyglob import match_expanded as ruby_fnmatch
 from kamal_secure.errors import ConfigError, UsageError
 
-DEFAULT_SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")
+DEFAULT_SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh_config", "/etc/ssh/ssh_config")  # net-ssh
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class SshSettings:
     proxy_command: str | None = None
     keys: tuple[str, ...] = ()
     keys_only: bool = False
-    config_files: tuple[str, ...] = DEFAULT_SSH_CONFIGS  # read for HostName only
+    config_files: tuple[str, ...] = DEFAULT_SSH_CONFIGS  # HostName and proxies only
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,18 @@ def _build(project: Project, hosts: Iterable[str], roles: Iterable[str]) -> Inve
         found.setdefault(name, Target(name, origin))
     targets = _filter(list(found.values()), list(hosts), list(roles), role_hosts)
     return Inventory(tuple(targets), ssh_settings(project))
+
+
+def exact_hosts(inventory: Inventory, names: Iterable[str], given_by: str) -> Inventory:
+    """Exactly these hosts (the ones Kamal itself says it will use), in this order; a host
+    the config does not name is kept too, checked with the config's ssh settings."""
+    known = {t.name: t for t in inventory.targets}
+    targets: list[Target] = []
+    for name in dict.fromkeys(names):
+        if name not in known and not HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{given_by}: {name!r} is not a host name or address")
+        targets.append(known.get(name) or Target(name, Origin(given_by, 1, 1)))
+    return Inventory(tuple(targets), inventory.ssh)
 
 
 HostEntry = tuple[str, Origin]
@@ -203,22 +217,18 @@ def _filter(
 
 
 def match_items(filters: list[str], items: list[str]) -> list[str]:
-    """Kamal's filter: ``File.fnmatch(filter, item, File::FNM_EXTGLOB)``, order kept."""
+    """Kamal's filter: ``File.fnmatch(filter, item, File::FNM_EXTGLOB)`` for each filter in
+    turn, matches in item order, duplicates dropped (``Kamal::Utils.filter_specific_items``)."""
     out: list[str] = []
     for pattern in filters:
-        alternatives = _braces(pattern)
+        try:
+            alternatives = expand_braces(pattern)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         for item in items:
-            if item not in out and any(fnmatch.fnmatchcase(item, alt) for alt in alternatives):
+            if item not in out and any(ruby_fnmatch(alt, item) for alt in alternatives):
                 out.append(item)
     return out
-
-
-def _braces(pattern: str) -> list[str]:
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if match is None:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end():]
-    return [alt for part in match.group(1).split(",") for alt in _braces(head + part + tail)]
 
 
 def ssh_settings(project: Project) -> SshSettings:
@@ -267,3 +277,13 @@ def parse_jump(text: str) -> Jump:
         host, _, raw = rest.partition(":")
         port = _port(raw, "ssh.proxy")
     return Jump(user or "root", host, port)
+
+
+LOCAL_REGISTRY = re.compile(r"^localhost[:$]", re.MULTILINE)  # Kamal's Registry#local?
+
+
+def local_registry(project: Project) -> str | None:
+    """``registry.server`` when it is Kamal's local registry (``localhost:PORT``): Kamal reaches
+    it from every host through SSH remote port forwarding."""
+    server = project.get("registry", "server")
+    return server if isinstance(server, str) and LOCAL_REGISTRY.search(server) else None

@@ -2,7 +2,8 @@
 
 ``-c`` file (default ``config/deploy.yml``), deep-merged with
 ``deploy.DEST.yml`` for ``-d DEST`` (hashes merge, arrays and scalars are
-replaced), each file ERB-masked then safely parsed with positions kept.
+replaced), each file ERB-masked then safely parsed with positions kept, the way
+Psych reads it (merge keys in document order, top-level ``:symbol`` keys).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from kamal_secure.config import erb, files, yamlsafe
 from kamal_secure.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024  # real deploy.yml files are a few KiB
+
+
+class EmptyConfig(ConfigError):
+    """The merged config is empty (`--- {}`): usable only through a destination."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,13 @@ class Project:
     secrets: list[files.SecretsFile] = field(default_factory=list)
     hooks: list[files.Hook] = field(default_factory=list)
     destination_files: list[str] = field(default_factory=list)  # deploy.*.yml beside -c
+    dotenv: list[files.SecretsFile] = field(default_factory=list)  # Kamal 1 .env, .env.erb
+    destinations: list[str] = field(default_factory=list)  # DEST of each deploy.DEST.yml
+
+    def deployable_alone(self) -> bool:
+        """Can plain `kamal deploy` (no -d) use this config? Not without hosts or with
+        require_destination: true."""
+        return bool(self.get("servers")) and self.get("require_destination") is not True
 
     def get(self, *path: str | int, default: Any = None) -> Any:
         node: Any = self.data
@@ -55,13 +67,17 @@ class Project:
         return node
 
     def origin(self, path: yamlsafe.Path) -> Origin:
-        """Where a value was set; the nearest parent that has a position otherwise."""
-        for end in range(len(path), -1, -1):
+        """Where a value was set; the nearest parent that has a position otherwise. A key set
+        nowhere (a missing ``ssh:``) is a fact about the base file, never a destination's."""
+        for end in range(len(path), 0, -1):
             found = self.origins.get(path[:end])
             if found is not None:
                 return found
-        first = self.sources[0].name if self.sources else str(self.config_path)
-        return Origin(first, 1, 1)
+        if not self.sources:
+            return Origin(str(self.config_path), 1, 1)
+        base = self.sources[0]
+        mark = base.loaded.marks.get(())
+        return Origin(base.name, mark.line, mark.column) if mark else Origin(base.name, 1, 1)
 
 
 def _has(node: Any, part: str | int) -> bool:
@@ -145,7 +161,7 @@ def parse_file(path: Path, root: Path) -> Source:
     if text.startswith("\ufeff"):
         text = text[1:]
     masked = erb.mask(text)
-    loaded = yamlsafe.load(masked.text, name)
+    loaded = yamlsafe.load(masked.text, name, ruby=True)
     if loaded.data is None:
         loaded.data = {}
     if not isinstance(loaded.data, dict):
@@ -214,11 +230,19 @@ def load_project(
         _record(origins, source)
     if not data:
         merged = f" (merged with {sources[-1].name})" if destination else ""
-        raise ConfigError(f"{sources[0].name}:1: the config is empty{merged}: Kamal needs at "
+        raise EmptyConfig(f"{sources[0].name}:1: the config is empty{merged}: Kamal needs at "
                           "least service and image")
     project = Project(root, config_path, destination, data, sources, origins)
     _side_files(project)
     return project
+
+
+def destination_names(config_path: Path) -> list[str]:
+    """DEST of every ``deploy.DEST.yml`` beside ``config_path``."""
+    stem, suffix = config_path.stem, config_path.suffix
+    siblings = sorted(config_path.parent.glob(f"{stem}.*{suffix}"))
+    names = [p.name[len(stem) + 1: -len(suffix)] for p in siblings if p.is_file()]
+    return [n for n in names if n and "/" not in n]
 
 
 def _setting(data: dict[str, Any], key: str, default: str) -> str:
@@ -235,3 +259,5 @@ def _side_files(project: Project) -> None:
     config = project.config_path
     siblings = sorted(config.parent.glob(f"{config.stem}.*{config.suffix}"))
     project.destination_files = [display_name(p, root) for p in siblings if p.is_file()]
+    project.destinations = destination_names(config)
+    project.dotenv = files.load_dotenv(root, project.destinations)

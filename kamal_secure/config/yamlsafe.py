@@ -9,6 +9,7 @@ with a clear message.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,9 @@ class Loaded:
     marks: dict[Path, Mark] = field(default_factory=dict)
     duplicates: list[tuple[Path, Mark, Mark]] = field(default_factory=list)
     foreign_tags: list[tuple[Path, str, Mark]] = field(default_factory=list)
+    # where each scalar (key or value) sits, 0-based (line, column, end line, end column):
+    # text outside every span is YAML syntax or a comment
+    spans: set[tuple[int, int, int, int]] = field(default_factory=set)
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -127,8 +131,16 @@ def _precheck(text: str, name: str) -> None:
         raise ConfigError(_plain(name, text, err)) from None
 
 
-def load(text: str, name: str) -> Loaded:
-    """Parse one YAML document with positions. Raises ConfigError with file:line."""
+def load(text: str, name: str, ruby: bool = False) -> Loaded:
+    """Parse one YAML document with positions. Raises ConfigError with file:line.
+
+    ``ruby``: read it the way Kamal's Psych (``YAML.unsafe_load``, then
+    ``symbolize_keys`` on the top level) does where that differs from PyYAML:
+    a merge key (``<<``, also quoted) overrides the keys before it and is
+    overridden by the keys after it; a plain ``:name`` is the symbol ``name``,
+    which Kamal reads like the string at the top level (``:ssh:`` is ``ssh``) and
+    as a value; nested symbol keys stay ``:name`` (Kamal rejects them as unknown).
+    """
     _precheck(text, name)
     try:
         nodes = list(yaml.compose_all(text, Loader=Loader))
@@ -140,16 +152,25 @@ def load(text: str, name: str) -> Loaded:
         raise ConfigError(f"{name}:{_mark(nodes[1]).line}: more than one YAML document")
     result = Loaded(None)
     if nodes:
-        result.data = _Builder(result, name).build(nodes[0], ())
+        lines = text.split("\n") if ruby else None
+        builder = _Builder(result, name, lines)
+        result.data = builder.symbolize(builder.build(nodes[0], ()))
     return result
 
 
+SYMBOL = "\ue001"  # marks a top-level Symbol key until symbolize() (never in input)
+SYMBOL_RE = re.compile(r":(?:([\"'])(.*)\1|(.+))", re.DOTALL)
+EXPLICIT_TAG_RE = re.compile(r"(?:&\S+\s+)?!")
+
+
 class _Builder:
-    def __init__(self, result: Loaded, name: str) -> None:
+    def __init__(self, result: Loaded, name: str, lines: list[str] | None = None) -> None:
         self.result = result
         self.name = name
         self.budget = MAX_NODES
         self.scalars = yaml.constructor.SafeConstructor()
+        self.lines = lines  # the source text, split: Psych's reading (see load)
+        self.forget_budget = 4 * MAX_NODES
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.budget -= 1
@@ -165,7 +186,28 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._value(node)
+
+    def _value(self, node: yaml.Node) -> Any:
+        self._span(node)
+        symbol = self._symbol(node)
+        return symbol if symbol is not None else self._scalar(node)
+
+    def _symbol(self, node: yaml.Node) -> str | None:
+        """Psych turns a plain scalar ``:name`` (or ``:"name"``) into a Symbol."""
+        if (self.lines is None or not isinstance(node, yaml.ScalarNode) or node.style
+                or node.tag != STD_TAG + "str" or self._explicit_tag(node)):
+            return None
+        found = SYMBOL_RE.fullmatch(node.value)
+        if found is None:
+            return None
+        return found.group(2) if found.group(1) else found.group(3)
+
+    def _explicit_tag(self, node: yaml.Node) -> bool:
+        assert self.lines is not None
+        mark = node.start_mark
+        line = self.lines[mark.line] if mark.line < len(self.lines) else ""
+        return EXPLICIT_TAG_RE.match(line[mark.column:]) is not None
 
     def _scalar(self, node: yaml.Node) -> Any:
         if not (node.tag or "").startswith(STD_TAG):
@@ -180,43 +222,137 @@ class _Builder:
             return node.value
         return value
 
+    def _is_merge(self, key: yaml.Node) -> bool:
+        if key.tag == STD_TAG + "merge":
+            return True
+        # Psych merges on a quoted "<<" too; only an explicit !!str tag makes it a key
+        return (self.lines is not None and isinstance(key, yaml.ScalarNode)
+                and key.value == "<<" and key.style in ("'", '"')
+                and not self._explicit_tag(key))
+
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         seen: dict[str, Mark] = {}
         merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
-            if key_node.tag == STD_TAG + "merge":
-                merges.append(value_node)
+            if self._is_merge(key_node):
+                if self.lines is None:
+                    merges.append(value_node)
+                else:  # Psych: in document order, the merged keys win over earlier ones
+                    self._merge_into(out, value_node, path, override=True)
                 continue
-            key = _key_text(self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode)
-                            else key_node.value)
+            key = self._key(key_node, top=not path)
             mark = _mark(key_node)
             if key in seen:
                 self.result.duplicates.append(((*path, key), seen[key], mark))
-                self.result.marks.pop((*path, key), None)
+            if key in out:
+                self._forget((*path, key))
             seen[key] = mark
             self.result.marks[(*path, key)] = mark
             out[key] = self.build(value_node, (*path, key))
         for merge in merges:
-            self._merge_into(out, merge, path)
+            self._merge_into(out, merge, path, override=False)
         return out
 
-    def _merge_into(self, out: dict[str, Any], node: yaml.Node, path: Path) -> None:
-        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        for source in sources:
-            saved, self.result.marks = self.result.marks, {}
-            value = self.build(source, path)
-            merged_marks, self.result.marks = self.result.marks, saved
-            if not isinstance(value, dict):
+    def _span(self, node: yaml.Node) -> None:
+        start, end = node.start_mark, node.end_mark
+        self.result.spans.add((start.line, start.column, end.line, end.column))
+
+    def _key(self, node: yaml.Node, top: bool) -> str:
+        self._span(node)
+        if not isinstance(node, yaml.ScalarNode):
+            return _key_text(node.value)
+        symbol = self._symbol(node) if top else None
+        return SYMBOL + symbol if symbol is not None else _key_text(self._scalar(node))
+
+    def symbolize(self, data: Any) -> Any:
+        """Kamal's ``symbolize_keys`` on the top level: ``:ssh`` and ``ssh`` become one key;
+        of two, the one Psych inserted later wins (reported as a duplicate)."""
+        if self.lines is None or not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        marks = self.result.marks
+        renamed = {spot: _unmarked(spot) for spot in marks if _unmarked(spot) != spot}
+        first: dict[str, Mark | None] = {}
+        for key, value in data.items():
+            name = key[1:] if key.startswith(SYMBOL) else key
+            mark = marks.get((key,))
+            if name in out:
+                earlier = first[name]
+                if earlier is not None and mark is not None:
+                    self.result.duplicates.append(((name,), earlier, mark))
+                old = [s for s in marks if s and s[0] in (name, SYMBOL + name) and s[0] != key]
+                for spot in old:
+                    renamed.pop(spot, None)
+                    marks.pop(spot, None)
+            first[name] = mark
+            out[name] = value
+        for old_spot, new_spot in renamed.items():
+            if old_spot in marks:
+                marks[new_spot] = marks.pop(old_spot)
+        self.result.foreign_tags = [(_unmarked(p), t, m) for p, t, m in self.result.foreign_tags]
+        self.result.duplicates = [(_unmarked(p), a, b) for p, a, b in self.result.duplicates]
+        return out
+
+    def _forget(self, prefix: Path) -> None:
+        """Drop the positions under a key that a later value replaces (bounded work)."""
+        self.forget_budget -= len(self.result.marks)
+        if self.forget_budget < 0:
+            raise ConfigError(f"{self.name}: refused: too many keys set over and over")
+        for spot in [p for p in self.result.marks if p[: len(prefix)] == prefix]:
+            del self.result.marks[spot]
+
+    def _merged_list(self, node: yaml.SequenceNode, path: Path, override: bool) -> Any:
+        """Earlier mappings in a ``<<: [*a, *b]`` list win, with their positions."""
+        built: list[tuple[Any, dict[Path, Mark]]] = []
+        for source in node.value:
+            outer, self.result.marks = self.result.marks, {}
+            built.append((self.build(source, path), self.result.marks))
+            self.result.marks = outer
+        if override and not all(isinstance(item, dict) for item, _ in built):
+            return [item for item, _ in built]  # Psych: a plain "<<" key (Kamal: unknown)
+        merged: dict[str, Any] = {}
+        for item, marks in reversed(built):
+            if not isinstance(item, dict):
                 continue
-            for key, item in value.items():
-                if key in out:
+            for key in item:
+                if key in merged:
+                    self._forget((*path, key))
+            self.result.marks.update((spot, mark) for spot, mark in marks.items()
+                                     if len(spot) > len(path))
+            merged.update(item)
+        return merged
+
+    def _merge_into(self, out: dict[str, Any], node: yaml.Node, path: Path,
+                    override: bool) -> None:
+        saved, self.result.marks = self.result.marks, {}
+        if isinstance(node, yaml.SequenceNode):
+            merged = self._merged_list(node, path, override)
+        else:
+            merged = self.build(node, path)
+        merged_marks, self.result.marks = self.result.marks, saved
+        if not isinstance(merged, dict):
+            if override:
+                self._forget((*path, "<<"))
+                self.result.marks[(*path, "<<")] = _mark(node)
+                out["<<"] = merged
+            return
+        for key, item in merged.items():
+            if key in out:
+                if not override:
                     continue
-                out[key] = item
-                prefix = (*path, key)
-                for spot, mark in merged_marks.items():
-                    if spot[: len(prefix)] == prefix:
-                        self.result.marks.setdefault(spot, mark)
+                self._forget((*path, key))
+            out[key] = item
+            prefix = (*path, key)
+            for spot, mark in merged_marks.items():
+                if spot[: len(prefix)] == prefix:
+                    self.result.marks.setdefault(spot, mark)
+
+
+def _unmarked(path: Path) -> Path:
+    if path and isinstance(path[0], str) and path[0].startswith(SYMBOL):
+        return (path[0][1:], *path[1:])
+    return path
 
 
 def _key_text(key: Any) -> str:

@@ -1,14 +1,14 @@
 """Put the dedicated public key in the deploy user's authorized_keys, as ssh-copy-id does.
 
 Idempotent (keys are compared by their key data, not the whole line), atomic on the host
-(a temporary file beside authorized_keys, then ``mv``), compare-and-swap (the file is only
+and verified (:data:`actions.PUT`: a temporary file beside authorized_keys, renamed over it
+only when its length and SHA-256 match what was sent), compare-and-swap (the file is only
 replaced if nobody changed it since it was read), then proven: a new connection with the
 dedicated key alone must log in, otherwise the previous file is put back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -16,20 +16,8 @@ from typing import Any
 from kamal_secure.errors import UsageError
 from kamal_secure.keyfacts import parse_public
 
+PATH = ".ssh/authorized_keys"  # under $HOME
 READ = 'f="$HOME/.ssh/authorized_keys"; if [ -f "$f" ]; then cat "$f"; fi'
-WRITE = """set -eu
-umask 077
-d="$HOME/.ssh"; f="$d/authorized_keys"
-mkdir -p "$d"; chmod 700 "$d"
-now=$( (cat "$f" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)
-if [ "$now" != "$1" ]; then echo "authorized_keys changed while we worked; not replaced"; exit 3; fi
-t=$(mktemp "$d/.authorized_keys.XXXXXX")
-trap 'rm -f "$t"' EXIT
-cat > "$t"
-chmod 600 "$t"
-mv -f "$t" "$f"
-trap - EXIT
-"""
 
 
 @dataclass(frozen=True)
@@ -40,9 +28,6 @@ class Change:
     @property
     def changed(self) -> bool:
         return self.before != self.after
-
-    def digest_before(self) -> str:
-        return hashlib.sha256(self.before.encode()).hexdigest()
 
 
 def key_line(public_line: str, from_cidr: str | None) -> tuple[str, str]:
@@ -87,8 +72,8 @@ def apply_change(sess: Any, change: Change) -> tuple[bool, str]:
 
     if not change.changed:
         return True, "unchanged"
-    code, out = actions.script(sess, WRITE, change.digest_before(),
-                               stdin=change.after.encode())
+    code, out = actions.put(sess, PATH, change.after.encode(), "600",
+                            before=change.before.encode(), dir_mode="700")
     return code == 0, out.strip()[:200]
 
 

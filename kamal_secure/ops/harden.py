@@ -7,6 +7,7 @@ and sshd keeps the first value it reads. Remote steps are constant scripts run a
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from dataclasses import dataclass
 
@@ -24,29 +25,102 @@ MACS = "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm
 READ = f'if [ -f {DROPIN} ]; then echo present; cat {DROPIN}; else echo absent; fi'
 INCLUDED = ("grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\\.d/\\*\\.conf' "
             "/etc/ssh/sshd_config")
-WRITE = f"""set -eu
-d=/etc/ssh/sshd_config.d
-[ -d "$d" ] || {{ echo "$d does not exist"; exit 5; }}
-t=$(mktemp "$d/.00-kamal-secure.XXXXXX")
-trap 'rm -f "$t"' EXIT
-cat > "$t"
-chmod 644 "$t"
-mv -f "$t" {DROPIN}
-trap - EXIT
-"""
-REMOVE = f"rm -f {DROPIN}"
 VALIDATE = "sshd -t 2>&1"
 EFFECTIVE = 'sshd -T -C "user=$1,host=$2,addr=$3" 2>&1'
-RELOAD = """p=$(sshd -T 2>/dev/null | awk '$1 == "pidfile" {print $2}')
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
-  systemctl reload ssh
-elif command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet sshd 2>/dev/null; then
-  systemctl reload sshd
-elif [ -n "$p" ] && [ -f "$p" ]; then
-  kill -HUP "$(cat "$p")"
+# A shell function (returns, never exits) so that the restore script can use it too.
+# `sshd -t` first: a HUP makes sshd re-execute itself, and with a broken config it dies.
+RELOAD_FN = """reload_sshd() {
+  sshd -t >/dev/null 2>&1 || { echo "sshd -t fails: sshd not reloaded"; return 4; }
+  p=$(sshd -T 2>/dev/null | awk '$1 == "pidfile" {print $2}')
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
+    systemctl reload ssh
+  elif command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet sshd 2>/dev/null; then
+    systemctl reload sshd
+  elif [ -n "$p" ] && [ -f "$p" ]; then
+    kill -HUP "$(cat "$p")"
+  else
+    echo "cannot tell how to reload sshd (no systemd unit, no PidFile)"; return 4
+  fi
+}
+"""
+RELOAD = RELOAD_FN + "reload_sshd\n"
+
+# The dead man's switch (as `netplan try`, `iptables-apply`, Junos `commit confirmed`).
+# Before the drop-in changes, ARM saves it (or notes that there was none) in STATE and
+# starts a timer on the host, detached from our session, that runs RESTORE after N seconds:
+# the previous drop-in back, sshd reloaded. Only CANCEL (after the new login and the live
+# probe succeeded) stops it; our death, a dropped connection or a lockout do not.
+# systemd-run when systemd is PID 1 and we share its mount namespace (a transient timer
+# runs there), else `setsid nohup sh -c 'sleep N; restore'`. RESTORE and CANCEL take the
+# same lock (mkdir STATE/fired): exactly one of them acts. The token (random, per run)
+# keeps a late timer from acting on a later run's state.
+STATE = "/etc/ssh/kamal-secure-rollback"
+RESTORE = RELOAD_FN + f"""s={STATE}; f={DROPIN}
+[ "$(cat "$s/token" 2>/dev/null)" = "$1" ] || exit 0
+mkdir "$s/fired" 2>/dev/null || exit 0
+if [ -f "$s/previous" ]; then
+  cp "$s/previous" "$s/restore" && chmod 644 "$s/restore" && mv -f "$s/restore" "$f"
 else
-  echo "cannot tell how to reload sshd (no systemd unit, no PidFile)"; exit 4
+  rm -f "$f"
 fi
+sync 2>/dev/null || true
+rc=0; if [ "$2" != files ]; then reload_sshd || rc=$?; fi
+if [ "$2" != timer ]; then
+  if [ -f "$s/unit" ]; then systemctl stop "$(cat "$s/unit").timer" 2>/dev/null || true; fi
+  if [ -f "$s/pid" ]; then
+    p=$(cat "$s/pid"); kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+  fi
+elif [ "$rc" != 0 ] && command -v logger >/dev/null 2>&1; then
+  logger -t kamal-secure "harden rollback: {DROPIN} restored, sshd reload failed"
+fi
+rm -rf "$s"
+exit "$rc"
+"""
+# $1 seconds, $2 token, $3 "absent" to roll back to no drop-in whatever the file holds,
+# $4 the RESTORE script. Exit 8 (and the seconds left, or "expired") when an earlier run's
+# switch is still armed.
+PENDING = f"""s={STATE}
+if [ -e "$s" ]; then
+  left=$(( $(cat "$s/deadline" 2>/dev/null || echo 0) - $(date +%s) ))
+  if [ "$left" -gt 0 ]; then echo "$left"; else echo expired; fi
+  cat "$s/token" 2>/dev/null || true
+  exit 8
+fi
+"""
+ARM = PENDING + f"""set -eu
+s={STATE}; f={DROPIN}; n=$1; tok=$2; R=$4
+umask 077
+mkdir "$s"
+trap 'rm -rf -- "$s"' EXIT  # not armed (a full disk?): no state left behind
+if [ -f "$f" ] && [ "$3" != absent ]; then cp "$f" "$s/previous"; fi
+echo "$tok" > "$s/token"
+echo $(( $(date +%s) + n )) > "$s/deadline"
+sync 2>/dev/null || true
+if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 &&
+   [ "$(readlink /proc/1/ns/mnt 2>/dev/null)" = "$(readlink /proc/self/ns/mnt 2>/dev/null)" ]
+then
+  u=kamal-secure-rollback-$tok
+  if systemd-run --quiet --unit "$u" --on-active="$n" /bin/sh -c "$R" restore "$tok" timer
+  then echo "$u" > "$s/unit"; trap - EXIT; echo systemd-run; exit 0; fi
+fi
+S=; if command -v setsid >/dev/null 2>&1; then S=setsid; fi
+$S nohup sh -c 'sleep "$1"; exec sh -c "$2" restore "$3" timer' kamal-secure-rollback \
+  "$n" "$R" "$tok" </dev/null >/dev/null 2>&1 &
+echo $! > "$s/pid"
+trap - EXIT
+echo "${{S:-nohup}}"
+"""
+# RESTORE: $1 token, $2 timer | now (also disarms the timer) | files (now, no reload: sshd
+# never ran the new drop-in).
+# CANCEL: $1 token. 0: disarmed; 10: the timer already restored the previous settings.
+CANCEL = f"""s={STATE}
+[ "$(cat "$s/token" 2>/dev/null)" = "$1" ] || {{ echo "no rollback armed by this run"; exit 10; }}
+mkdir "$s/fired" 2>/dev/null || {{ echo "the rollback timer already ran"; exit 10; }}
+if [ -f "$s/unit" ]; then systemctl stop "$(cat "$s/unit").timer" 2>/dev/null || true; fi
+if [ -f "$s/pid" ]; then
+  p=$(cat "$s/pid"); kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+fi
+rm -rf "$s"
 """
 
 
@@ -108,3 +182,32 @@ def mismatches(effective: str, want: dict[str, str]) -> list[str]:
         seen.setdefault(key.lower(), value.strip().lower())
     return [f"{k} {seen.get(k, '(unset)')} -> {v}" for k, v in want.items()
             if seen.get(k) != v]
+
+
+def loopholes(effective: str, user: str, allow_from: list[str]) -> list[str]:
+    """AllowUsers entries (from every file: sshd adds them up) that let ``user`` in from an
+    address outside ``allow_from``: with one of them, ``--allow-from`` restricts nothing."""
+    if not allow_from:
+        return []
+    ours = [ipaddress.ip_network(_cidr(c), strict=False) for c in allow_from]
+    found = []
+    for line in effective.splitlines():
+        key, _, entry = line.strip().partition(" ")
+        if key.lower() != "allowusers" or not entry:
+            continue
+        who, at, where = entry.partition("@")
+        if not fnmatch.fnmatchcase(user, who):
+            continue
+        if at and _inside(where, ours):
+            continue
+        found.append(entry)
+    return found
+
+
+def _inside(where: str, ours: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        net = ipaddress.ip_network(where, strict=False)
+    except ValueError:
+        return False  # a host name pattern: not one of our ranges
+    return any(net.version == o.version and net.subnet_of(o)  # type: ignore[arg-type]
+               for o in ours)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.resources import data_dir
 
 HOOKS = ("pre-connect", "pre-deploy")
@@ -43,10 +44,7 @@ def state(directory: Path, name: str) -> HookState:
 
 
 def _write_template(path: Path, name: str) -> None:
-    tmp = path.with_name(f".{name}.kamal-secure-tmp")
-    tmp.write_bytes(template(name))
-    tmp.chmod(0o755)
-    tmp.replace(path)
+    write_atomic(path, template(name), 0o755)
 
 
 def install(directory: Path) -> list[str]:

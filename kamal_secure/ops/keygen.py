@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.fileio import fsync_dir
 from kamal_secure.keyfacts import parse_public
 
 DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
@@ -51,14 +52,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _prepare_dir(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = directory.stat()
@@ -77,13 +70,27 @@ def _backup(path: Path, stamp: str) -> list[Path]:
     return made
 
 
+def _sibling(path: Path, comment: str) -> str:
+    """A name beside ``path`` for this app's own key, shown with ``~`` when under home."""
+    service = comment.split(":")[1] if comment.count(":") >= 2 else "app"
+    candidate = path.with_name(f"{path.name}_{service}")
+    home = Path.home()
+    try:
+        return "~/" + str(candidate.relative_to(home))
+    except ValueError:
+        return str(candidate)
+
+
 def create(path: Path, comment: str, passphrase: bytes | None = None,
            force: bool = False) -> NewKey:
     path = path.expanduser()
     pub_path = path.with_name(path.name + ".pub")
     if (path.exists() or path.is_symlink()) and not force:
-        raise UsageError(f"{path} exists already; refusing to overwrite a key",
-                         hint="pass --force to replace it (the old pair is kept as a backup)")
+        raise UsageError(
+            f"{path} exists already; refusing to overwrite a key (another app or environment "
+            "may use it)",
+            hint=f"give this app its own key: --path {_sibling(path, comment)} (one key per app or "
+            "environment); --force replaces the existing key for everyone that uses it")
     if path.is_dir():
         raise UsageError(f"{path} is a directory")
     _prepare_dir(path.parent)
@@ -96,7 +103,7 @@ def create(path: Path, comment: str, passphrase: bytes | None = None,
         backups = _backup(path, stamp) if force else []
         (work / "key.pub").replace(pub_path)
         (work / "key").replace(path)  # the commit point: the private key appears whole
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info, _ = parse_public(public.decode())

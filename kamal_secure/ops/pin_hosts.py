@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import ConfigError
+from kamal_secure.fileio import write_atomic
 
 KNOWN_HOSTS = Path(".kamal/known_hosts")
 SSH_CONFIG = Path(".kamal/ssh_config")
@@ -82,16 +83,8 @@ def plan(seen: list[Seen], pinned: dict[str, str], expect: set[str],
     return Plan(lines, added, unchanged, changed, unexpected)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.kamal-secure-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(mode)
-    tmp.replace(path)
-
-
 def write(root: Path, result: Plan) -> None:
     header = "# Pinned by `kamal-secure pin-hosts` (unhashed: sshkit cannot read hashed lines)\n"
-    write_atomic(root / KNOWN_HOSTS, header + "".join(sorted(result.lines.values())))
+    write_atomic(root / KNOWN_HOSTS, header + "".join(sorted(result.lines.values())), 0o644)
     if not (root / SSH_CONFIG).exists() or (root / SSH_CONFIG).read_text() != SSH_CONFIG_TEXT:
-        write_atomic(root / SSH_CONFIG, SSH_CONFIG_TEXT)
+        write_atomic(root / SSH_CONFIG, SSH_CONFIG_TEXT, 0o644)

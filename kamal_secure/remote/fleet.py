@@ -40,10 +40,12 @@ class FleetResult:
 
 
 def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
-                timeout: float = 20.0, progress: bool | None = None) -> FleetResult:
+                timeout: float = 20.0, progress: bool | None = None,
+                allow_proxy_command: bool = False) -> FleetResult:
     connector = session.Connector(
         inventory.ssh, hostkeys.load_known_hosts(hostkeys.known_hosts_files(root)),
-        session.load_login_keys(inventory.ssh), timeout)
+        session.load_login_keys(inventory.ssh), timeout,
+        allow_proxy_command=allow_proxy_command)
     result = FleetResult()
     targets = list(inventory.targets)
     if not targets:
@@ -123,11 +125,11 @@ def _one(connector: session.Connector, target: Target) -> Outcome:
         what = "host name" if target.dynamic else "ssh.user"
         return None, HostProblem(target, "KS801", f"the {what} comes from ERB, which "
                                  "kamal-secure never runs, so this host cannot be checked"), 0
-    hostname, port = resolve(target.name, ssh)
-    names = [hostkeys.key_name(hostname, port)]
-    if target.name != hostname:
-        names.append(hostkeys.key_name(target.name, port))
     try:
+        hostname, port = resolve(target.name, ssh)
+        names = [hostkeys.key_name(hostname, port)]
+        if target.name != hostname:
+            names.append(hostkeys.key_name(target.name, port))
         sess = connector.open(session.Endpoint(hostname, port, ssh.user), names)
     except CheckIncomplete as err:
         return None, HostProblem(target, getattr(err, "rule", "KS801"), err.message,

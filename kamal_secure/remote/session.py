@@ -10,8 +10,11 @@ config value ever reaches a remote shell unquoted.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
+import select
 import shlex
 import socket
 import threading
@@ -32,7 +35,13 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 MAX_OUTPUT = 1024 * 1024
 TOKENS = re.compile(r"%[hpr%]")
 JUMP_STARTUPS = 8  # below sshd's default MaxStartups 10
+BANNER_TIMEOUT = 8.0  # seconds for the first bytes of SSH; sshd sends them at once
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+# Test-only fault injection: the process dies (exit 98) after the Nth remote command that
+# has input was started and before its input is sent: a dropped connection, as the host
+# sees it.
+DROP_ENV = "KAMAL_SECURE_TEST_DROP_STDIN"
+_with_input = itertools.count(1)
 
 
 class Unreachable(CheckIncomplete):
@@ -69,6 +78,8 @@ class Session:
             channel.exec_command(shlex.join(argv))
             self.execs += 1
             if stdin:
+                if os.environ.get(DROP_ENV) == str(next(_with_input)):
+                    os._exit(98)
                 channel.sendall(stdin)
             channel.shutdown_write()
             data = _read_all(channel)
@@ -105,6 +116,10 @@ class Connector:
     known: hostkeys.KnownHosts
     keys: list[paramiko.PKey]
     timeout: float
+    # ssh.proxy_command runs a local command taken from deploy.yml: only when the caller
+    # says Kamal is about to run it anyway (gate, hooks, fix commands) or the user allowed
+    # it for `scan` (--allow-proxy-command, hosts.allow_proxy_command in the policy).
+    allow_proxy_command: bool = False
     opened: list[paramiko.Transport] = field(default_factory=list)  # closed on abort
     _jump_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(JUMP_STARTUPS))
@@ -141,6 +156,11 @@ class Connector:
                 raise Unreachable(f"jump host could not reach {endpoint.hostname}:"
                                   f"{endpoint.port}: {err}") from None
         if self.ssh.proxy_command:
+            if not self.allow_proxy_command:
+                raise Unreachable(
+                    "ssh.proxy_command was not run: it is a local command from the scanned "
+                    "repository", hint="pass --allow-proxy-command to `kamal-secure scan` "
+                    "(or set hosts.allow_proxy_command: true in the policy) to run it")
             return paramiko.ProxyCommand(proxy_command_line(self.ssh.proxy_command, endpoint))
         return self._tcp(endpoint)
 
@@ -156,9 +176,23 @@ class Connector:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
+    def _await_banner(self, sock: Any, endpoint: Endpoint) -> float:
+        """Fail fast, and say why, when something accepts TCP but never speaks SSH."""
+        seconds = min(self.timeout, BANNER_TIMEOUT)
+        if isinstance(sock, socket.socket):
+            ready, _, _ = select.select([sock], [], [], seconds)
+            if not ready:
+                sock.close()
+                raise Unreachable(f"no SSH banner from {endpoint.hostname}:{endpoint.port} "
+                                  f"within {seconds:g} s (it accepts TCP but does not speak "
+                                  "SSH: a wrong port, a firewall or a hung sshd)")
+        return seconds
+
     def _handshake(self, sock: Any, endpoint: Endpoint, names: list[str]
                    ) -> tuple[paramiko.Transport, paramiko.PKey, tuple[str, ...] | None]:
+        banner = self._await_banner(sock, endpoint)
         transport = paramiko.Transport(sock)
+        transport.banner_timeout = banner
         self.opened.append(transport)
         try:
             return self._verified_login(transport, endpoint, names)
@@ -171,11 +205,13 @@ class Connector:
                         ) -> tuple[paramiko.Transport, paramiko.PKey, tuple[str, ...] | None]:
         known = hostkeys.known_for(self.known, names)
         hostkeys.prefer_known_types(transport, known)
-        transport.banner_timeout = transport.auth_timeout = self.timeout
-        transport.handshake_timeout = self.timeout
+        transport.auth_timeout = transport.handshake_timeout = self.timeout
         try:
             transport.start_client(timeout=self.timeout)
         except (paramiko.SSHException, OSError, EOFError) as err:
+            if "protocol banner" in str(err):
+                raise Unreachable(f"no SSH banner from {endpoint.hostname}:{endpoint.port} "
+                                  f"within {transport.banner_timeout:g} s") from None
             raise Unreachable(f"{endpoint.hostname}:{endpoint.port} did not complete the SSH "
                               f"handshake: {err or type(err).__name__}") from None
         key = transport.get_remote_server_key()

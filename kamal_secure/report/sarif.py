@@ -12,7 +12,6 @@ from kamal_secure.report.safe import json_text
 from kamal_secure.rules import docs
 from kamal_secure.rules.base import Rule
 
-INFO_URI = "https://github.com/kamal-secure/kamal-secure"
 SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5",
                      Severity.LOW: "3.0", Severity.INFO: "0.0"}
 LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
@@ -27,7 +26,6 @@ def _rule(rule: Rule) -> dict[str, Any]:
         "shortDescription": {"text": rule.title},
         "fullDescription": {"text": rule.rationale},
         "help": {"text": f"{rule.rationale}\n\nFix: {rule.fix}", "markdown": docs.page(rule)},
-        "helpUri": f"{INFO_URI}/blob/main/docs/rules/{rule.id}.md",
         "defaultConfiguration": {"level": LEVEL[rule.severity]},
         "properties": {"security-severity": SECURITY_SEVERITY[rule.severity],
                        "tags": ["security", rule.family], "precision": "high",
@@ -72,13 +70,17 @@ def _result(finding: Finding, index: dict[str, int], config_file: str) -> dict[s
 
 def as_dict(report: Report, root_uri: str,
             config_file: str = "config/deploy.yml") -> dict[str, Any]:
+    """Only the rules that have results are described (the rest are `kamal-secure rules`);
+    no helpUri: the rule pages ship inside the package (`kamal-secure explain ID`)."""
     from kamal_secure.rules.registry import ALL_RULES
 
-    index = {rule.id: i for i, rule in enumerate(ALL_RULES)}
+    seen = {f.rule for f in report.findings}
+    used = [rule for rule in ALL_RULES if rule.id in seen]
+    index = {rule.id: i for i, rule in enumerate(used)}
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "kamal-secure", "version": __version__,
-                            "semanticVersion": __version__, "informationUri": INFO_URI,
-                            "rules": [_rule(r) for r in ALL_RULES]}},
+                            "semanticVersion": __version__,
+                            "rules": [_rule(r) for r in used]}},
         "originalUriBaseIds": {"%SRCROOT%": {"uri": root_uri}},
         "results": [_result(f, index, config_file) for f in report.sorted_findings()],
         "invocations": [{
@@ -95,4 +97,4 @@ def as_dict(report: Report, root_uri: str,
 
 def render(report: Report, root_uri: str, config_file: str = "config/deploy.yml") -> str:
     data = as_dict(report, root_uri, config_file)
-    return json_text(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
+    return json_text(json.dumps(data, ensure_ascii=False, separators=(",", ":"))) + "\n"

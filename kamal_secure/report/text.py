@@ -45,8 +45,10 @@ def render(report: Report, console: Console, fail_on: Severity, quiet: bool = Fa
             continue
         sev = f"[{STYLE[f.severity]}]{f.severity.label.upper():8}[/]"
         tag = " [dim](in baseline)[/]" if f.in_baseline else ""
-        console.print(f"{sev} {f.rule}  {_v(str(f.location))}{tag}")
-        console.print(f"         {_v(f.message)}")
+        path = f"  path: {f.location.path}" if f.location.path else ""
+        console.print(f"{sev} {f.rule}  {_v(str(f.location))}{_v(path)}{tag}")
+        message = f.message.removeprefix(f"{f.location.path}: ") if f.location.path else f.message
+        console.print(f"         {_v(message)}")
         if f.suppression:
             console.print(f"         [dim]waived ({_v(f.suppression.kind)}, "
                           f"{_v(f.suppression.where)}): "

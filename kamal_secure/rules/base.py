@@ -8,11 +8,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config import yamlsafe
+from kamal_secure.config.erb import ErbTag
 from kamal_secure.config.load import Project
 from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
+    from kamal_secure.kamal_version import KamalVersion
     from kamal_secure.keyfacts import KeyFacts
     from kamal_secure.schemas import Violation
 
@@ -24,10 +26,26 @@ class Context:
     project: Project
     settings: dict[str, Any] = field(default_factory=dict)
     keys: tuple[KeyFacts, ...] = ()  # facts about the files in ssh.keys
+    agent_socket: bool = True  # SSH_AUTH_SOCK is set where Kamal will run
+
+    @cached_property
+    def kamal(self) -> KamalVersion:
+        """The project's Kamal; looked up only when a rule's advice depends on it."""
+        from kamal_secure.kamal_version import detect
+
+        return detect(self.project.root)
 
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))
         return Location(origin.file, origin.line, origin.column, path=yaml_path(path))
+
+    def erb_tags(self, path: yamlsafe.Path, text: str) -> list[ErbTag]:
+        """The ERB output tags that wrote (part of) the value at ``path``."""
+        origin = self.project.origin(path)
+        last = origin.line + text.count("\n") + 1
+        return [tag for source in self.project.sources if source.name == origin.file
+                for tag in source.masked.tags
+                if tag.kind == "output" and origin.line <= tag.line <= last]
 
     @cached_property
     def violations(self) -> list[Violation]:
@@ -72,6 +90,16 @@ class Rule:
     check: Check | None = None  # None: evaluated by the JSON schema or by another subsystem
     references: tuple[str, ...] = ()
     example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
+    also: tuple[tuple[Severity, str], ...] = ()  # other severities it emits, and when
+
+    @property
+    def levels(self) -> tuple[Severity, ...]:
+        """Every severity this rule emits: the one source for `rules`, docs and findings."""
+        return (self.severity, *(level for level, _ in self.also))
+
+    @property
+    def levels_label(self) -> str:
+        return "/".join(level.label for level in self.levels)
 
     def finding(
         self,
@@ -79,15 +107,19 @@ class Rule:
         location: Location,
         evidence: str | None = None,
         severity: Severity | None = None,
+        fix: str | None = None,
     ) -> Finding:
+        severity = self.severity if severity is None else severity
+        if severity not in self.levels:
+            raise ValueError(f"{self.id} emits {severity.label}, which it does not declare")
         return Finding(
             rule=self.id,
-            severity=severity if severity is not None else self.severity,
+            severity=severity,
             title=self.title,
             message=message,
             location=location,
             evidence=evidence,
-            fix=self.fix,
+            fix=fix if fix is not None else self.fix,
         )
 
 
@@ -95,7 +127,31 @@ def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
     """The check of a rule that lives in schema/deploy.security.schema.json."""
     for found in ctx.violations:
         if found.rule == rule.id:
-            yield rule.finding(f"{yaml_path(found.path)}: {found.message}", ctx.at(*found.path))
+            path = yaml_path(found.path)
+            message = found.message if path in found.message else f"{path}: {found.message}"
+            yield rule.finding(message, ctx.at(*found.path))
+
+
+Fill = Callable[[Context, Any], "tuple[str | None, Severity | None]"]
+
+
+def filled_schema_check(fill: Fill) -> Check:
+    """A schema rule whose fix (and severity) come from the finding's own value."""
+
+    def check(rule: Rule, ctx: Context) -> Iterator[Finding]:
+        for found in ctx.violations:
+            if found.rule == rule.id:
+                path = yaml_path(found.path)
+                message = found.message if path in found.message else f"{path}: {found.message}"
+                fix, severity = fill(ctx, ctx.project.get(*found.path))
+                yield rule.finding(message, ctx.at(*found.path), fix=fix, severity=severity)
+
+    check.schema = True  # type: ignore[attr-defined]
+    return check
+
+
+def is_schema_rule(rule: Rule) -> bool:
+    return rule.check is schema_check or bool(getattr(rule.check, "schema", False))
 
 
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
@@ -116,11 +172,12 @@ def define(
     family: str,
     references: tuple[str, ...] = (),
     example_path: str = "config/deploy.yml",
+    also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[Check | None], Rule]:
     """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
 
     def wrap(check: Check | None) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references, example_path)
+                    references, example_path, also)
 
     return wrap

@@ -24,6 +24,10 @@ DUMP = re.compile(r"(^|[;&|]\s*|\becho\s+\$\(\s*)(printenv|env|export\s+-p|decla
 PIPE_SHELL = re.compile(r"\b(curl|wget)\b[^|#]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b")
 EVAL = re.compile(r"(^|[;&|]\s*|\s)eval\s")
 KAMAL_VAR = re.compile(r"\$\{?KAMAL_[A-Z_]+")
+ROOT_LOGIN = re.compile(r"\b(ssh|scp|rsync|sftp)\b[^|;&#\n]*?(\broot@|-l\s*root\b|"
+                        r"\bUser=root\b)")
+SYSTEM_UNIT = re.compile(r"/(etc|lib|usr/lib)/systemd/system\b|\bsystemctl\s+(enable|link|"
+                         r"daemon-reload|edit)\b|/etc/init\.d/|\bupdate-rc\.d\b|/etc/cron")
 
 
 def _lines(hook: Hook) -> Iterator[tuple[int, str]]:
@@ -199,6 +203,7 @@ LEVELS = {"error": Severity.MEDIUM, "warning": Severity.LOW}
     "for h in \"${hosts[@]}\"; do ssh \"$h\" uptime; done\n",
     family=FAMILY, example_path=HOOK,
     references=("https://www.shellcheck.net/",),
+    also=((Severity.MEDIUM, "ShellCheck errors"), (Severity.INFO, "ShellCheck info and style")),
 )
 def shellcheck(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for hook in ctx.project.hooks:
@@ -250,5 +255,36 @@ def literal_secret(rule: Rule, ctx: Context) -> Iterator[Finding]:
                                    _at(hook, number, column), evidence=redact(value))
 
 
+def _root_reason(line: str) -> tuple[str, int] | None:
+    login = ROOT_LOGIN.search(line)
+    if login:
+        return f"{login.group(1)} logs in to the hosts as root", login.start() + 1
+    unit = SYSTEM_UNIT.search(line)
+    if unit:
+        return "installs or enables a system unit (needs root on the hosts)", unit.start() + 1
+    return None
+
+
+@define(
+    "KS519", Severity.HIGH, "Hook reaches the hosts as root or installs system units",
+    rationale="ssh.user keeps Kamal off root, but a hook that runs `ssh root@$KAMAL_HOSTS` or "
+    "`scp ... root@host:/etc/systemd/system/` needs a root key on every server anyway: the "
+    "deploy machine (and CI) can then do anything there, and the hook does it with every "
+    "secret in its environment.",
+    fix="Do host setup once, out of band (a provisioning tool), or as the deploy user with a "
+    "narrow sudo rule; keep hooks to notifications and checks.",
+    insecure="#!/bin/sh\nscp app.service root@\"$KAMAL_HOSTS\":/etc/systemd/system/\n"
+    "ssh root@\"$KAMAL_HOSTS\" systemctl daemon-reload\n",
+    secure="#!/bin/sh\necho \"deploying $KAMAL_VERSION to $KAMAL_HOSTS\"\n",
+    family=FAMILY, example_path=HOOK,
+)
+def root_on_hosts(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for hook in ctx.project.hooks:
+        for number, line in _lines(hook):
+            found = _root_reason(line)
+            if found:
+                yield rule.finding(found[0], _at(hook, number, found[1]))
+
+
 RULES: tuple[Rule, ...] = (not_executable, writable, xtrace, env_dump, pipe_shell, uses_eval,
-                           unquoted_vars, shellcheck, literal_secret)
+                           unquoted_vars, shellcheck, literal_secret, root_on_hosts)

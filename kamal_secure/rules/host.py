@@ -15,5 +15,6 @@ RULES: tuple[Rule, ...] = tuple(sorted(
     (*host_auth.RULES, *host_hardening.RULES, *host_access.RULES), key=lambda r: r.id))
 
 
-def check_host(facts: HostFacts, policy: HostPolicy, where: Location) -> Iterator[Finding]:
-    yield from run_host_checks(RULES, HostContext(facts, policy, where))
+def check_host(facts: HostFacts, policy: HostPolicy, where: Location,
+               local_registry: str | None = None) -> Iterator[Finding]:
+    yield from run_host_checks(RULES, HostContext(facts, policy, where, local_registry))

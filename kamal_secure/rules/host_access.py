@@ -54,18 +54,24 @@ def other_keys(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "KS720", Severity.LOW, "The deploy key is not restricted to your addresses",
     rationale='A from="..." option limits where the deploy key works: a stolen key is then '
     "useless from elsewhere. Reported as info when present, low when absent.",
-    fix='Prefix the key in authorized_keys with from="<your CI and office ranges>".',
+    fix='When the key has no from= option: `kamal-secure authorize --from CIDR`, or prefix it '
+    'in authorized_keys with from="<your CI and office ranges>".',
     insecure=AK_EXAMPLE, secure=AK_FROM,
+    also=((Severity.INFO, "the key is restricted: the restriction is shown"),),
 )
 def from_restriction(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     for key in _deploy_entries(ctx):
         allowed = key.from_restriction
         if allowed is not None:
             yield rule.finding(f"the deploy key is restricted to from={allowed}", ctx.where,
-                               key.fingerprint, severity=Severity.INFO)
+                               key.fingerprint, severity=Severity.INFO,
+                               fix="Nothing to add; keep the from= list to your current CI and "
+                               "office ranges.")
         else:
             yield rule.finding("the deploy key works from any address", ctx.where,
-                               key.fingerprint)
+                               key.fingerprint,
+                               fix="Restrict it: `kamal-secure authorize --from CIDR` (your CI "
+                               "and office ranges) writes from=\"...\" before the key.")
 
 
 @host_rule(
@@ -106,6 +112,7 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "drop-ins readable.",
     insecure="# /etc/ssh/sshd_config.d/50-cloud-init.conf mode 0600 and no sudo\n",
     secure="# sudo -n sshd -T works\n",
+    also=((Severity.HIGH, "the settings could not be established (unknown)"),),
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None

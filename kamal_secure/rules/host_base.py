@@ -22,6 +22,7 @@ class HostContext:
     facts: HostFacts
     policy: HostPolicy
     where: Location  # the host, and the deploy.yml file:line that names it
+    local_registry: str | None = None  # registry.server localhost:PORT: needs remote forwarding
 
     @property
     def sshd(self) -> SshdConfig | None:
@@ -51,11 +52,12 @@ def host_rule(
     insecure: str,
     secure: str,
     references: tuple[str, ...] = (),
+    also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[HostCheck], Rule]:
     def wrap(check: HostCheck) -> Rule:
         HOST_CHECKS[id] = check
         return Rule(id, severity, title, rationale, fix, insecure, secure, FAMILY, None,
-                    references)
+                    references, also=also)
 
     return wrap
 

@@ -24,8 +24,7 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
         if name and any(part in name.lower() for part in WEAK_CIPHER_PARTS):
             yield "ciphers", name
     for name in (ctx.sshd.get("macs") or "").split(","):
-        if name and ("-etm@" not in name.lower() or any(
-                part in name.lower() for part in WEAK_MAC_PARTS)):
+        if name and any(part in name.lower() for part in WEAK_MAC_PARTS):
             yield "macs", name
     for name in (ctx.sshd.get("kexalgorithms") or "").split(","):
         if name.lower().endswith("-sha1"):
@@ -34,9 +33,11 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
 
 @host_rule(
     "KS708", Severity.HIGH, "sshd offers weak ciphers, MACs or key exchange",
-    rationale="CBC ciphers, 3DES and arcfour, MACs that are not encrypt-then-MAC (or use "
-    "SHA-1, MD5 or 64-bit tags) and SHA-1 key exchange have known attacks or margins too "
-    "thin to keep.",
+    rationale="Follows Mozilla's OpenSSH guidelines (modern): CBC ciphers, 3DES, arcfour and "
+    "blowfish, MACs with SHA-1, MD5, 64-bit or truncated (-96) tags, and SHA-1 key exchange "
+    "have known attacks or margins too thin to keep. OpenSSH's default hmac-sha2-256/512 and "
+    "umac-128 are in Mozilla's list and are not reported (ssh-audit only warns that they are "
+    "not encrypt-then-MAC); `harden` still writes only the -etm variants.",
     fix="Set Ciphers, MACs and KexAlgorithms to modern lists only. Keep an ECDH key exchange "
     "(ecdh-sha2-nistp256) in the list: Kamal's net-ssh without the x25519 gem (Debian's "
     "Kamal) cannot do curve25519 or sntrup and would be locked out.",
@@ -80,16 +81,19 @@ def host_key(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
 @host_rule(
     "KS711", Severity.MEDIUM, "sshd MaxAuthTries is too high",
     rationale="Each connection may try this many credentials; a low number slows guessing.",
-    fix="Set `MaxAuthTries 3` (the limit comes from .kamal/secure.yml hosts.max_auth_tries).",
+    fix="Set MaxAuthTries to the policy's limit or lower (default 4, from .kamal/secure.yml "
+    "hosts.max_auth_tries).",
     insecure="MaxAuthTries 6\n", secure="MaxAuthTries 3\n",
     references=SSHD_REFS,
 )
 def max_auth_tries(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     value = ctx.sshd.number("maxauthtries") if ctx.sshd is not None else None
     if value is not None and value > ctx.policy.max_auth_tries:
-        yield rule.finding(f"MaxAuthTries is {value} (policy: at most "
-                           f"{ctx.policy.max_auth_tries})", ctx.where,
-                           ctx.evidence("maxauthtries"))
+        limit = ctx.policy.max_auth_tries
+        yield rule.finding(f"MaxAuthTries is {value} (policy: at most {limit})", ctx.where,
+                           ctx.evidence("maxauthtries"),
+                           fix=f"Set `MaxAuthTries {limit}` (or lower; the limit is "
+                           ".kamal/secure.yml hosts.max_auth_tries).")
 
 
 FORWARDING = (("permituserenvironment", "no"), ("x11forwarding", "no"),
@@ -115,17 +119,45 @@ def forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
 
 @host_rule(
     "KS713", Severity.MEDIUM, "sshd allows remote TCP forwarding",
-    rationale="Remote forwarding lets a logged-in account open listening ports through sshd.",
-    fix="Set `AllowTcpForwarding no` (or `local`; allowed values come from the policy).",
+    rationale="Remote forwarding lets a logged-in account open listening ports through sshd. "
+    "One Kamal setup needs it: a local registry (`registry.server: localhost:PORT`) is "
+    "reached from every host through SSH remote port forwarding, so for such a config "
+    "`AllowTcpForwarding remote` is what Kamal needs (and `no` or `local` breaks the deploy).",
+    fix="Set `AllowTcpForwarding no` (or `local`; allowed values come from the policy); with "
+    "a local registry set `remote` (`kamal-secure harden` writes the right one).",
     insecure="AllowTcpForwarding yes\n", secure="AllowTcpForwarding no\n",
     references=SSHD_REFS,
 )
 def tcp_forwarding(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
+    value = ctx.sshd.flag("allowtcpforwarding") if ctx.sshd is not None else None
+    if ctx.local_registry:
+        yield from _local_registry_forwarding(rule, ctx, value)
+        return
     allowed = (value.lower() for value in ctx.policy.tcp_forwarding)
     if setting_not(ctx, "allowtcpforwarding", *allowed):
         yield rule.finding("AllowTcpForwarding is "
                            f"{ctx.sshd.get('allowtcpforwarding') if ctx.sshd else '?'}",
                            ctx.where, ctx.evidence("allowtcpforwarding"))
+
+
+def _local_registry_forwarding(rule: Rule, ctx: HostContext,
+                               value: str | None) -> Iterator[Finding]:
+    """Kamal's local registry needs remote forwarding: `remote` is right, said so."""
+    why = (f"registry.server {ctx.local_registry} is Kamal's local registry, reached from "
+           "this host through SSH remote forwarding")
+    fix = "Set `AllowTcpForwarding remote` (`kamal-secure harden` does)."
+    evidence = ctx.evidence("allowtcpforwarding")
+    if value is None:
+        return
+    if value == "remote":
+        yield rule.finding(f"AllowTcpForwarding remote is allowed: {why}", ctx.where, evidence,
+                           severity=Severity.INFO, fix="")
+    elif value in ("no", "local"):
+        yield rule.finding(f"AllowTcpForwarding {value} breaks this deploy: {why}", ctx.where,
+                           evidence, severity=Severity.LOW, fix=fix)
+    else:
+        yield rule.finding(f"AllowTcpForwarding is {value}; {why}, so only `remote` is needed",
+                           ctx.where, evidence, fix=fix)
 
 
 @host_rule(

@@ -118,6 +118,7 @@ def ssh_dir(rule: Rule, ctx: Context) -> Iterator[Finding]:
     fix="Create an ed25519 key: `kamal-secure keygen` (ssh-keygen -t ed25519; it takes no -b).",
     insecure="$ ssh-keygen -t rsa -b 2048 -f ~/.ssh/kamal_deploy_key\n",
     secure="$ ssh-keygen -t ed25519 -f ~/.ssh/kamal_deploy_key\n", family=FAMILY,
+    also=((Severity.MEDIUM, "an unusual key type (not ed25519, RSA or ECDSA)"),),
 )
 def weak(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -141,6 +142,7 @@ def weak(rule: Rule, ctx: Context) -> Iterator[Finding]:
     insecure="$ ssh-keygen -lf ~/.ssh/kamal_deploy_key.pub   # another key's fingerprint\n",
     secure="$ ssh-keygen -y -f ~/.ssh/kamal_deploy_key > ~/.ssh/kamal_deploy_key.pub\n",
     family=FAMILY,
+    also=((Severity.LOW, "no .pub beside the key"),),
 )
 def pub_mismatch(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from kamal_secure.config.erb import DYNAMIC, is_dynamic
+from kamal_secure.config.erb import DYNAMIC, ErbTag, is_dynamic
 from kamal_secure.config.load import Source
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Location, Severity
@@ -90,12 +91,13 @@ def erb_shell(rule: Rule, ctx: Context) -> Iterator[Finding]:
 )
 def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
     yield from _dynamic_settings(rule, ctx)
+    yield from _generated(rule, ctx)
     for source in ctx.project.sources:
         for first, last in _ranges(source.masked.conditional_lines):
             yield rule.finding(f"lines {first}-{last} sit inside an ERB block (if/unless/loop): "
                                "whether and how often they apply is only known when rendered",
                                _at(source, first, 1))
-        yield from _structural(rule, source)
+        yield from _inert_comments(rule, source)
         for path, mark in source.loaded.marks.items():
             if path and isinstance(path[-1], str) and DYNAMIC in path[-1]:
                 parent = yaml_path(path[:-1]) or "the top level"
@@ -104,8 +106,8 @@ def needs_rendering(rule: Rule, ctx: Context) -> Iterator[Finding]:
 
 
 # Settings whose safety the rules decide; ERB there means "only known when rendered".
+# (ssh.*, hosts: KS009.)
 DECISIVE: tuple[tuple[str, ...], ...] = (
-    ("ssh", "user"), ("ssh", "keys_only"), ("ssh", "forward_agent"), ("ssh", "proxy"),
     ("proxy", "ssl"), ("accessories", "*", "port"), ("accessories", "*", "image"),
     ("servers", "*", "options", "*"), ("accessories", "*", "options", "*"),
 )
@@ -130,16 +132,168 @@ def _dynamic_settings(rule: Rule, ctx: Context) -> Iterator[Finding]:
                                "known when rendered, so its checks are skipped", ctx.at(*path))
 
 
-def _structural(rule: Rule, source: Source) -> Iterator[Finding]:
-    """Output tags alone on a line: ERB writes YAML structure there, not a value."""
+def _hosts(servers: Any) -> Iterator[Any]:
+    roles = servers.values() if isinstance(servers, dict) else [servers]
+    for role in roles:
+        hosts = role.get("hosts") if isinstance(role, dict) else role
+        for host in hosts if isinstance(hosts, list) else [hosts]:
+            yield from (host.keys() if isinstance(host, dict) else [host])
+
+
+def _all_dynamic(values: list[Any]) -> bool:
+    return bool(values) and all(is_dynamic(v) or (isinstance(v, str) and not v.strip(DYNAMIC))
+                                for v in values)
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _leaves(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _leaves(value)
+    else:
+        yield node
+
+
+def _generated(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """Hosts or ssh settings that ERB writes entirely: say so once, at the section."""
+    servers = ctx.project.get("servers")
+    if servers is not None and _all_dynamic(list(_hosts(servers))):
+        yield rule.finding("every host in servers comes from ERB: which machines Kamal "
+                           "connects to is only known when rendered", ctx.at("servers"))
+    ssh = ctx.project.get("ssh")
+    if ssh is not None and _all_dynamic(list(_leaves(ssh))):
+        yield rule.finding("the ssh settings come entirely from ERB: user, keys and forwarding "
+                           "are only known when rendered", ctx.at("ssh"))
+
+
+# ERB output that can only be a value: environment variables, constants, plain strings
+# (no backslash escapes, no interpolation but of constants), joined by ||. The Rails
+# template's `#   RUBY_VERSION: <%= ENV["RBENV_VERSION"] || ... %>` comment is one.
+_NAME = r"""(?:"[A-Za-z0-9_]+"|'[A-Za-z0-9_]+')"""
+_STRING = r"""(?:"(?:[^"\\#]|\#\{[A-Z][A-Z0-9_]*\})*"|'[^'\\]*')"""
+_TERM = (rf"(?:ENV\[\s*{_NAME}\s*\]|ENV\.fetch\(\s*{_NAME}\s*(?:,\s*{_STRING}\s*)?\)"
+         rf"|{_STRING}|[A-Z][A-Z0-9_]*)")
+INERT = re.compile(rf"\s*{_TERM}(?:\s*\|\|\s*{_TERM})*\s*-?")
+
+
+def inert(tag: ErbTag) -> bool:
+    """An output tag whose text cannot contain a line break written by the repository."""
+    body = tag.source[2:-2]  # without <% and %>
+    return INERT.fullmatch(body[1:].lstrip("=")) is not None
+
+
+def outside_values(source: Source) -> Iterator[tuple[ErbTag, bool]]:
+    """Output tags that are not inside a YAML scalar (so in a comment or the syntax around
+    values), with whether the whole line is ERB output (it writes structure)."""
+    spans = sorted(source.loaded.spans)
     lines = source.masked.text.split("\n")
     for tag in source.masked.tags:
-        if tag.kind != "output" or tag.line > len(lines):
+        if tag.kind != "output":
             continue
-        text = lines[tag.line - 1].split(" #", 1)[0].strip()
+        text = lines[tag.line - 1].split(" #", 1)[0].strip() if tag.line <= len(lines) else ""
         if text and not text.strip(DYNAMIC):
-            yield rule.finding(f"line {tag.line} is produced entirely by ERB: the keys it writes "
-                               "are only known when rendered", _at(source, tag.line, tag.column))
+            yield tag, True
+            continue
+        spot = (tag.line - 1, tag.column - 1)
+        if not any((a, b) <= spot < (c, d) for a, b, c, d in spans):
+            yield tag, False
+
+
+def _inert_comments(rule: Rule, source: Source) -> Iterator[Finding]:
+    for tag, structural in outside_values(source):
+        if not structural and inert(tag):
+            yield rule.finding(f"ERB at line {tag.line} sits in a YAML comment and still "
+                               "renders; it reads only environment variables and constants, "
+                               "so it cannot add a line unless one of them holds a newline",
+                               _at(source, tag.line, tag.column))
+
+
+@define(
+    "KS010", Severity.HIGH, "ERB writes config text that kamal-secure cannot see",
+    rationale="Kamal renders ERB before YAML is parsed. Output inside a YAML comment is "
+    "rendered too: a newline in it turns the rest into config, so a comment can add a host "
+    "or change ssh.user. A line made only of ERB output writes keys nobody reviewed. "
+    "kamal-secure never runs ERB, so the config it checked is not the one Kamal uses.",
+    fix="Delete ERB from comments (`<%#` is an ERB comment), and write keys as YAML with ERB "
+    "only in values.",
+    insecure="service: shop\nimage: acme/shop\nservers:\n  - 192.0.2.10\n"
+    "# <%= \"\\nssh:\\n  user: root\" %>\n",
+    secure="service: shop\nimage: acme/shop\nservers:\n  - 192.0.2.10\n"
+    "# <%# an ERB comment renders nothing %>\n",
+    family=FAMILY,
+)
+def erb_outside_values(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for source in ctx.project.sources:
+        for tag, structural in outside_values(source):
+            if structural:
+                yield rule.finding(f"line {tag.line} is produced entirely by ERB: the keys it "
+                                   "writes (hosts, ssh settings...) are only known when "
+                                   "rendered", _at(source, tag.line, tag.column))
+            elif not inert(tag):
+                yield rule.finding(f"ERB output at line {tag.line} is outside any YAML value "
+                                   "(in a comment): Kamal renders it, and a newline in it adds "
+                                   "config lines kamal-secure never saw",
+                                   _at(source, tag.line, tag.column))
+
+
+# Where ERB decides which hosts Kamal connects to and how it logs in.
+CONNECTION: tuple[tuple[str, ...], ...] = (
+    ("servers",), ("accessories", "*", "host"), ("accessories", "*", "hosts"),
+    ("accessories", "*", "role"), ("accessories", "*", "roles"), ("accessories", "*", "tag"),
+    ("accessories", "*", "tags"), ("ssh",),
+)
+
+
+def _connection(path: Path) -> bool:
+    return any(len(path) >= len(p) and all(w in ("*", part) for w, part in zip(p, path,
+                                                                             strict=False))
+               for p in CONNECTION)
+
+
+@define(
+    "KS009", Severity.MEDIUM, "ERB decides the hosts, the SSH user or ssh options",
+    rationale="kamal-secure never runs ERB: a host name, ssh setting or key written with "
+    "ERB, or lines of servers/ssh inside `<% if %>`, can render to other hosts or another "
+    "user than the ones checked offline. The gate refuses a host whose name comes from ERB "
+    "(exit 3); offline, the rendered config may differ from the one audited.",
+    fix="Write hosts and ssh settings literally; put per-environment values in destination "
+    "files (deploy.DEST.yml).",
+    insecure="service: shop\nimage: acme/shop\nservers:\n  - <%= ENV[\"WEB_HOST\"] %>\n"
+    "ssh:\n  user: <%= ENV.fetch(\"DEPLOY_USER\", \"root\") %>\n",
+    secure="service: shop\nimage: acme/shop\nservers:\n  - 192.0.2.10\nssh:\n  user: deploy\n",
+    family=FAMILY,
+)
+def erb_connection(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for source in ctx.project.sources:
+        branches = source.masked.conditional_lines
+        for path, mark in sorted(source.loaded.marks.items(), key=lambda pm: pm[1].line):
+            if not path or not _connection(path):
+                continue
+            node = _node(source.loaded.data, path)
+            key = path[-1]
+            if isinstance(key, str) and DYNAMIC in key:
+                what = "a key produced by ERB"
+            elif is_dynamic(node):
+                what = "a value produced by ERB"
+            elif mark.line in branches and not isinstance(node, dict | list):
+                what = "a value inside an ERB if/loop"
+            else:
+                continue
+            yield rule.finding(f"{yaml_path(path)}: {what}; the hosts or login Kamal uses "
+                               "may differ from the ones checked", _at(source, mark.line,
+                                                                      mark.column, path))
+
+
+def _node(data: Any, path: Path) -> Any:
+    node = data
+    for part in path:  # the marks' paths all exist in this file's own data
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
 
 
 def _ranges(lines: frozenset[int]) -> Iterator[tuple[int, int]]:
@@ -154,4 +308,5 @@ def _ranges(lines: frozenset[int]) -> Iterator[tuple[int, int]]:
         yield start, prev
 
 
-RULES: tuple[Rule, ...] = (duplicate_key, foreign_tag, erb_shell, needs_rendering)
+RULES: tuple[Rule, ...] = (duplicate_key, foreign_tag, erb_shell, needs_rendering,
+                           erb_outside_values, erb_connection)

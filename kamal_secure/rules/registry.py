@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kamal_secure.errors import UsageError
 from kamal_secure.rules import (
+    cmdline,
     containers,
     exposure,
     hooks,
@@ -24,6 +25,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *ssh.RULES,
     *keys.RULES,
     *secrets.RULES,
+    *cmdline.RULES,
     *containers.RULES,
     *exposure.RULES,
     *settings.RULES,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+from kamal_secure.config.erb import is_dynamic
 from kamal_secure.report.model import Finding, Severity
-from kamal_secure.rules.base import Context, Rule, define, schema_check
+from kamal_secure.rules.base import Context, Rule, define, schema_check, yaml_path
+from kamal_secure.rules.secrets import env_entries
 
 FAMILY = "settings"
 HEAD = "service: shop\nimage: acme/shop\nenv:\n  clear:\n"
@@ -51,6 +54,68 @@ allowed_hosts = define(
 )(schema_check)
 
 
+NOT_PRODUCTION = re.compile(r"(?i)^(dev|development|test|testing|staging|stage|review|preview|"
+                            r"qa|uat|sandbox|local|demo)([-_.].*)?$")
+ENV_NAMES = ("RAILS_ENV", "RACK_ENV", "APP_ENV", "NODE_ENV", "MIX_ENV", "ENVIRONMENT")
+LOG_LEVEL = re.compile(r"(?i)(^|_)LOG_?LEVEL$")
+CORS = re.compile(r"(?i)(^|_)CORS(_ALLOW(ED)?)?_ORIGINS?$|^ACCESS_CONTROL_ALLOW_ORIGIN$|"
+                  r"(^|_)ALLOWED_ORIGINS$")
+CORS_ALL = re.compile(r"(?i)(^|_)CORS_(ORIGIN_)?ALLOW_ALL(_ORIGINS)?$")
+TRUE = re.compile(r"(?i)^(true|1|yes|on)$")
+
+
+def production(ctx: Context) -> bool:
+    """Deployed for real: no staging-like destination and no staging-like *_ENV setting."""
+    if ctx.project.destination and NOT_PRODUCTION.match(ctx.project.destination):
+        return False
+    for _path, key, value in env_entries(ctx):
+        if key in ENV_NAMES and isinstance(value, str) and NOT_PRODUCTION.match(value):
+            return False
+    return True
+
+
+def _clear_env(ctx: Context, key_re: re.Pattern[str], bad: re.Pattern[str],
+               ) -> Iterator[tuple[str, tuple[str | int, ...]]]:
+    if not production(ctx):
+        return
+    for path, key, value in env_entries(ctx):
+        if key_re.search(key) and not is_dynamic(value) and bad.match(str(value).strip()):
+            yield key, path
+
+
+@define(
+    "KS505", Severity.LOW, "Debug logging in production",
+    rationale="`RAILS_LOG_LEVEL`/`LOG_LEVEL` at debug (or trace) logs request parameters, SQL "
+    "with its values, headers and job arguments: tokens and personal data end up in log "
+    "files and log services that many people can read.",
+    fix="Use info (or warn) in production; turn debug on for a short, deliberate session only.",
+    insecure=HEAD + "    RAILS_LOG_LEVEL: debug\n",
+    secure=HEAD + "    RAILS_LOG_LEVEL: info\n",
+    family=FAMILY,
+)
+def debug_logging(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for key, path in _clear_env(ctx, LOG_LEVEL, re.compile(r"(?i)^(debug|trace|all)$")):
+        yield rule.finding(f"{yaml_path(path)}: {key} is debug in a production deploy",
+                           ctx.at(*path))
+
+
+@define(
+    "KS506", Severity.MEDIUM, "CORS allows every origin in production",
+    rationale="`CORS_ORIGINS: \"*\"` lets any web site call the API from its visitors' "
+    "browsers and read the answers: with token auth (or a misconfigured credentials setting) "
+    "another site can act for your users.",
+    fix="List the origins that need access: `CORS_ORIGINS: https://app.example.com`.",
+    insecure=HEAD + "    CORS_ORIGINS: \"*\"\n",
+    secure=HEAD + "    CORS_ORIGINS: https://shop.example.com\n",
+    family=FAMILY,
+)
+def cors_any(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for key, path in _clear_env(ctx, CORS, re.compile(r"^(\*|.*[,\s]\*([,\s].*)?)$")):
+        yield rule.finding(f"{yaml_path(path)}: {key} allows every origin (*)", ctx.at(*path))
+    for key, path in _clear_env(ctx, CORS_ALL, TRUE):
+        yield rule.finding(f"{yaml_path(path)}: {key} allows every origin", ctx.at(*path))
+
+
 @define(
     "KS520", Severity.LOW, "Destinations exist but require_destination is not set",
     rationale="With destination files (deploy.staging.yml, deploy.production.yml) a bare "
@@ -71,4 +136,5 @@ def require_destination(rule: Rule, ctx: Context) -> Iterator[Finding]:
                        "require_destination is not true", where)
 
 
-RULES: tuple[Rule, ...] = (debug, force_ssl, trusted_proxies, allowed_hosts, require_destination)
+RULES: tuple[Rule, ...] = (debug, force_ssl, trusted_proxies, allowed_hosts, debug_logging,
+                           cors_any, require_destination)

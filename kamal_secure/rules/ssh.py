@@ -2,18 +2,77 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, schema_check
 
+if TYPE_CHECKING:
+    from kamal_secure.kamal_version import KamalVersion
+
 FAMILY = "ssh"
+KEYGEN_BLOCK = "kamal-secure keygen --write-config --user deploy"
 
 
 def _ssh(ctx: Context) -> dict[str, object]:
     ssh = ctx.project.get("ssh")
     return ssh if isinstance(ssh, dict) else {}
+
+
+def _no_block(ctx: Context) -> bool:
+    """No ssh section at all: KS100 reports it once instead of KS101-KS104 each."""
+    return ctx.project.get("ssh") is None
+
+
+def no_agent_advice(kamal: KamalVersion) -> str:
+    """How to stop agent forwarding on a Kamal that has no ssh.forward_agent."""
+    from kamal_secure.kamal_version import since
+
+    return (f"{kamal.describe()} has no ssh.forward_agent (added in Kamal "
+            f"{since('ssh.forward_agent')}; older Kamal rejects the key and SSHKit forwards "
+            "the agent on every connection): run Kamal with no agent socket "
+            "(`env -u SSH_AUTH_SOCK kamal deploy`) when the build does not need one, "
+            "or upgrade Kamal")
+
+
+def _assumed(kamal: KamalVersion) -> str:
+    from kamal_secure.kamal_version import since
+
+    if not kamal.assumed:
+        return ""
+    return (f"; written for {kamal.describe()}: Kamal before {since('ssh.forward_agent')} "
+            "rejects the key")
+
+
+@define(
+    "KS100", Severity.HIGH, "No ssh section: Kamal logs in as root with any key it finds",
+    rationale="Without an ssh section Kamal uses its defaults: user root, every key in your "
+    "agent and ~/.ssh, and your agent forwarded to every server (on Kamal before 2.12 always). "
+    "One finding for the missing block; KS101-KS104 report its parts once an ssh section "
+    "exists.",
+    fix=f"Run `{KEYGEN_BLOCK}`: a dedicated deploy key and the whole ssh block "
+    "(user, keys, keys_only, and forward_agent where your Kamal has it).",
+    insecure="service: shop\nimage: acme/shop\nservers: [203.0.113.10]\n",
+    secure="service: shop\nimage: acme/shop\nservers: [203.0.113.10]\nssh:\n  user: deploy\n"
+    "  keys: [\"~/.ssh/kamal_deploy_key\"]\n  keys_only: true\n  forward_agent: false\n",
+    family=FAMILY,
+)
+def no_block(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    if not _no_block(ctx):
+        return
+    where = ctx.at("ssh") if "ssh" in ctx.project.data else ctx.at()
+    block = "user: deploy, keys: [\"~/.ssh/kamal_deploy_key\"], keys_only: true"
+    fix = f"Run `{KEYGEN_BLOCK}`: a dedicated deploy key and `ssh: {{{block}"
+    if ctx.kamal.accepts("ssh.forward_agent"):
+        fix += f", forward_agent: false}}` in deploy.yml{_assumed(ctx.kamal)}."
+
+    else:
+        fix += f"}}` in deploy.yml. {no_agent_advice(ctx.kamal)}."
+    yield rule.finding("no ssh section: Kamal logs in as root, offers every key it finds "
+                       "and forwards your agent", where, fix=fix)
 
 
 @define(
@@ -26,6 +85,8 @@ def _ssh(ctx: Context) -> dict[str, object]:
     family=FAMILY,
 )
 def keys_missing(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    if _no_block(ctx):
+        return
     keys = _ssh(ctx).get("keys")
     if not keys and not _ssh(ctx).get("key_data"):
         where = ctx.at("ssh") if ctx.project.get("ssh") is not None else ctx.at()
@@ -42,6 +103,8 @@ def keys_missing(rule: Rule, ctx: Context) -> Iterator[Finding]:
     family=FAMILY,
 )
 def keys_only(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    if _no_block(ctx):
+        return
     value = _ssh(ctx).get("keys_only")
     if value is True or is_dynamic(value):
         return
@@ -52,8 +115,14 @@ def keys_only(rule: Rule, ctx: Context) -> Iterator[Finding]:
 @define(
     "KS103", Severity.HIGH, "Kamal logs in as root",
     rationale="Kamal's default ssh.user is root. A deploy key for root is a key to the whole "
-    "machine; a dedicated user in the docker group limits what a leaked key can do.",
-    fix="Create a deploy user on each host (in the docker group) and set ssh.user to it.",
+    "machine. A deploy user still needs the docker group, and the docker group is "
+    "root-equivalent (`docker run -v /:/host` reads and writes every file), so a non-root "
+    "user alone does not contain a leaked key. What limits it: no root login at all "
+    "(PermitRootLogin no, so root's keys are useless), the key restricted with `from=` to "
+    "your deploy machines (`kamal-secure authorize --from CIDR`), short key lifetimes "
+    "(`rotate-key`), and per-user audit trails of who logged in.",
+    fix="Create a deploy user on each host (in the docker group, which is root-equivalent), "
+    "set ssh.user to it, and turn root logins off (`kamal-secure harden`).",
     insecure="ssh:\n  user: root\n",
     secure="ssh:\n  user: deploy\n",
     family=FAMILY,
@@ -61,7 +130,7 @@ def keys_only(rule: Rule, ctx: Context) -> Iterator[Finding]:
 def root_user(rule: Rule, ctx: Context) -> Iterator[Finding]:
     ssh = _ssh(ctx)
     user = ssh.get("user")
-    if is_dynamic(user):
+    if _no_block(ctx) or is_dynamic(user):
         return
     if "user" not in ssh:
         yield rule.finding("ssh.user is not set: Kamal connects as root", ctx.at("ssh"))
@@ -81,13 +150,25 @@ def root_user(rule: Rule, ctx: Context) -> Iterator[Finding]:
 def forward_agent(rule: Rule, ctx: Context) -> Iterator[Finding]:
     ssh = _ssh(ctx)
     value = ssh.get("forward_agent")
-    if value is False or is_dynamic(value):
+    if _no_block(ctx) or value is False or is_dynamic(value):
         return
-    if "forward_agent" in ssh:
-        yield rule.finding(f"ssh.forward_agent is {_show(value)}", ctx.at("ssh", "forward_agent"))
+    if not ctx.kamal.accepts("ssh.forward_agent"):
+        yield from _agent_on_old_kamal(rule, ctx)
+    elif "forward_agent" in ssh:
+        yield rule.finding(f"ssh.forward_agent is {_show(value)}", ctx.at("ssh", "forward_agent"),
+                           fix=rule.fix[:-1] + _assumed(ctx.kamal) + ".")
     else:
         yield rule.finding("ssh.forward_agent is not set: Kamal forwards your agent",
-                           ctx.at("ssh"))
+                           ctx.at("ssh"), fix=rule.fix[:-1] + _assumed(ctx.kamal) + ".")
+
+
+def _agent_on_old_kamal(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """Kamal < 2.12: the key does not exist (a set key is KS003); only the agent socket counts."""
+    if not ctx.agent_socket:
+        return
+    where = ctx.at("ssh", "forward_agent") if "forward_agent" in _ssh(ctx) else ctx.at("ssh")
+    yield rule.finding(f"SSH_AUTH_SOCK is set and {ctx.kamal.describe()} forwards the agent "
+                       "to every host", where, fix=no_agent_advice(ctx.kamal) + ".")
 
 
 def _show(value: object) -> str:
@@ -121,4 +202,30 @@ jump_user = define(
     family=FAMILY,
 )(schema_check)
 
-RULES: tuple[Rule, ...] = (keys_missing, keys_only, root_user, forward_agent, key_data, jump_user)
+ROOT_AT = re.compile(r"(^|[/\s=])root@|(^|\s)-l\s*root\b|\bUser=root\b")
+ROOT_ELSEWHERE = (("builder", "remote"), ("ssh", "proxy"), ("ssh", "proxy_command"))
+
+
+@define(
+    "KS107", Severity.HIGH, "Root login outside ssh.user (remote builder, jump host)",
+    rationale="ssh.user keeps Kamal off root on the servers, but `builder.remote: "
+    "ssh://root@builder` and `ssh.proxy: root@bastion` still log in as root elsewhere: the "
+    "deploy machine then holds a root key to the builder (which signs every image) or the "
+    "bastion (which reaches every server).",
+    fix="Use an unprivileged user in the docker group: `remote: ssh://deploy@builder`, "
+    "`proxy: deploy@bastion`.",
+    insecure="service: shop\nimage: acme/shop\nbuilder:\n  arch: amd64\n"
+    "  remote: ssh://root@203.0.113.20\n",
+    secure="service: shop\nimage: acme/shop\nbuilder:\n  arch: amd64\n"
+    "  remote: ssh://deploy@203.0.113.20\n",
+    family=FAMILY,
+)
+def root_elsewhere(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    for path in ROOT_ELSEWHERE:
+        value = ctx.project.get(*path)
+        if isinstance(value, str) and ROOT_AT.search(value):
+            yield rule.finding(f"{'.'.join(path)} logs in as root", ctx.at(*path))
+
+
+RULES: tuple[Rule, ...] = (no_block, keys_missing, keys_only, root_user, forward_agent,
+                           key_data, jump_user, root_elsewhere)

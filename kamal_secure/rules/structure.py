@@ -59,6 +59,37 @@ def unknown_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
             parent = yaml_path(path[:-1]) or "the top level"
             key = yaml_path((found.key or "",))
             yield rule.finding(f"{parent}: unknown key {key!r}", ctx.at(*path))
+    yield from _too_new(rule, ctx)
+
+
+def _too_new(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """Keys a later Kamal 2 added: the project's Kamal is looked up only when there are some."""
+    from kamal_secure.kamal_version import newer_keys
+
+    newer = dict(newer_keys(ctx.project.data))
+    if not newer:
+        return
+    kamal = ctx.kamal
+    for pattern, since in newer.items():
+        if kamal.accepts(".".join(pattern)):
+            continue
+        for path in _concrete(ctx.project.data, pattern):
+            yield rule.finding(f"{yaml_path(path)} needs Kamal {since} or later; "
+                               f"{kamal.describe()} rejects it (`unknown key`)", ctx.at(*path),
+                               fix=f"Upgrade Kamal to {since} or later, or remove the key.")
+
+
+def _concrete(node: object, pattern: tuple[str, ...]) -> Iterator[Path]:
+    """The real paths (names filled in) that match a ``*`` pattern."""
+    if not pattern:
+        yield ()
+        return
+    if not isinstance(node, dict):
+        return
+    head, rest = pattern[0], pattern[1:]
+    for key, value in node.items():
+        if head in ("*", str(key)):
+            yield from ((key, *tail) for tail in _concrete(value, rest))
 
 
 @define(

@@ -79,7 +79,7 @@ def test_defaults_like_kamal(tmp_path: Path) -> None:
     assert [t.roles for t in inv.targets] == [("web",), ("web",)]
     ssh = inv.ssh
     assert (ssh.user, ssh.port, ssh.proxy, ssh.keys_only) == ("root", 22, None, False)
-    assert ssh.config_files == ("~/.ssh/config", "/etc/ssh/ssh_config")
+    assert ssh.config_files == ("~/.ssh/config", "/etc/ssh_config", "/etc/ssh/ssh_config")
 
 
 def test_hosts_filter_with_wildcards(tmp_path: Path) -> None:
@@ -136,6 +136,19 @@ def test_bad_port(tmp_path: Path) -> None:
 
 def test_match_items_keeps_order() -> None:
     assert match_items(["b*", "a"], ["a", "b1", "b2"]) == ["b1", "b2", "a"]
+
+
+def test_match_items_is_ruby_fnmatch() -> None:
+    """Kamal matches -h/-r with File.fnmatch (FNM_EXTGLOB), not Python's fnmatch: `[^x]`
+    negates, a backslash escapes, braces nest, an unclosed brace matches nothing, a
+    leading dot needs a literal dot."""
+    hosts = ["web1", "web2", "web*", ".web", "db{1"]
+    assert match_items(["web[^1]"], hosts) == ["web2", "web*"]
+    assert match_items(["web\\*"], hosts) == ["web*"]
+    assert match_items(["web{1,{2,3}}"], hosts) == ["web1", "web2"]
+    assert match_items(["db{1"], hosts) == []
+    assert match_items(["*web"], hosts) == []
+    assert match_items(["\\.web"], hosts) == [".web"]
 
 
 @pytest.mark.parametrize("host", ["-oProxyCommand=touch x", "a b", "a;b", "$(id)", "a\nb"])

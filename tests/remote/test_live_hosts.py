@@ -219,7 +219,12 @@ def test_proxy_command(lab: Lab, client: Client, tmp_path: Path,
     client.trust(host.known_line())
     relay = Path(__file__).resolve().parent.parent / "proxy_relay.py"
     extra = f"  proxy_command: \"{sys.executable} {relay} %h %p\"\n"
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr], extra_ssh=extra))
+    app = write_project(tmp_path / "app", client, [addr], extra_ssh=extra)
+    refused = scan_hosts(app)  # a local command from the repository: not run unless allowed
+    assert [p.what.split()[0] for p in refused.problems] == ["KS801"]
+    assert "--allow-proxy-command" in refused.problems[0].message
+    assert not (tmp_path / "relay.log").exists()
+    report = scan_hosts(app, allow_proxy_command=True)
     assert report.problems == []
     assert rules_by_host(report) == {addr: {"KS720"}}
     assert (tmp_path / "relay.log").read_text() == f"{addr}:22\n"

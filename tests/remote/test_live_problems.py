@@ -91,6 +91,8 @@ def test_down_silent_and_healthy_hosts_together(lab: Lab, client: Client,
     assert set(by_host) == {down, silent}
     assert "Connection refused" in by_host[down].message
     assert by_host[silent].what.startswith("KS801")
+    # accepts TCP, never speaks: its own message, with the (policy-shortened) banner timeout
+    assert f"no SSH banner from {silent}:22 within 2 s" in by_host[silent].message
     assert "KS701" in rules_by_host(report)[good]  # the healthy host was still checked
     assert elapsed < 10
 

@@ -14,7 +14,7 @@ from kamal_secure.host_policy import HostPolicy, load_host_policy
 from kamal_secure.remote import hostkeys, sshd
 from kamal_secure.remote.authorized import parse_authorized_keys
 from kamal_secure.remote.facts import SOURCE_DERIVED, SOURCE_HOSTKEY
-from kamal_secure.remote.ssh_config import resolve
+from kamal_secure.remote.ssh_config import SshConfigError, resolve
 
 KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIMH53MTM+mUgJEFq8528noV8LT2xl+IFvsp3Hb+tvh88"
 
@@ -37,6 +37,45 @@ def test_ssh_config_hostname(tmp_path: Path) -> None:
     assert resolve("web-1", ssh) == ("127.55.9.9", 22)  # Kamal passes its own port
     assert resolve("other", ssh) == ("other", 22)
     assert resolve("web-1", SshSettings(config_files=())) == ("web-1", 22)
+
+
+def test_ssh_config_read_like_net_ssh(tmp_path: Path) -> None:
+    """Include is followed (relative to the first file, globbed); Match exec is never run and
+    counts for nothing (net-ssh evaluates only host/all). tests/e2e/test_model_vs_ruby.py
+    compares this reader with net-ssh itself on generated files."""
+    marker = tmp_path / "MATCH_EXEC_RAN"
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "10-web.conf").write_text("Host web-1\n  HostName 127.55.9.8\n")
+    config = tmp_path / "config"
+    config.write_text(f"Host *\n  Include conf.d/*.conf\n"
+                      f'Match host db exec "touch {marker}"\n  HostName 127.55.2.2\n'
+                      f'Match exec "touch {marker}"\n  HostName 127.55.3.3\n'
+                      "Host jumped\n  ProxyJump bastion\nHost none\n  ProxyCommand none\n"
+                      "Host *\n  HostName 127.55.1.1\n")
+    ssh = SshSettings(config_files=(str(config),))
+    assert resolve("web-1", ssh) == ("127.55.9.8", 22)
+    assert resolve("db", ssh) == ("127.55.2.2", 22)
+    assert resolve("other", ssh) == ("127.55.1.1", 22)
+    assert resolve("none", ssh) == ("127.55.1.1", 22)  # ProxyCommand none: direct
+    with pytest.raises(SshConfigError, match="ProxyJump"):
+        resolve("jumped", ssh)
+    assert resolve("jumped", SshSettings(config_files=(str(config),), proxy_command="nc %h %p")
+                   ) == ("127.55.1.1", 22)  # deploy.yml's proxy wins, as in Kamal
+    assert not marker.exists()
+
+
+def test_ssh_config_from_erb_is_refused() -> None:
+    from kamal_secure.config.erb import DYNAMIC
+
+    with pytest.raises(SshConfigError, match="ERB"):
+        resolve("web", SshSettings(config_files=(DYNAMIC * 8,)))
+
+
+def test_ssh_config_include_loop_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(f"Include {config}\n")
+    with pytest.raises(SshConfigError, match="nested"):
+        resolve("web", SshSettings(config_files=(str(config),)))
 
 
 class FakeHost:
@@ -179,5 +218,5 @@ def test_policy_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="one of required, none, any"):
         load_host_policy(tmp_path)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 0\n")
-    with pytest.raises(ConfigError, match="hosts.timeout"):  # the whole policy's schema
+    with pytest.raises(ConfigError, match=r"hosts\.timeout"):  # the whole policy's schema
         load_host_policy(tmp_path)

@@ -9,7 +9,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from kamal_secure.rules import docs
-from kamal_secure.rules.base import schema_check
+from kamal_secure.rules.base import is_schema_rule
 from kamal_secure.rules.registry import ALL_RULES
 from kamal_secure.schemas import SECURITY, STRUCTURE, schema, validator
 from tests.helpers import REPO
@@ -43,7 +43,7 @@ def _tags(node: Any) -> Iterator[str]:
 
 def test_schema_rules_and_registry_agree() -> None:
     tagged = set(_tags(schema(SECURITY)))
-    by_schema = {r.id for r in ALL_RULES if r.check is schema_check}
+    by_schema = {r.id for r in ALL_RULES if is_schema_rule(r)}
     assert tagged == by_schema
     assert set(_tags(schema(STRUCTURE))) == {"KS003", "KS008"}
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from kamal_secure.config.inventory import local_registry
+from kamal_secure.config.load import load_project
 from kamal_secure.host_policy import HostPolicy
 from kamal_secure.remote.facts import SOURCE_DERIVED, AuthorizedKey, HostKey, SshdConfig
 from kamal_secure.report.model import Location, Severity
@@ -136,3 +140,62 @@ def test_policy_choices_only_when_set() -> None:
     rule = next(r for r in host.RULES if r.id == "KS723")
     assert "KS723" in ids(facts(rule.insecure + HARDENED), POLICY_CHOICES)
     assert "KS723" not in ids(facts(rule.secure + HARDENED), POLICY_CHOICES)
+
+
+@pytest.mark.parametrize(("value", "rule_severity"), [
+    ("remote", Severity.INFO), ("no", Severity.LOW), ("local", Severity.LOW),
+    ("yes", Severity.MEDIUM), ("all", Severity.MEDIUM)])
+def test_local_registry_needs_remote_forwarding(value: str, rule_severity: Severity) -> None:
+    """registry.server localhost:5555: Kamal forwards a port from each host back to the
+    registry, so `remote` is what Kamal needs (said so), and `no` would break the deploy."""
+    f = facts(HARDENED.replace("AllowTcpForwarding no", f"AllowTcpForwarding {value}"))
+    found = [x for x in host.check_host(f, HostPolicy(), WHERE, "localhost:5555")
+             if x.rule == "KS713"]
+    assert [x.severity for x in found] == [rule_severity]
+    assert "localhost:5555 is Kamal's local registry" in found[0].message
+    if value != "remote":
+        assert "AllowTcpForwarding remote" in (found[0].fix or "")
+    without = {x.rule for x in host.check_host(f, HostPolicy(), WHERE)}
+    assert ("KS713" in without) is (value not in ("no", "local"))
+
+
+@pytest.mark.parametrize(("server", "local"), [
+    ("localhost:5555", True), ("localhost:80", True), ("localhost", False),
+    ("localhost.example.com:5000", False), ("ghcr.io", False), ("127.0.0.1:5555", False)])
+def test_local_registry_matches_kamal(server: str, local: bool, tmp_path: Path) -> None:
+    """Kamal's Registry#local? is `server.match?("^localhost[:$]")`."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/deploy.yml").write_text(
+        f"service: s\nimage: i\nservers: [203.0.113.1]\nregistry:\n  server: {server}\n")
+    project = load_project("config/deploy.yml", None, tmp_path)
+    assert (local_registry(project) == server) is local
+
+
+def _one(f: object, rule: str, policy: HostPolicy | None = None) -> list[object]:
+    return [x for x in host.check_host(f, policy or HostPolicy(), WHERE)  # type: ignore[arg-type]
+            if x.rule == rule]
+
+
+def test_rule_texts_agree_with_what_they_check() -> None:
+    """KS720 never tells a restricted key to add from=; KS711's fix names the policy's own
+    number; KS708 follows Mozilla's list: OpenSSH's default hmac-sha2-256/512 are not weak."""
+    restricted = AuthorizedKey("ssh-ed25519", "SHA256:deploy", "k", 'from="10.0.0.0/8"', "ak")
+    f = facts(authorized_keys=(restricted,), deploy_fingerprints=("SHA256:deploy",))
+    [info] = _one(f, "KS720")
+    assert "from=" not in (info.fix or "").split("keep")[0]  # type: ignore[attr-defined]
+    open_key = AuthorizedKey("ssh-ed25519", "SHA256:deploy", "k", "", "ak")
+    f = facts(authorized_keys=(open_key,), deploy_fingerprints=("SHA256:deploy",))
+    [low] = _one(f, "KS720")
+    assert "authorize --from CIDR" in (low.fix or "")  # type: ignore[attr-defined]
+    many = facts(HARDENED.replace("MaxAuthTries 3", "MaxAuthTries 6"))
+    for limit in (4, 5):
+        [tries] = _one(many, "KS711", HostPolicy(max_auth_tries=limit))
+        assert f"MaxAuthTries {limit}`" in (tries.fix or "")  # type: ignore[attr-defined]
+        assert f"at most {limit}" in tries.message  # type: ignore[attr-defined]
+    default_macs = facts(HARDENED.replace(
+        "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
+        "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com"))
+    assert "KS708" not in ids(default_macs)
+    weak = facts(HARDENED.replace("MACs hmac-sha2-512-etm@openssh.com",
+                                  "MACs hmac-sha1,hmac-sha2-512-etm@openssh.com"))
+    assert "KS708" in ids(weak)

@@ -112,7 +112,9 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "drop-ins readable.",
     insecure="# /etc/ssh/sshd_config.d/50-cloud-init.conf mode 0600 and no sudo\n",
     secure="# sudo -n sshd -T works\n",
-    also=((Severity.HIGH, "the settings could not be established (unknown)"),),
+    also=((Severity.HIGH, "the settings could not be established (unknown)"),
+          *((level, "unknown settings, at the policy's hosts.unknown_severity")
+            for level in (Severity.CRITICAL, Severity.MEDIUM, Severity.LOW))),
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None

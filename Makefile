@@ -56,7 +56,7 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -q -m "not e2e"
 
-# A long fuzz campaign (tests/test_fuzz.py; `make test` runs 300 cases with a fixed seed):
+# A long fuzz campaign (tests/test_fuzz.py; `make test` runs 1000 cases with a fixed seed):
 # FUZZ_CASES projects through `scan --offline`, a fresh seed unless FUZZ_SEED is given.
 FUZZ_CASES ?= 20000
 fuzz: venv

@@ -25,7 +25,7 @@ import pytest
 from kamal_secure import cli
 from tests.fuzz import Case, generate, leaked
 
-DEFAULT_CASES = 300
+DEFAULT_CASES = 1000
 DEFAULT_SEED = 13
 FORMATS = ["--format", "json", "--output", "r.json", "--format", "sarif", "--output", "r.sarif",
            "--format", "github", "--output", "r.github", "--format", "text"]  # text: stdout

@@ -112,11 +112,9 @@ def disagreement(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "drop-ins readable.",
     insecure="# /etc/ssh/sshd_config.d/50-cloud-init.conf mode 0600 and no sudo\n",
     secure="# sudo -n sshd -T works\n",
-    also=((Severity.HIGH, "the settings could not be established (unknown); policy "
-                           "`hosts.unknown_severity` may set any other level"),
-          (Severity.CRITICAL, "unknown, with `hosts.unknown_severity: critical`"),
-          (Severity.MEDIUM, "unknown, with `hosts.unknown_severity: medium`"),
-          (Severity.LOW, "unknown, with `hosts.unknown_severity: low`")),
+    also=((Severity.HIGH, "the settings could not be established (unknown)"),
+          *((level, "unknown settings, at the policy's hosts.unknown_severity")
+            for level in (Severity.CRITICAL, Severity.MEDIUM, Severity.LOW))),
 )
 def derived(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     notes = "; ".join(ctx.facts.notes) or None

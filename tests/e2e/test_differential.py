@@ -5,6 +5,8 @@ both accepting the deploy key, both logging at DEBUG1 so each connection's clien
 (paramiko = the gate's check, Ruby/Net::SSH = Kamal) is in the host's own log. For every
 cell: every login Kamal made on a host was preceded, in that cell, by a login of the gate's
 check on the same host with the same user and key; and Kamal never logged in on T.
+Two tiers share the matrix and the detector: `kamal-secure` (the guarded gate), and plain
+`kamal` with `kamal-secure hooks install` (the check is then our pre-connect hook's).
 """
 
 from __future__ import annotations
@@ -132,46 +134,118 @@ def write_variant(root: Path, files: dict[str, str], values: dict[str, str]) -> 
     subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
 
 
-def test_differential_matrix(lab: Lab, client: Client, tmp_path: Path, real_kamal: Path) -> None:
+def _lab(lab: Lab, client: Client) -> tuple[Host, Host]:
+    """The hardened host H and the trap T, both pinned, both accepting the deploy key."""
     hardened = lab.start(next_addr(), DEBUG, authorized={DEPLOY_USER: client.public})
     trap = lab.start(next_addr(), DEBUG, files=TRAP, authorized={DEPLOY_USER: client.public})
     client.trust(hardened.known_line(), trap.known_line())
-    env = env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
-    env.pop("SSH_AUTH_SOCK", None)
+    return hardened, trap
+
+
+def _apps(root: Path, client: Client, hardened: Host, trap: Host) -> dict[str, Path]:
     apps = {}
     for variant, files in VARIANTS.items():
-        root = tmp_path / variant
-        write_variant(root, files, {"H": hardened.addr, "T": trap.addr, "KEY": str(client.key),
-                                    "ROOT": str(root)})
-        apps[variant] = root
-    matrix = cells()
-    violations: list[str] = []
-    kamal_reached_h = gate_refused_t = 0
+        app = root / variant
+        write_variant(app, files, {"H": hardened.addr, "T": trap.addr, "KEY": str(client.key),
+                                   "ROOT": str(app)})
+        apps[variant] = app
+    return apps
+
+
+@dataclass
+class Outcome:
+    violations: list[str]
+    cells: list[str]  # one line per cell: the exit and who logged in where
+    reached_h: int = 0  # cells where Kamal logged in on H
+    refused_t: int = 0  # cells where T was checked (paramiko) and Kamal never logged in there
+
+
+def run_matrix(command: list[str], matrix: list[tuple[str, int]], apps: dict[str, Path],
+               env: dict[str, str], hardened: Host, trap: Host) -> Outcome:
+    """Run `command + argv` for every cell and check both hosts' logs of that cell."""
+    outcome = Outcome([], [])
     for variant, index in matrix:
         argv = ARGV[index]
         before = {h.addr: len(h.log()) for h in (hardened, trap)}
-        result = run([f"{BIN}/kamal-secure", *argv], apps[variant], env)
-        cell = f"{variant} x kamal-secure {' '.join(argv)!s} (exit {result.returncode})"
+        result = run([*command, *argv], apps[variant], env)
+        cell = (f"{variant} x {Path(command[0]).name} {' '.join(argv)!s} "
+                f"(exit {result.returncode})")
         for host in (hardened, trap):
             seen = logins(host.log()[before[host.addr]:])
-            violations.extend(_check(cell, host, seen, host is trap))
+            outcome.violations.extend(_check(cell, host, seen, host is trap))
             kamal = [s for s in seen if s.client == "kamal"]
             if host is hardened and kamal:
-                kamal_reached_h += 1
+                outcome.reached_h += 1
             if host is trap and not kamal and any(s.client == "gate" for s in seen):
-                gate_refused_t += 1
-        assert "Traceback" not in result.stderr, cell + result.stderr
+                outcome.refused_t += 1
+        outcome.cells.append(cell + " " + ", ".join(
+            f"{name}: {sorted({s.client for s in logins(host.log()[before[host.addr]:])})}"
+            for name, host in (("H", hardened), ("T", trap)))
+            + " | " + (result.stdout + result.stderr).strip().rsplit("\n", 1)[-1][:120])
+        assert "Traceback" not in result.stdout + result.stderr, cell + result.stderr
+        assert "reg-e2e-Vq7Lm2Xz9Tn4" not in result.stdout + result.stderr, cell
+    return outcome
+
+
+def _env(real_kamal: Path, client: Client) -> dict[str, str]:
+    env = env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
+    env.pop("SSH_AUTH_SOCK", None)
+    return env
+
+
+def test_differential_matrix(lab: Lab, client: Client, tmp_path: Path, real_kamal: Path) -> None:
+    hardened, trap = _lab(lab, client)
+    env = _env(real_kamal, client)
+    apps = _apps(tmp_path, client, hardened, trap)
+    matrix = cells()
+    outcome = run_matrix([f"{BIN}/kamal-secure"], matrix, apps, env, hardened, trap)
     print(f"differential matrix: {len(matrix)} cells ({len(VARIANTS)} configs x "
-          f"{len(ARGV)} argv spellings, pruned); Kamal reached H in {kamal_reached_h}, "
-          f"the gate checked and stopped T in {gate_refused_t}")
-    assert not violations, "\n".join(violations)
-    assert kamal_reached_h > 0  # the matrix exercises real Kamal connections
-    assert gate_refused_t > 0  # and real refusals of the trap
+          f"{len(ARGV)} argv spellings, pruned); Kamal reached H in {outcome.reached_h}, "
+          f"the gate checked and stopped T in {outcome.refused_t}")
+    assert not outcome.violations, "\n".join(outcome.violations)
+    assert outcome.reached_h > 0  # the matrix exercises real Kamal connections
+    assert outcome.refused_t > 0  # and real refusals of the trap
     # control: the same detector on plain kamal (no gate) sees it reach the trap
     offset = len(trap.log())
     run([str(real_kamal), "server", "exec", "whoami"], apps["erb-comment"], env)
     control = _check("control", trap, logins(trap.log()[offset:]), True)
     assert any("logged in on the trap" in v for v in control), control
+
+
+# Plain kamal with our hooks: every spelling with the plain config but the destination
+# ones, which run with the destination config (with the empty and missing -d, the prefix and
+# the alias); the prefixes, the alias and the -h glob with every config whose hosts differ
+# from a naive reading (ERB in a comment, merge key, symbol key, ssh_config Include).
+HOOK_CORE = {0, 1, 11, 13, 14}
+HOOK_VARIANTS = {"plain": set(range(len(ARGV))) - DESTINATION_ARGV,
+                 "destination": DESTINATION_ARGV | {0, 1, 6, 7, 13},
+                 "erb-comment": HOOK_CORE, "merge-key": HOOK_CORE, "symbol-key": HOOK_CORE,
+                 "ssh-include": HOOK_CORE}
+
+
+def hook_cells() -> list[tuple[str, int]]:
+    return [(variant, index) for variant, keep in HOOK_VARIANTS.items()
+            for index in sorted(keep)]
+
+
+def test_differential_matrix_plain_kamal_with_hooks(lab: Lab, client: Client, tmp_path: Path,
+                                                    real_kamal: Path) -> None:
+    """Issue 11, proof: the same detector on plain `kamal` with `kamal-secure hooks install`.
+    Kamal runs pre-connect before its first connection, so after a refusal it logs in nowhere."""
+    hardened, trap = _lab(lab, client)
+    env = _env(real_kamal, client)
+    apps = _apps(tmp_path, client, hardened, trap)
+    for app in apps.values():
+        installed = run([f"{BIN}/kamal-secure", "hooks", "install"], app, env)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+    matrix = hook_cells()
+    outcome = run_matrix([str(real_kamal)], matrix, apps, env, hardened, trap)
+    print("\n".join(outcome.cells))
+    print(f"hooks differential matrix: {len(matrix)} cells; Kamal reached H in "
+          f"{outcome.reached_h}, the hook checked and stopped T in {outcome.refused_t}")
+    assert not outcome.violations, "\n".join(outcome.violations)
+    assert outcome.reached_h > 0
+    assert outcome.refused_t > 0
 
 
 def _check(cell: str, host: Host, seen: list[Login], is_trap: bool) -> list[str]:

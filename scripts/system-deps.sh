@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs from Debian (OpenSSH server, ShellCheck, sudo) when
-# running as root with apt; otherwise says exactly what is missing.
+# Installs what the test suite needs from Debian (OpenSSH server and client, ShellCheck, sudo,
+# procps, Ruby) when running as root with apt; otherwise says exactly what is missing.
 set -euo pipefail
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)

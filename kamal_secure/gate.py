@@ -17,12 +17,27 @@ from kamal_secure.audit import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.hosts import OFFLINE_ENV
 from kamal_secure.kamal import Invocation, classify, exec_kamal
-from kamal_secure.policy import load_policy
+from kamal_secure.policy import Policy, load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
 from kamal_secure.report.safe import scrub, shown
 
 AUDIT_LOG = Path(".kamal/secure-audit.log")
+
+
+def gate_settings(environ: dict[str, str]) -> tuple[Policy, Severity, frozenset[str],
+                                                   str | None]:
+    """What every gate path reads first: the policy, the threshold, the baseline and the
+    break-glass reason (an empty one refused)."""
+    skip = environ.get("KAMAL_SECURE_SKIP")
+    if skip is not None and not skip.strip():
+        raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
+    policy = load_policy()
+    fail_on = fail_on_from_env(environ, policy.fail_on)
+    known = frozenset[str]()
+    if environ.get("KAMAL_SECURE_BASELINE"):
+        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]), "KAMAL_SECURE_BASELINE")
+    return policy, fail_on, known, skip
 
 
 def fail_on_from_env(env: dict[str, str], default: Severity = Severity.HIGH) -> Severity:
@@ -58,14 +73,7 @@ def decide(config_file: str, destination: str | None, environ: dict[str, str],
 
     The live host checks run when ``live``, unless KAMAL_SECURE_OFFLINE=1 (said loudly).
     ``exact_hosts``: check exactly these hosts instead of filtering with -h/-r (hooks)."""
-    skip = environ.get("KAMAL_SECURE_SKIP")
-    if skip is not None and not skip.strip():
-        raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
-    policy = load_policy()
-    fail_on = fail_on_from_env(environ, policy.fail_on)
-    known = frozenset[str]()
-    if environ.get("KAMAL_SECURE_BASELINE"):
-        known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]), "KAMAL_SECURE_BASELINE")
+    policy, fail_on, known, skip = gate_settings(environ)
     offline = not live or environ.get(OFFLINE_ENV) == "1"
     if live and offline:
         text.make_console(sys.stderr).print(

@@ -16,7 +16,6 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from kamal_secure.config.erb import is_dynamic
@@ -224,25 +223,15 @@ class Server:
         return self.verdict(hosts, static=False)
 
     def verdict(self, hosts: list[Resolved], static: bool) -> dict[str, Any]:
-        from kamal_secure import baseline, waivers
+        from kamal_secure import waivers
         from kamal_secure.audit import static_report
-        from kamal_secure.gate import Verdict, fail_on_from_env, proceed
+        from kamal_secure.gate import Verdict, gate_settings, proceed
         from kamal_secure.hosts import OFFLINE_ENV, merge
-        from kamal_secure.policy import load_policy
         from kamal_secure.report import text
 
         assert self.project is not None
         environ = self.environ
-        skip = environ.get("KAMAL_SECURE_SKIP")
-        if skip is not None and not skip.strip():
-            from kamal_secure.errors import UsageError
-
-            raise UsageError("KAMAL_SECURE_SKIP is set but empty: a break-glass reason is required")
-        policy = load_policy()
-        fail_on = fail_on_from_env(environ, policy.fail_on)
-        known = frozenset[str]()
-        if environ.get("KAMAL_SECURE_BASELINE"):
-            known = baseline.read(Path(environ["KAMAL_SECURE_BASELINE"]))
+        policy, fail_on, known, skip = gate_settings(environ)
         offline = environ.get(OFFLINE_ENV) == "1"
         if offline and not self.offline:
             text.make_console(sys.stderr).print(
@@ -255,7 +244,8 @@ class Server:
             merge(report, audit_resolved(self.project, hosts, policy.hosts, self.speculation))
         report = waivers.apply(report, policy, report.sources, baseline=known)
         reason = skip.strip() if skip else None
-        verdict = Verdict(report, fail_on, report.exit_code(fail_on), reason)
+        verdict = Verdict(report, fail_on, report.exit_code(fail_on), reason,
+                          hosts_checked=not offline)
         if not proceed(verdict, "running kamal", self.command, self.options):
             return {"allow": False, "code": verdict.code,
                     "message": f"refused to run `kamal {' '.join(self.command)}` (see the "

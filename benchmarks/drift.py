@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.hosts import connections, write_project
+from kamal_secure.audit.hosts import audit_hosts
 from kamal_secure.commands import dispatch
-from kamal_secure.hosts import audit_hosts
 from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, can_run_sshd, ensure_user, keygen
 
 HOSTS = 10

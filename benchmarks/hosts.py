@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kamal_secure.hosts import audit_hosts
+from kamal_secure.audit.hosts import audit_hosts
 from tests.sshd_hosts import (
     DEPLOY_USER,
     HARDENED,

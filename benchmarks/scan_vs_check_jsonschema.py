@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 CORPUS_SCAN = """
 import sys, time
 from pathlib import Path
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.errors import ConfigError
 corpus = Path(sys.argv[1])
 start = time.perf_counter()
@@ -62,7 +62,7 @@ def median_time(cmd: list[str], cwd: Path) -> float:
 
 
 def compare(app: Path, checker: Path) -> None:
-    schema = REPO / "schema" / "deploy.security.schema.json"
+    schema = REPO / "kamal_secure" / "schema" / "deploy.security.schema.json"
     ours = median_time([str(BIN / "kamal-secure"), "scan", "--offline"], app)
     peer = median_time([str(checker), "--schemafile", str(schema), "config/deploy.yml"], app)
     print(f"typical config: {app.name}/config/deploy.yml, median of {RUNS} runs")

@@ -1,6 +1,6 @@
 """Entry point: route argv to our own command, the gate, or straight to kamal.
 
-Only ``os``, ``sys`` and :mod:`kamal_secure.kamal` are imported on the
+Only ``os``, ``sys`` and :mod:`kamal_secure.gate.kamal` are imported on the
 passthrough path; everything else is imported inside the branch that needs it.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from kamal_secure import __version__
 from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
-from kamal_secure.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
+from kamal_secure.gate.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
 
 HELP = f"""\
 kamal-secure {__version__}: a security gate in front of Kamal.
@@ -100,14 +100,14 @@ def route(args: list[str]) -> int:
         return EXIT_USAGE  # not reached: exec replaces this process
     typo = own_typo(args[0])
     if typo:
-        from kamal_secure.aliases import resolve_kind
+        from kamal_secure.gate.aliases import resolve_kind
 
         if _guarded(resolve_kind, Invocation(args)) == "pass":  # no alias of that name
             raise UsageError(f"unknown command {args[0]!r}: did you mean `{typo}`? "
                              "(kamal was not started)",
                              hint=f"`kamal-secure {typo} --help`; kamal's own commands: "
                              "`kamal help`")
-    from kamal_secure.oracle import run_resolved
+    from kamal_secure.gate.oracle import run_resolved
 
     return _guarded(run_resolved, args)
 

@@ -1,26 +1,25 @@
-"""Files that ship with kamal-secure: schema/, hooks/ and docs/rules/.
+"""Files that ship inside the package: the JSON schemas and the Kamal hook templates.
 
-Installed from a wheel they live inside the package (kamal_secure/schema,
-kamal_secure/hooks, kamal_secure/rule_docs); in a source checkout they are at
-the top of the repository.
+They are package data (kamal_secure/schema, kamal_secure/hook_templates) read with
+importlib.resources, so a source checkout, an editable install and a wheel read the
+same single copy (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
-_PACKAGE = Path(__file__).resolve().parent
-_LAYOUT = {"schema": ("schema", "schema"), "hooks": ("hooks", "hooks"),
-           "rule_docs": ("rule_docs", "docs/rules")}
-
-
-def data_dir(kind: str) -> Path:
-    installed, source = _LAYOUT[kind]
-    inside = _PACKAGE / installed
-    if inside.is_dir():
-        return inside
-    return _PACKAGE.parent / source
+_PACKAGES = {"schema": "kamal_secure.schema", "hook_templates": "kamal_secure.hook_templates"}
 
 
-def schema_path(name: str) -> Path:
-    return data_dir("schema") / name
+def data_dir(kind: str) -> Traversable:
+    return files(_PACKAGES[kind])
+
+
+def schema_text(name: str) -> str:
+    return data_dir("schema").joinpath(name).read_text("utf-8")
+
+
+def hook_template(name: str) -> bytes:
+    return data_dir("hook_templates").joinpath(name).read_bytes()

@@ -18,7 +18,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from kamal_secure.config import yamlsafe
-from kamal_secure.resources import schema_path
+from kamal_secure.resources import schema_text
 
 SECURITY = "deploy.security.schema.json"
 STRUCTURE = "kamal2.schema.json"
@@ -30,10 +30,6 @@ class Violation:
     path: yamlsafe.Path  # the value at fault (for an unknown key: the key itself)
     message: str
     key: str | None = None  # set for unknown keys
-
-
-def schema_text(name: str) -> str:
-    return schema_path(name).read_text("utf-8")
 
 
 @cache

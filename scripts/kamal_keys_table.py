@@ -1,4 +1,4 @@
-"""Derive schema/kamal-versions.json from a basecamp/kamal git checkout.
+"""Derive kamal_secure/schema/kamal-versions.json from a basecamp/kamal git checkout.
 
 Kamal validates deploy.yml against the example files in
 lib/kamal/configuration/docs/*.yml (an unknown key is rejected). This script
@@ -7,7 +7,8 @@ and records, for each config key path, the releases that accept it. Only the
 derived table is committed, never Kamal's files.
 
 Usage (from the repository root):
-  PYTHONPATH=. python scripts/kamal_keys_table.py KAMAL_GIT_DIR > schema/kamal-versions.json
+  PYTHONPATH=. python scripts/kamal_keys_table.py KAMAL_GIT_DIR \
+    > kamal_secure/schema/kamal-versions.json
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from kamal_secure.kamal_version import config_paths
+from kamal_secure.facts.kamal_version import config_paths
 
 DOCS = "lib/kamal/configuration/docs"
 RELEASE_RE = re.compile(r"^v(2\.\d+\.\d+)$")

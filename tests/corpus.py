@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.errors import ConfigError
 from kamal_secure.report.model import Report
 from tests.helpers import CORPUS, MINIMAL

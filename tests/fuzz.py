@@ -26,7 +26,7 @@ HOSTILE = ["\x1b]0;pwned\x07", "\x1b[2J", "\x1b[31m", "\u202e", "\u200b", "\x9b"
 WORDS = ["web", "app", "deploy", "root", "shop", "acme/shop", "203.0.113.10", "latest",
          "0.0.0.0:5432:5432", "/var/run/docker.sock:/var/run/docker.sock", "true", "no",
          "~/.ssh/id_rsa", "~/.ssh/deploy", "ssh-rsa", "privileged", "host", "3000", ""]
-KEYS = {  # the Kamal 2 key set (schema/kamal2.schema.json), to reach every rule
+KEYS = {  # the Kamal 2 key set (kamal_secure/schema/kamal2.schema.json), to reach every rule
     "": ["service", "image", "labels", "volumes", "servers", "registry", "env", "ssh",
          "builder", "accessories", "proxy", "aliases", "hooks_path", "secrets_path",
          "require_destination", "primary_role", "retain_containers", "boot", "logging",

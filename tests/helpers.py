@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.report.model import Finding
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kamal_secure.hosts import audit_hosts
+from kamal_secure.audit.hosts import audit_hosts
 from kamal_secure.report.model import Report
 from tests.conftest import Client
 from tests.sshd_hosts import DEPLOY_USER, is_loopback

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.errors import UsageError
-from kamal_secure.ops import binstub
+from kamal_secure.integrate import binstub
 from tests.helpers import run_ks
 
 # What `bundle binstubs kamal` writes (Bundler 2.x), as shipped in Rails 8 apps.

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from kamal_secure.resources import schema_path
+from kamal_secure.resources import schema_text
 from tests.conftest import SECURE_CONFIG
 from tests.helpers import REPO, run_ks
 
@@ -39,7 +39,7 @@ def test_rules_and_explain_share_metadata(tmp_path: Path, record: Path) -> None:
 
 
 def _validate(report: dict[str, object]) -> None:
-    schema = json.loads(schema_path("report.schema.json").read_text())
+    schema = json.loads(schema_text("report.schema.json"))
     jsonschema.Draft202012Validator(schema).validate(report)
 
 

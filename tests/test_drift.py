@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kamal_secure import drift
+from kamal_secure.audit import drift
 from kamal_secure.errors import ConfigError
 from kamal_secure.remote.drift_facts import (
     HostState,

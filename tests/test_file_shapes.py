@@ -108,7 +108,7 @@ def test_gate_digest_in_a_hook_is_checked_by_shape(value: str, tmp_path: Path,
     monkeypatch.setenv("KAMAL_SECURE_GATE_HOSTS", HOST)
     monkeypatch.setenv("KAMAL_HOSTS", HOST)
     # run in-process, so there is no Kamal parent to read the config from: say it here
-    from kamal_secure.commands import hook
+    from kamal_secure.commands import hook_runner as hook
 
     monkeypatch.setattr(hook, "running_config", lambda environ: ("config/deploy.yml", None))
     code, output = _run(["hook", "pre-deploy"], capsys)
@@ -117,8 +117,8 @@ def test_gate_digest_in_a_hook_is_checked_by_shape(value: str, tmp_path: Path,
 
 
 def test_a_valid_baseline_and_journal_still_load(tmp_path: Path) -> None:
-    from kamal_secure import baseline
-    from kamal_secure.ops.rotate import JOURNAL, Journal
+    from kamal_secure.policy import baseline
+    from kamal_secure.remediate.rotate import JOURNAL, Journal
 
     (tmp_path / "b.json").write_bytes(VALID_BASELINE)
     assert baseline.read(tmp_path / "b.json") == frozenset()

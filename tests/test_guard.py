@@ -1,7 +1,7 @@
 """The Ruby guard's failure modes, with a tiny fake Ruby "kamal" at the exec boundary.
 
 The fake defines just enough of Thor, SSHKit, net-ssh and Kamal for the real guard
-(kamal_secure/oracle/guard.rb) to hook them, then dispatches `deploy`, whose body
+(kamal_secure/gate/oracle/guard.rb) to hook them, then dispatches `deploy`, whose body
 writes a marker file. Every failure must stop it before the body: exit 3, no marker.
 The positive control (everything present, a clean config) runs the body.
 """

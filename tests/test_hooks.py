@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kamal_secure.resources import hook_template
 from tests.conftest import SECURE_CONFIG
 from tests.helpers import REPO, run_ks
 
@@ -49,7 +50,7 @@ def test_install_is_idempotent_and_executable(project: Path) -> None:
     assert "pre-connect: installed" in out
     for name in ("pre-connect", "pre-deploy"):
         path = project / ".kamal" / "hooks" / name
-        assert path.read_bytes() == (REPO / "hooks" / name).read_bytes()
+        assert path.read_bytes() == hook_template(name)
         assert path.stat().st_mode & stat.S_IXUSR
     code, out = hooks(project, "install")
     assert "pre-connect: already installed" in out

@@ -75,8 +75,8 @@ def test_gate_offline_env_skips_loudly(client: Client, tmp_path: Path) -> None:
 
 
 def test_passthrough_never_imports_paramiko(tmp_path: Path) -> None:
-    code = ("import sys; import kamal_secure.cli, kamal_secure.kamal, kamal_secure.errors, "
-            "kamal_secure.hosts, kamal_secure.gate, kamal_secure.rules.registry; "
+    code = ("import sys; import kamal_secure.cli, kamal_secure.gate.kamal, kamal_secure.errors, "
+            "kamal_secure.audit.hosts, kamal_secure.gate.run, kamal_secure.rules.registry; "
             "print('paramiko' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

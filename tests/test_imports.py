@@ -10,7 +10,7 @@ from tests.helpers import REPO
 HEAVY = ("yaml", "jsonschema", "rich", "paramiko", "sh", "ruamel")
 PROBE = (
     "import sys\n"
-    "import kamal_secure.cli, kamal_secure.kamal, kamal_secure.errors\n"
+    "import kamal_secure.cli, kamal_secure.gate.kamal, kamal_secure.errors\n"
     f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
 )
 

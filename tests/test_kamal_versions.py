@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure import kamal_version as kv
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.edit import set_ssh_key
+from kamal_secure.facts import kamal_version as kv
 from kamal_secure.rules.registry import ALL_RULES
 from tests.helpers import run_ks, write_project, write_standin
 

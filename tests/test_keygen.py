@@ -14,7 +14,7 @@ from kamal_secure.config import erb
 from kamal_secure.config.edit import set_ssh_key
 from kamal_secure.config.load import parse_file
 from kamal_secure.errors import UsageError
-from kamal_secure.ops import keygen
+from kamal_secure.remediate import keygen
 from tests.helpers import CORPUS, run_ks
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.report.model import Finding
 
 CONFIG = """\
@@ -61,7 +61,7 @@ def test_secure_key_has_no_findings(tmp_path: Path, home: Path) -> None:
 
 
 def test_fingerprint_matches_ssh_keygen(tmp_path: Path, home: Path) -> None:
-    from kamal_secure.keyfacts import gather
+    from kamal_secure.facts.keys import gather
 
     for kind, extra in (("ed25519", ()), ("rsa", ("-b", "3072")), ("ecdsa", ())):
         key = keygen(home / ".ssh" / kind, kind, *extra)

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from kamal_secure.config import erb, yamlsafe
 from kamal_secure.config.load import load_project
 from kamal_secure.errors import ConfigError

@@ -12,7 +12,7 @@ import pytest
 
 from kamal_secure.report import github
 from kamal_secure.report.model import Finding, Location, Report, Severity
-from kamal_secure.resources import schema_path
+from kamal_secure.resources import schema_text
 from tests.helpers import REPO, run_ks
 
 SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-2.1.0.json"
@@ -62,7 +62,7 @@ def sarif_validate(data: dict[str, object]) -> None:
 
 
 def report_validate(data: dict[str, object]) -> None:
-    schema = json.loads(schema_path("report.schema.json").read_text())
+    schema = json.loads(schema_text("report.schema.json"))
     jsonschema.Draft202012Validator(schema).validate(data)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.ops.rotate import STEPS
+from kamal_secure.remediate.rotate import STEPS
 from tests.conftest import Client, next_addr
 from tests.live import write_project
 from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab

@@ -1,4 +1,4 @@
-"""The wheel carries schema/ and hooks/ and works from another directory."""
+"""The wheel carries the schemas and the hook templates and works from another directory."""
 
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def test_wheel_installs_and_scans_from_elsewhere(tmp_path: Path) -> None:
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
          "from kamal_secure.resources import data_dir; "
-         "print(data_dir('schema')); print(data_dir('hooks'))"],
+         "print(data_dir('schema').joinpath('report.schema.json')); "
+         "print(data_dir('hook_templates').joinpath('README.md'))"],
         cwd=app, capture_output=True, text=True, check=True, timeout=60)
-    schema_dir, hooks_dir = map(Path, where.stdout.split())
-    assert str(venv) in str(schema_dir)
-    assert (schema_dir / "report.schema.json").is_file()
-    assert (hooks_dir / "README.md").is_file()
+    report_schema, hooks_readme = map(Path, where.stdout.split())
+    assert str(venv) in str(report_schema)
+    assert str(venv) in str(hooks_readme)
+    assert report_schema.is_file()
+    assert hooks_readme.is_file()

@@ -19,9 +19,9 @@ MODULES = {
     "authorize": "kamal_secure.commands.authorize",
     "harden": "kamal_secure.commands.harden",
     "rotate-key": "kamal_secure.commands.rotate_key",
-    "hooks": "kamal_secure.commands.hooks",
+    "hooks": "kamal_secure.commands.hook_installer",
     "binstub": "kamal_secure.commands.binstub",
-    "hook": "kamal_secure.commands.hook",
+    "hook": "kamal_secure.commands.hook_runner",
     "snapshot": "kamal_secure.commands.snapshot",
 }
 

@@ -10,7 +10,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import UsageError
-from kamal_secure.ops import authorize as ops
+from kamal_secure.remediate import authorize as ops
 
 
 def _parser() -> Parser:

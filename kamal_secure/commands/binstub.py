@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
-from kamal_secure.ops import binstub
+from kamal_secure.integrate import binstub
 
 
 def run(args: list[str]) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from kamal_secure.audit import evaluate
+from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
-from kamal_secure.policy import load_policy
+from kamal_secure.policy.file import load_policy
 from kamal_secure.report.model import Finding, Report, Severity
 
 KEYGEN_RULES = {"KS100", "KS101", "KS601"}

@@ -14,9 +14,9 @@ from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Target, local_registry
 from kamal_secure.errors import CheckIncomplete, UsageError
-from kamal_secure.host_policy import load_host_policy
-from kamal_secure.ops import harden as ops
-from kamal_secure.ops.rotate import CRASH_ENV
+from kamal_secure.policy.hosts import load_host_policy
+from kamal_secure.remediate import harden as ops
+from kamal_secure.remediate.rotate import CRASH_ENV
 
 UNSAFE = {"password", "keyboard-interactive"}
 

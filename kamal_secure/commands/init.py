@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kamal_secure.commands import Parser
 from kamal_secure.errors import UsageError
-from kamal_secure.policy import DEFAULT_PATH, load_policy
+from kamal_secure.policy.file import DEFAULT_PATH, load_policy
 
 STARTER = """\
 # kamal-secure policy. Checked by `kamal-secure scan` and by the gate in front of

@@ -12,7 +12,7 @@ from kamal_secure.config.edit import set_ssh_key, snippet
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError, UsageError
 from kamal_secure.fileio import write_atomic
-from kamal_secure.ops import keygen
+from kamal_secure.remediate import keygen
 
 
 def _parser() -> Parser:
@@ -87,7 +87,7 @@ then `kamal-secure scan` shows what is left.
 
 def _forward_agent_key(out: TextIO) -> bool:
     """Whether the project's Kamal accepts ssh.forward_agent; says what to do when it does not."""
-    from kamal_secure.kamal_version import detect
+    from kamal_secure.facts.kamal_version import detect
     from kamal_secure.rules.ssh import no_agent_advice
 
     kamal = detect(Path.cwd(), run=True)

@@ -12,7 +12,7 @@ from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
 from kamal_secure.fileio import write_atomic
-from kamal_secure.ops import pin_hosts as pin
+from kamal_secure.remediate import pin_hosts as pin
 
 
 def _parser() -> Parser:
@@ -60,7 +60,7 @@ def _collect(opts: Any) -> tuple[list[pin.Seen], list[str]]:
 
 def _require_ssh_config_key() -> None:
     """pin-hosts makes Kamal strict through ssh.config, which Kamal has only since 2.1."""
-    from kamal_secure.kamal_version import detect, since
+    from kamal_secure.facts.kamal_version import detect, since
 
     kamal = detect(Path.cwd(), run=True)
     if not kamal.accepts("ssh.config"):

@@ -12,9 +12,9 @@ from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import load_project, read_text
 from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
 from kamal_secure.fileio import fsync_dir, write_atomic
-from kamal_secure.ops import authorize as auth
-from kamal_secure.ops import keygen
-from kamal_secure.ops.rotate import Journal, kill_point, new_key_path, retire
+from kamal_secure.remediate import authorize as auth
+from kamal_secure.remediate import keygen
+from kamal_secure.remediate.rotate import Journal, kill_point, new_key_path, retire
 
 
 def _parser() -> Parser:

@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from kamal_secure import baseline as baseline_file
-from kamal_secure.audit import evaluate
+from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
-from kamal_secure.gate import fail_on_from_env
-from kamal_secure.policy import Policy, load_policy
+from kamal_secure.gate.run import fail_on_from_env
+from kamal_secure.policy import baseline as baseline_file
+from kamal_secure.policy.file import Policy, load_policy
 from kamal_secure.report import github, jsonfmt, sarif, text
 from kamal_secure.report.model import Report, Severity
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from kamal_secure import drift
+from kamal_secure.audit import drift
 from kamal_secure.commands import Parser
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import EXIT_INCOMPLETE
-from kamal_secure.host_policy import load_host_policy
+from kamal_secure.policy.hosts import load_host_policy
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Location
 from kamal_secure.rules.registry import get

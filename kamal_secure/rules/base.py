@@ -14,8 +14,8 @@ from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.secretscan import vendor_match
 
 if TYPE_CHECKING:
-    from kamal_secure.kamal_version import KamalVersion
-    from kamal_secure.keyfacts import KeyFacts
+    from kamal_secure.facts.kamal_version import KamalVersion
+    from kamal_secure.facts.keys import KeyFacts
     from kamal_secure.schemas import Violation
 
 
@@ -31,7 +31,7 @@ class Context:
     @cached_property
     def kamal(self) -> KamalVersion:
         """The project's Kamal; looked up only when a rule's advice depends on it."""
-        from kamal_secure.kamal_version import detect
+        from kamal_secure.facts.kamal_version import detect
 
         return detect(self.project.root)
 
@@ -124,7 +124,7 @@ class Rule:
 
 
 def schema_check(rule: Rule, ctx: Context) -> Iterator[Finding]:
-    """The check of a rule that lives in schema/deploy.security.schema.json."""
+    """The check of a rule that lives in kamal_secure/schema/deploy.security.schema.json."""
     for found in ctx.violations:
         if found.rule == rule.id:
             path = yaml_path(found.path)

@@ -1,6 +1,6 @@
 """KS751-KS759: drift watch, a host compared with its own approved state.
 
-Raised by :mod:`kamal_secure.drift` (``scan --drift``, and the gate whenever
+Raised by :mod:`kamal_secure.audit.drift` (``scan --drift``, and the gate whenever
 ``.kamal/secure-state.json`` exists); ``Rule.check`` is None. A rule's severity is
 the one of the worst change it reports; removals, which shrink what can reach the
 host, are reported at low.

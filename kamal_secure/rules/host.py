@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kamal_secure.host_policy import HostPolicy
+from kamal_secure.policy.hosts import HostPolicy
 from kamal_secure.remote.facts import HostFacts
 from kamal_secure.report.model import Finding, Location
 from kamal_secure.rules import host_access, host_auth, host_hardening

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from kamal_secure.host_policy import HostPolicy
+from kamal_secure.policy.hosts import HostPolicy
 from kamal_secure.remote.facts import HostFacts, SshdConfig
 from kamal_secure.report.model import Finding, Location, Severity
 from kamal_secure.rules.base import Rule

@@ -1,11 +1,11 @@
-"""KS6xx: the deploy key files named in ssh.keys (facts gathered by kamal_secure.keyfacts)."""
+"""KS6xx: the deploy key files named in ssh.keys (facts gathered by kamal_secure.facts.keys)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
 
-from kamal_secure.keyfacts import KeyFacts
+from kamal_secure.facts.keys import KeyFacts
 from kamal_secure.report.model import Finding, Location, Severity
 from kamal_secure.rules.base import Context, Rule, define
 

@@ -1,4 +1,4 @@
-"""KS9xx: findings about the policy and its waivers (raised by kamal_secure.waivers)."""
+"""KS9xx: findings about the policy and its waivers (raised by kamal_secure.policy.waivers)."""
 
 from __future__ import annotations
 

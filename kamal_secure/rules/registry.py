@@ -8,7 +8,6 @@ from kamal_secure.rules import (
     containers,
     drift,
     exposure,
-    hooks,
     host,
     keys,
     loader,
@@ -18,6 +17,7 @@ from kamal_secure.rules import (
     ssh,
     structure,
 )
+from kamal_secure.rules import hook_scripts as hooks
 from kamal_secure.rules.base import Rule
 
 ALL_RULES: tuple[Rule, ...] = (

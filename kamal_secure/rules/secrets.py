@@ -194,7 +194,7 @@ ssl_pem = define(
 
 def _ssl_pem_fix(ctx: Context, value: object) -> tuple[str | None, Severity | None]:
     """The secret-name form exists only on Kamal 2.8+: older Kamal gets advice it can use."""
-    from kamal_secure.kamal_version import since
+    from kamal_secure.facts.kamal_version import since
 
     if ctx.kamal.accepts("proxy.ssl.private_key_pem"):
         return None, None

@@ -11,7 +11,7 @@ from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Context, Rule, define, schema_check
 
 if TYPE_CHECKING:
-    from kamal_secure.kamal_version import KamalVersion
+    from kamal_secure.facts.kamal_version import KamalVersion
 
 FAMILY = "ssh"
 KEYGEN_BLOCK = "kamal-secure keygen --write-config --user deploy"
@@ -29,7 +29,7 @@ def _no_block(ctx: Context) -> bool:
 
 def no_agent_advice(kamal: KamalVersion) -> str:
     """How to stop agent forwarding on a Kamal that has no ssh.forward_agent."""
-    from kamal_secure.kamal_version import since
+    from kamal_secure.facts.kamal_version import since
 
     return (f"{kamal.describe()} has no ssh.forward_agent (added in Kamal "
             f"{since('ssh.forward_agent')}; older Kamal rejects the key and SSHKit forwards "
@@ -39,7 +39,7 @@ def no_agent_advice(kamal: KamalVersion) -> str:
 
 
 def _assumed(kamal: KamalVersion) -> str:
-    from kamal_secure.kamal_version import since
+    from kamal_secure.facts.kamal_version import since
 
     if not kamal.assumed:
         return ""

@@ -64,7 +64,7 @@ def unknown_key(rule: Rule, ctx: Context) -> Iterator[Finding]:
 
 def _too_new(rule: Rule, ctx: Context) -> Iterator[Finding]:
     """Keys a later Kamal 2 added: the project's Kamal is looked up only when there are some."""
-    from kamal_secure.kamal_version import newer_keys
+    from kamal_secure.facts.kamal_version import newer_keys
 
     newer = dict(newer_keys(ctx.project.data))
     if not newer:

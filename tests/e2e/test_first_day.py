@@ -142,7 +142,7 @@ def test_first_day_from_kamal_init_to_passing(lab: Lab, tmp_path: Path,
 def test_the_version_read_from_the_real_kamal_is_what_it_says(tmp_path: Path,
                                                              real_kamal: Path) -> None:
     """The gate reads the version from kamal's files (never runs it); `kamal version` agrees."""
-    from kamal_secure import kamal_version
+    from kamal_secure.facts import kamal_version
 
     said = run([str(real_kamal), "version"], tmp_path, env_for(real_kamal)).stdout.strip()
     env = {"PATH": str(real_kamal.parent)}

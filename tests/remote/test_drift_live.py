@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.hosts import audit_hosts
+from kamal_secure.audit.hosts import audit_hosts
 from kamal_secure.report.model import Finding, Severity
 from tests.conftest import Client, next_addr
 from tests.live import write_project

@@ -10,7 +10,7 @@ import pytest
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import ConfigError
-from kamal_secure.host_policy import HostPolicy, load_host_policy
+from kamal_secure.policy.hosts import HostPolicy, load_host_policy
 from kamal_secure.remote import hostkeys, sshd
 from kamal_secure.remote.authorized import parse_authorized_keys
 from kamal_secure.remote.facts import SOURCE_DERIVED, SOURCE_HOSTKEY

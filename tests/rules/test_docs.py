@@ -50,7 +50,7 @@ def test_schema_rules_and_registry_agree() -> None:
 
 def test_schemas_are_valid_2020_12_and_built_once() -> None:
     for name in (SECURITY, STRUCTURE):
-        text = (REPO / "schema" / name).read_text(encoding="utf-8")
+        text = (REPO / "kamal_secure" / "schema" / name).read_text(encoding="utf-8")
         assert json.loads(text)["$schema"].endswith("2020-12/schema")
         Draft202012Validator.check_schema(schema(name))
         assert validator(name) is validator(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 from tests.helpers import FIXTURES
 
 EXPECT = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")

@@ -6,7 +6,7 @@ import pytest
 
 from kamal_secure.config.inventory import local_registry
 from kamal_secure.config.load import load_project
-from kamal_secure.host_policy import HostPolicy
+from kamal_secure.policy.hosts import HostPolicy
 from kamal_secure.remote.facts import SOURCE_DERIVED, AuthorizedKey, HostKey, SshdConfig
 from kamal_secure.report.model import Location, Severity
 from kamal_secure.rules import host

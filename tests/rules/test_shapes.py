@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kamal_secure.audit import run_static
+from kamal_secure.audit.static import run_static
 
 NAMES = ["servers", "web", "hosts", "options", "env", "clear", "secret", "tags", "ssh",
          "user", "keys", "keys_only", "proxy", "ssl", "accessories", "db", "image", "port",

@@ -30,7 +30,7 @@ from kamal_secure.config.inventory import (
 )
 from kamal_secure.config.load import Origin, Project, load_project
 from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, KamalSecureError
-from kamal_secure.kamal import GATED_TOP, UNGATED_SUB, UNGATED_TOP
+from kamal_secure.gate.kamal import GATED_TOP, UNGATED_SUB, UNGATED_TOP
 from kamal_secure.report.model import Report
 
 # Kamal's Thor classes and the command word each one stands for ("" is the top level).
@@ -144,11 +144,13 @@ class Speculation:
             self.done.set()
 
     def _check(self, environ: dict[str, str], args: list[str]) -> None:
-        from kamal_secure import audit, gate, waivers  # noqa: F401 - loaded while Kamal boots
-        from kamal_secure.host_policy import host_policy_from
-        from kamal_secure.hosts import OFFLINE_ENV
-        from kamal_secure.kamal import Invocation
-        from kamal_secure.policy import load_policy
+        from kamal_secure.audit import static  # noqa: F401 - loaded while Kamal boots
+        from kamal_secure.audit.hosts import OFFLINE_ENV
+        from kamal_secure.gate import run  # noqa: F401 - loaded while Kamal boots
+        from kamal_secure.gate.kamal import Invocation
+        from kamal_secure.policy import waivers  # noqa: F401 - loaded while Kamal boots
+        from kamal_secure.policy.file import load_policy
+        from kamal_secure.policy.hosts import host_policy_from
         from kamal_secure.remote.fleet import check_fleet
         from kamal_secure.remote.ssh_config import resolve
 
@@ -223,10 +225,10 @@ class Server:
         return self.verdict(hosts, static=False)
 
     def verdict(self, hosts: list[Resolved], static: bool) -> dict[str, Any]:
-        from kamal_secure import waivers
-        from kamal_secure.audit import static_report
-        from kamal_secure.gate import Verdict, gate_settings, proceed
-        from kamal_secure.hosts import OFFLINE_ENV, merge
+        from kamal_secure.audit.hosts import OFFLINE_ENV, merge
+        from kamal_secure.audit.static import static_report
+        from kamal_secure.gate.run import Verdict, gate_settings, proceed
+        from kamal_secure.policy import waivers
         from kamal_secure.report import text
 
         assert self.project is not None
@@ -257,7 +259,7 @@ class Server:
 
     def digest_env(self, hosts: list[Resolved]) -> dict[str, str]:
         """Tell Kamal's hooks (our pre-connect/pre-deploy) which hosts were just checked."""
-        from kamal_secure.digest import DIGEST_ENV, HOSTS_ENV, gate_digest
+        from kamal_secure.gate.digest import DIGEST_ENV, HOSTS_ENV, gate_digest
 
         assert self.project is not None
         names = sorted({h.host for h in hosts})
@@ -269,9 +271,9 @@ class Server:
 def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, Any] | None,
                    speculation: Speculation | None = None) -> Report:
     """The live host checks on exactly the hosts, users, ports and keys Kamal resolved."""
+    from kamal_secure.audit.hosts import fleet_report
     from kamal_secure.config.inventory import local_registry
-    from kamal_secure.host_policy import host_policy_from
-    from kamal_secure.hosts import fleet_report
+    from kamal_secure.policy.hosts import host_policy_from
     from kamal_secure.remote.fleet import FleetResult, check_fleet
 
     policy = host_policy_from(section)
@@ -281,7 +283,7 @@ def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, A
         origin = origins.get(host.host) or Origin(
             project.sources[0].name if project.sources else str(project.config_path), 1, 1)
         groups.setdefault(host.ssh, []).append(Target(host.hostname, origin))
-    from kamal_secure.drift import watch_for
+    from kamal_secure.audit.drift import watch_for
 
     # drift watch (issue 18): when .kamal/secure-state.json exists, every host is read again
     # on its own session with the drift facts (the speculated facts have none)

@@ -11,7 +11,7 @@ Whether the real kamal can be guarded is detected, never assumed: a script whose
 wrapper, a binary) is probed by starting it with the guard in probe mode, which
 answers and exits before Kamal loads. No answer, or an answer from another
 process than the one started, means "not guardable": the gate then falls back to
-kamal-secure's own model (:mod:`kamal_secure.fallback`).
+kamal-secure's own model (:mod:`kamal_secure.gate.fallback`).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
     Where the real kamal cannot be guarded, say so and fall back to our own model,
     which refuses whatever it cannot resolve unambiguously. Imports nothing heavy:
     the verdict process loads the checks while Kamal boots."""
-    from kamal_secure.kamal import find_real_kamal
+    from kamal_secure.gate.kamal import find_real_kamal
 
     environ = dict(os.environ if env is None else env)
     path = find_real_kamal(environ)
@@ -134,14 +134,14 @@ def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
     sys.stderr.write(f"kamal-secure: the real kamal ({path}) cannot be guarded: {kind.why}; "
                      "checking with kamal-secure's own model of Kamal instead, which refuses "
                      "what it cannot resolve unambiguously\n")
-    from kamal_secure.gate import run_fallback
+    from kamal_secure.gate.run import run_fallback
 
     return run_fallback(args, environ, path)
 
 
 def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
     """Fork the verdict process, then exec the real kamal with the guard. Never returns."""
-    from kamal_secure.kamal import exec_kamal
+    from kamal_secure.gate.kamal import exec_kamal
 
     ours, theirs = socket.socketpair()
     os.set_inheritable(theirs.fileno(), True)
@@ -157,7 +157,7 @@ def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
             if os.fork() == 0:  # the grandchild serves; init reaps it
                 code = 0
                 try:
-                    from kamal_secure.oracle.verdict import serve
+                    from kamal_secure.gate.oracle.verdict import serve
 
                     serve(ours, served, args)
                 except BaseException:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
-from kamal_secure.policy import Policy, Waiver
+from kamal_secure.policy.file import Policy, Waiver
 from kamal_secure.report.model import Finding, Location, Report, Suppression
 from kamal_secure.rules import meta
 from kamal_secure.rules.base import Rule

@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kamal_secure import waivers
 from kamal_secure.config.load import EmptyConfig, Project, destination_names, load_project
-from kamal_secure.keyfacts import gather
-from kamal_secure.policy import Policy
+from kamal_secure.facts.keys import gather
+from kamal_secure.policy import waivers
+from kamal_secure.policy.file import Policy
 from kamal_secure.report.model import Finding, Report
 from kamal_secure.rules.base import Context, run_checks
 from kamal_secure.rules.registry import ALL_RULES
@@ -105,7 +105,7 @@ def evaluate(
     for name in names:
         report = run_static(config_file, name, settings=policy.settings())
         if live:
-            from kamal_secure.hosts import audit_hosts, merge
+            from kamal_secure.audit.hosts import audit_hosts, merge
 
             merge(report, audit_hosts(config_file, name, hosts, roles,
                                       settings=policy.hosts,

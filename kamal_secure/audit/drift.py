@@ -22,7 +22,7 @@ from kamal_secure.config.load import Project, load_project, read_text
 from kamal_secure.errors import ConfigError, KamalSecureError, UsageError
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Finding, Location, Severity
-from kamal_secure.resources import schema_path
+from kamal_secure.resources import schema_text
 from kamal_secure.rules import drift as rules
 from kamal_secure.rules.base import Rule
 
@@ -106,7 +106,7 @@ def render(state: State) -> str:
 def _validator() -> Any:
     import jsonschema
 
-    schema = json.loads(schema_path("secure-state.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads(schema_text("secure-state.schema.json"))
     return jsonschema.Draft202012Validator(schema)
 
 

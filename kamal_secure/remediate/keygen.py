@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.facts.keys import parse_public
 from kamal_secure.fileio import fsync_dir
-from kamal_secure.keyfacts import parse_public
 
 DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kamal_secure.errors import UsageError
-from kamal_secure.keyfacts import parse_public
+from kamal_secure.facts.keys import parse_public
 
 PATH = ".ssh/authorized_keys"  # under $HOME
 READ = 'f="$HOME/.ssh/authorized_keys"; if [ -f "$f" ]; then cat "$f"; fi'

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import Project, load_project
-from kamal_secure.host_policy import HostPolicy, host_policy_from, load_host_policy
+from kamal_secure.policy.hosts import HostPolicy, host_policy_from, load_host_policy
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
 from kamal_secure.rules.registry import get
 
 if TYPE_CHECKING:
-    from kamal_secure.drift import Watch
+    from kamal_secure.audit.drift import Watch
     from kamal_secure.remote.fleet import FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
@@ -93,7 +93,7 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
 def _drift_watch(project: Project, config_file: str, drift: bool | None) -> Watch | None:
     """The one hook of drift watch into the host checks: on with ``scan --drift``, and
     whenever .kamal/secure-state.json exists (``drift`` None), off with False."""
-    from kamal_secure.drift import watch_for
+    from kamal_secure.audit.drift import watch_for
 
     return watch_for(project, config_file, drift)
 

@@ -3,7 +3,7 @@
 Advice must work on the user's Kamal: a key Kamal does not know makes it refuse the whole
 config. The version comes from the real kamal the gate would run (its gem path, else
 `kamal version`), else the project's Gemfile.lock, else the newest release in
-schema/kamal-versions.json (and we say that we assumed it). Looked up once per process,
+kamal_secure/schema/kamal-versions.json (and we say that we assumed it). Looked up once per process,
 and only when a rule's advice depends on it.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kamal_secure.errors import UsageError
-from kamal_secure.kamal import find_real_kamal
-from kamal_secure.resources import schema_path
+from kamal_secure.gate.kamal import find_real_kamal
+from kamal_secure.resources import schema_text
 
 VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 GEM_DIR_RE = re.compile(r"/kamal-(\d+\.\d+\.\d+)/")
@@ -43,7 +43,7 @@ def show(version: Version) -> str:
 
 @cache
 def _table() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(schema_path("kamal-versions.json").read_text("utf-8"))
+    data: dict[str, Any] = json.loads(schema_text("kamal-versions.json"))
     return data
 
 

@@ -6,7 +6,7 @@ reads only the KAMAL_* variables it needs and never prints the environment.
 What is checked is what the running Kamal uses, never a guess from defaults:
 the destination is Kamal's own KAMAL_DESTINATION, the config file comes from the
 command line of the Kamal process that runs the hook (``-c``; see
-kamal_secure/parent.py), checked against KAMAL_SERVICE, and every host in
+kamal_secure/gate/parent.py), checked against KAMAL_SERVICE, and every host in
 KAMAL_HOSTS is checked, also one the config does not name. A hook that cannot
 establish these refuses (exit 2).
 """
@@ -17,18 +17,18 @@ import os
 import sys
 
 from kamal_secure.commands import Parser
-from kamal_secure.digest import already_checked
 from kamal_secure.errors import UsageError
-from kamal_secure.gate import decide, proceed
-from kamal_secure.ops.hooks import HOOKS
+from kamal_secure.gate.digest import already_checked
+from kamal_secure.gate.run import decide, proceed
+from kamal_secure.integrate.hook_installer import HOOKS
 
 
 def running_config(environ: dict[str, str]) -> tuple[str, str | None]:
     """(config file, destination) of the Kamal that runs this hook, or UsageError."""
     from kamal_secure.config.erb import is_dynamic
     from kamal_secure.config.load import load_project
-    from kamal_secure.kamal import Invocation
-    from kamal_secure.parent import running_kamal
+    from kamal_secure.gate.kamal import Invocation
+    from kamal_secure.gate.parent import running_kamal
 
     kamal = running_kamal()
     inv = Invocation(kamal.args)

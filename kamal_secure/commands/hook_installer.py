@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kamal_secure.commands import Parser
 from kamal_secure.errors import ConfigError
-from kamal_secure.ops import hooks
+from kamal_secure.integrate import hook_installer as hooks
 
 
 def hooks_dir(config_file: str, destination: str | None) -> Path:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from kamal_secure import baseline
-from kamal_secure.audit import evaluate
+from kamal_secure.audit.hosts import OFFLINE_ENV
+from kamal_secure.audit.static import evaluate
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
-from kamal_secure.hosts import OFFLINE_ENV
-from kamal_secure.kamal import Invocation, classify, exec_kamal
-from kamal_secure.policy import Policy, load_policy
+from kamal_secure.gate.kamal import Invocation, classify, exec_kamal
+from kamal_secure.policy import baseline
+from kamal_secure.policy.file import Policy, load_policy
 from kamal_secure.report import text
 from kamal_secure.report.model import Report, Severity
 from kamal_secure.report.safe import scrub, shown
@@ -108,7 +108,7 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
 
 
 def run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
-    from kamal_secure import fallback
+    from kamal_secure.gate import fallback
 
     inv = Invocation(args)
     _require_text(inv)
@@ -125,9 +125,9 @@ def run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
 
 
 def _fallback_alias(inv: Invocation) -> str:
-    from kamal_secure import fallback
-    from kamal_secure.aliases import aliases_of, resolve_kind
     from kamal_secure.config.load import load_project
+    from kamal_secure.gate import fallback
+    from kamal_secure.gate.aliases import aliases_of, resolve_kind
 
     word = inv.command or ""
     aliases = aliases_of(load_project(inv.config_file, inv.destination))
@@ -156,7 +156,7 @@ def _record_digest(inv: Invocation, environ: dict[str, str]) -> None:
     """Tell Kamal's hooks (our pre-connect/pre-deploy) which hosts were just checked."""
     from kamal_secure.config.inventory import build_inventory
     from kamal_secure.config.load import load_project
-    from kamal_secure.digest import DIGEST_ENV, HOSTS_ENV, gate_digest
+    from kamal_secure.gate.digest import DIGEST_ENV, HOSTS_ENV, gate_digest
 
     targets = build_inventory(load_project(inv.config_file, inv.destination), inv.hosts,
                               inv.roles).targets

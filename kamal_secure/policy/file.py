@@ -13,7 +13,7 @@ from kamal_secure.config import yamlsafe
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import ConfigError
 from kamal_secure.report.model import Severity
-from kamal_secure.resources import schema_path
+from kamal_secure.resources import schema_text
 
 DEFAULT_PATH = Path(".kamal/secure.yml")
 MAX_WAIVER_DAYS = 366
@@ -52,7 +52,7 @@ class Policy:
 def _validator() -> Any:
     import jsonschema
 
-    schema = json.loads(schema_path("policy.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads(schema_text("policy.schema.json"))
     return jsonschema.Draft202012Validator(schema)
 
 

@@ -11,7 +11,7 @@ import shlex
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import ConfigError
-from kamal_secure.kamal import MAX_ALIAS_DEPTH, OWN_COMMANDS, Invocation, classify
+from kamal_secure.gate.kamal import MAX_ALIAS_DEPTH, OWN_COMMANDS, Invocation, classify
 
 
 def aliases_of(project: Project) -> dict[str, object]:

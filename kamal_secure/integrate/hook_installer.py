@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kamal_secure.errors import UsageError
 from kamal_secure.fileio import write_atomic
-from kamal_secure.resources import data_dir
+from kamal_secure.resources import hook_template
 
 HOOKS = ("pre-connect", "pre-deploy")
 MARKER = b"kamal-secure-hook"
@@ -24,7 +24,7 @@ class HookState:
 
 
 def template(name: str) -> bytes:
-    return (data_dir("hooks") / name).read_bytes()
+    return hook_template(name)
 
 
 def _is_ours(path: Path) -> bool:

@@ -43,7 +43,7 @@ def host_policy_from(section: dict[str, Any] | None) -> HostPolicy:
 def load_host_policy(root: Path) -> HostPolicy:
     """The ``hosts:`` section of the project's policy file, which is read and checked whole
     (a file of the wrong shape is an error, exit 2, never the defaults)."""
-    from kamal_secure.policy import load_policy
+    from kamal_secure.policy.file import load_policy
 
     path = root / POLICY_FILE
     if not path.exists() and not path.is_symlink():

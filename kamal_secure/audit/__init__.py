@@ -1,0 +1,1 @@
+"""Audits: static rules over the config, live host checks, drift."""

@@ -1,0 +1,1 @@
+"""Local facts: the deploy key, the installed Kamal's version."""

@@ -1,0 +1,1 @@
+"""The gate: what Kamal will run, decided before it runs."""

@@ -1,0 +1,1 @@
+"""Ways into kamal-secure: Kamal hook scripts and the Rails binstub."""

@@ -1,0 +1,1 @@
+"""The project's policy file, waivers and baseline."""

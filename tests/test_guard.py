@@ -149,7 +149,7 @@ def test_control_everything_present_runs_the_command(fake: Path, app: Path,
 
 def test_guard_is_inert_in_any_other_process(tmp_path: Path) -> None:
     """A Ruby process that inherits the guard's variables but is not the exec'd kamal."""
-    guard = REPO / "kamal_secure" / "oracle" / "guard.rb"
+    guard = REPO / "kamal_secure" / "gate" / "oracle" / "guard.rb"
     env = dict(os.environ, KAMAL_SECURE_GUARD="v1:1:0", RUBYOPT=f"-r{guard}")
     done = subprocess.run(["ruby", "-e", "print defined?(KamalSecureGuard) ? :loaded : :no; "
                            "print ENV['KAMAL_SECURE_GUARD']"], env=env, capture_output=True,

@@ -4,13 +4,18 @@ Only ``os``, ``sys`` and :mod:`kamal_secure.gate.kamal` are imported on the
 passthrough path; everything else is imported inside the branch that needs it.
 """
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kamal_secure import __version__
-from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
+from kamal_secure.errors import (
+    EXIT_USAGE,
+    KamalSecureError,
+    UsageError,
+    report_crash,
+    say_error,
+)
 from kamal_secure.gate.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
 
 HELP = f"""\
@@ -74,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     except _Reported as done:
         return done.code
     except KamalSecureError as err:
-        _say_error(err)
+        say_error(err)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_USAGE
     except Exception as err:
-        return _crash(err)
+        return report_crash(err)
 
 
 def route(args: list[str]) -> int:
@@ -131,30 +136,11 @@ def _guarded(function: Callable[..., T], *args: Any) -> T:
         try:
             return function(*args)
         except KamalSecureError as err:
-            _say_error(err, shown)
+            say_error(err, shown)
             raise _Reported(err.exit_code) from None
         except (KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as err:
-            raise _Reported(_crash(err)) from None
+            raise _Reported(report_crash(err)) from None
 
 
-def _say_error(err: KamalSecureError, show: Callable[[str], str] | None = None) -> None:
-    message = err.message.encode("utf-8", "backslashreplace").decode("utf-8")
-    if show is not None:
-        message = show(message)
-    sys.stderr.write(f"kamal-secure: error: {message}\n")
-    if err.hint:
-        hint = show(err.hint) if show is not None else err.hint
-        sys.stderr.write(f"kamal-secure: hint: {hint}\n")
-
-
-def _crash(err: Exception) -> int:
-    import tempfile
-    import traceback
-
-    fd, path = tempfile.mkstemp(prefix="kamal-secure-crash-", suffix=".log")
-    with os.fdopen(fd, "w") as log:
-        traceback.print_exception(err, file=log)
-    _say_error(UsageError(f"internal error ({type(err).__name__}); details in {path}"))
-    return EXIT_INCOMPLETE

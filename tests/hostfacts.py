@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kamal_secure.remote.facts import SOURCE_ROOT, HostFacts, SshdConfig
+from kamal_secure.facts.host import SOURCE_ROOT, HostFacts, SshdConfig
 from kamal_secure.remote.sshd_config import ConnInfo, derive
 
 HARDENED = """\

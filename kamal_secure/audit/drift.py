@@ -28,7 +28,7 @@ from kamal_secure.rules.base import Rule
 
 if TYPE_CHECKING:
     from kamal_secure.config.inventory import Target
-    from kamal_secure.remote.facts import HostFacts
+    from kamal_secure.facts.host import HostFacts
     from kamal_secure.remote.fleet import FleetResult
     from kamal_secure.remote.sshd import Runner
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import Project, load_project
-from kamal_secure.policy.hosts import HostPolicy, host_policy_from, load_host_policy
+from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
 from kamal_secure.rules.registry import get
@@ -30,7 +30,7 @@ def audit_hosts(
     roles: Iterable[str] = (),
     root: Path | None = None,
     progress: bool | None = None,
-    settings: dict[str, Any] | None = None,
+    policy: HostPolicy | None = None,
     allow_proxy_command: bool = False,
     exact: tuple[str, list[str]] | None = None,
     drift: bool | None = None,
@@ -42,9 +42,9 @@ def audit_hosts(
     inventory = build_inventory(project, hosts, roles)
     if exact is not None:
         inventory = exact_hosts(inventory, exact[1], exact[0])
-    # the gate has read .kamal/secure.yml already: use its hosts: section, don't read it again
-    policy = (host_policy_from(settings) if settings is not None
-              else load_host_policy(project.root))
+    # the gate has read .kamal/secure.yml already: use its hosts: part, don't read it again
+    if policy is None:
+        policy = policy_for(project.root).hosts
     from kamal_secure.remote.fleet import check_fleet
 
     allow = allow_proxy_command or policy.allow_proxy_command

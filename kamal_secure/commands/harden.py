@@ -14,7 +14,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Target, local_registry
 from kamal_secure.errors import CheckIncomplete, UsageError
-from kamal_secure.policy.hosts import load_host_policy
+from kamal_secure.policy.file import policy_for
 from kamal_secure.remediate import harden as ops
 from kamal_secure.remediate.rotate import CRASH_ENV
 
@@ -51,7 +51,7 @@ def run(args: list[str]) -> int:
     if not inventory.ssh.keys:
         raise UsageError("ssh.keys is not set: harden proves a new login with the deploy key",
                          hint="run `kamal-secure keygen --write-config` and `authorize` first")
-    policy = load_host_policy(project.root)
+    policy = policy_for(project.root).hosts
     forwarding = "remote" if local_registry(project) else "no"
     base = ops.baseline(inventory.ssh.user, opts.allow_from, opts.allow_user,
                         {f: getattr(policy, f) for f in ("max_auth_tries", "login_grace_time",

@@ -14,7 +14,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import EXIT_INCOMPLETE
-from kamal_secure.policy.hosts import load_host_policy
+from kamal_secure.policy.file import policy_for
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Location
 from kamal_secure.rules.registry import get
@@ -53,7 +53,7 @@ def run(args: list[str]) -> int:
     roles = [r for r in opts.roles.split(",") if r]
     projects = _projects(opts.config_file, opts.destination)
     root = projects[0].root
-    policy = load_host_policy(root)
+    policy = policy_for(root).hosts
     live: dict[str, HostState] = {}
     failed: list[str] = []
     for project in projects:

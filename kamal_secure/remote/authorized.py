@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 
-from kamal_secure.remote.facts import AuthorizedKey
+from kamal_secure.facts.host import AuthorizedKey
 
 KEY_TYPES = ("ssh-", "ecdsa-", "sk-")
 

@@ -17,10 +17,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from kamal_secure.facts.host import SOURCE_HOSTKEY, HostFacts, split_options
 from kamal_secure.remote.authorized import blob_fingerprint, parse_authorized_keys
-from kamal_secure.remote.facts import SOURCE_HOSTKEY, HostFacts, split_options
 from kamal_secure.remote.sshd import Runner, SshdFacts, authorized_keys_paths, sections
-from kamal_secure.rules.secretscan import looks_secret, vendor_match
+from kamal_secure.secretscan import looks_secret, vendor_match
 
 GROUPS = ("docker", "sudo", "wheel", "admin")  # root-equivalent on a Kamal host
 HOSTKEY_GLOB = "/etc/ssh/ssh_host_*_key.pub"

@@ -18,8 +18,8 @@ from pathlib import Path
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import Inventory, SshSettings, Target
 from kamal_secure.errors import CheckIncomplete
+from kamal_secure.facts.host import HostFacts, HostKey
 from kamal_secure.remote import hostkeys, session, sshd
-from kamal_secure.remote.facts import HostFacts, HostKey
 from kamal_secure.remote.ssh_config import resolve
 
 

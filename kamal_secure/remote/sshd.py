@@ -18,14 +18,14 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kamal_secure.remote.authorized import parse_authorized_keys
-from kamal_secure.remote.facts import (
+from kamal_secure.facts.host import (
     SOURCE_HOSTKEY,
     SOURCE_ROOT,
     SOURCE_SUDO,
     AuthorizedKey,
     SshdConfig,
 )
+from kamal_secure.remote.authorized import parse_authorized_keys
 from kamal_secure.remote.sshd_config import ConnInfo, derive
 
 SOURCES = {"root": SOURCE_ROOT, "sudo": SOURCE_SUDO, "hostkey": SOURCE_HOSTKEY}

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from kamal_secure.remote.facts import SOURCE_DERIVED, SshdConfig
+from kamal_secure.facts.host import SOURCE_DERIVED, SshdConfig
 
 MAIN = "/etc/ssh/sshd_config"
 MAX_DEPTH = 16

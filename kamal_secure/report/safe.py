@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from kamal_secure.report.model import redact
-from kamal_secure.rules.secretscan import KEYWORD, VENDOR, _is_ref_part, looks_secret
+from kamal_secure.secretscan import KEYWORD, VENDOR, _is_ref_part, looks_secret
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
                      "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]")

@@ -11,7 +11,7 @@ from kamal_secure.config import yamlsafe
 from kamal_secure.config.erb import ErbTag
 from kamal_secure.config.load import Project
 from kamal_secure.report.model import Finding, Location, Severity, redact
-from kamal_secure.rules.secretscan import vendor_match
+from kamal_secure.secretscan import vendor_match
 
 if TYPE_CHECKING:
     from kamal_secure.facts.kamal_version import KamalVersion

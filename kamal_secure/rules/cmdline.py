@@ -15,7 +15,7 @@ from kamal_secure.config.erb import DYNAMIC
 from kamal_secure.config.yamlsafe import Path
 from kamal_secure.report.model import Finding, Severity, redact
 from kamal_secure.rules.base import Context, Rule, define, yaml_path
-from kamal_secure.rules.secretscan import is_reference, password_name, placeholder, secret_name
+from kamal_secure.secretscan import is_reference, password_name, placeholder, secret_name
 
 FAMILY = "secrets"
 PASSWORD_FLAG = re.compile(r"(?:^|[\s'\"])(--?(?:requirepass|masterauth|password|passwd|pass|"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from kamal_secure.config.files import Hook
 from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.rules.base import Context, Rule, define
-from kamal_secure.rules.secretscan import VENDOR, looks_secret, vendor_match
+from kamal_secure.secretscan import VENDOR, looks_secret, vendor_match
 
 FAMILY = "hooks"
 HOOK = ".kamal/hooks/pre-deploy"

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kamal_secure.policy.hosts import HostPolicy
-from kamal_secure.remote.facts import HostFacts
+from kamal_secure.facts.host import HostFacts
 from kamal_secure.report.model import Finding, Location
 from kamal_secure.rules import host_access, host_auth, host_hardening
 from kamal_secure.rules.base import Rule
-from kamal_secure.rules.host_base import HostContext, run_host_checks
+from kamal_secure.rules.host_base import HostContext, HostThresholds, run_host_checks
 
 RULES: tuple[Rule, ...] = tuple(sorted(
     (*host_auth.RULES, *host_hardening.RULES, *host_access.RULES), key=lambda r: r.id))
 
 
-def check_host(facts: HostFacts, policy: HostPolicy, where: Location,
+def check_host(facts: HostFacts, policy: HostThresholds, where: Location,
                local_registry: str | None = None) -> Iterator[Finding]:
     yield from run_host_checks(RULES, HostContext(facts, policy, where, local_registry))

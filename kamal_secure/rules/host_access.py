@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kamal_secure.remote.facts import AuthorizedKey, HostFacts
+from kamal_secure.facts.host import AuthorizedKey, HostFacts
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Rule
 from kamal_secure.rules.host_base import FAMILY, SSHD_REFS, HostContext, host_rule

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from kamal_secure.policy.hosts import HostPolicy
-from kamal_secure.remote.facts import HostFacts, SshdConfig
+from kamal_secure.facts.host import HostFacts, SshdConfig
 from kamal_secure.report.model import Finding, Location, Severity
 from kamal_secure.rules.base import Rule
 
@@ -18,9 +17,28 @@ FAMILY = "host"
 
 
 @dataclass(frozen=True)
+class HostThresholds:
+    """What the host rules take from the project's policy (``hosts:`` in .kamal/secure.yml),
+    with the defaults; kamal_secure.policy.file reads the file into a subclass of this."""
+
+    max_auth_tries: int = 4
+    login_grace_time: int = 60
+    client_alive_interval: int = 300
+    client_alive_count_max: int = 3
+    tcp_forwarding: tuple[str, ...] = ("no", "local")
+    log_levels: tuple[str, ...] = ("VERBOSE", "INFO")
+    # Baselines disagree on these; nothing is checked unless the project says so (KS723).
+    banner: str = "any"  # "required" | "none" | "any"
+    print_last_log: str = "any"  # "yes" | "no" | "any"
+    port: int = 0  # the port sshd must listen on; 0: any
+    # KS722 when the effective settings could not be established (unreadable file/Include)
+    unknown_severity: str = "high"
+
+
+@dataclass(frozen=True)
 class HostContext:
     facts: HostFacts
-    policy: HostPolicy
+    policy: HostThresholds
     where: Location  # the host, and the deploy.yml file:line that names it
     local_registry: str | None = None  # registry.server localhost:PORT: needs remote forwarding
 

@@ -15,7 +15,7 @@ from kamal_secure.rules.base import (
     schema_check,
     yaml_path,
 )
-from kamal_secure.rules.secretscan import Verdict, is_reference, verdict
+from kamal_secure.secretscan import Verdict, is_reference, verdict
 
 FAMILY = "secrets"
 URL_CREDENTIALS = "URL with a password"

@@ -12,7 +12,7 @@ import pytest
 
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import load_project
-from kamal_secure.remote.facts import SOURCE_HOSTKEY
+from kamal_secure.facts.host import SOURCE_HOSTKEY
 from kamal_secure.remote.fleet import check_fleet
 from kamal_secure.report.model import Severity
 from tests.conftest import Client, next_addr

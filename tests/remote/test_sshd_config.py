@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from kamal_secure.remote.facts import SshdConfig
+from kamal_secure.facts.host import SshdConfig
 from tests.hostfacts import sshd_of
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import ConfigError
-from kamal_secure.policy.hosts import HostPolicy, load_host_policy
+from kamal_secure.facts.host import SOURCE_DERIVED, SOURCE_HOSTKEY
+from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.remote import hostkeys, sshd
 from kamal_secure.remote.authorized import parse_authorized_keys
-from kamal_secure.remote.facts import SOURCE_DERIVED, SOURCE_HOSTKEY
 from kamal_secure.remote.ssh_config import SshConfigError, resolve
 
 KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIMH53MTM+mUgJEFq8528noV8LT2xl+IFvsp3Hb+tvh88"
@@ -201,22 +201,27 @@ def test_key_names() -> None:
 
 
 def test_policy_file(tmp_path: Path) -> None:
-    assert load_host_policy(tmp_path) == HostPolicy()
+    assert policy_for(tmp_path).hosts == HostPolicy()
     (tmp_path / ".kamal").mkdir()
     (tmp_path / ".kamal" / "secure.yml").write_text(
         "hosts:\n  max_auth_tries: 6\n  tcp_forwarding: [no]\n  timeout: 2.5\n")
-    policy = load_host_policy(tmp_path)
+    policy = policy_for(tmp_path).hosts
     assert (policy.max_auth_tries, policy.tcp_forwarding, policy.timeout) == (6, ("no",), 2.5)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  max_auth_trie: 6\n")
     with pytest.raises(ConfigError, match="unknown key"):
-        load_host_policy(tmp_path)
+        policy_for(tmp_path)
     (tmp_path / ".kamal" / "secure.yml").write_text(
         "hosts:\n  banner: required\n  print_last_log: no\n  port: 2222\n")
-    policy = load_host_policy(tmp_path)
+    policy = policy_for(tmp_path).hosts
     assert (policy.banner, policy.print_last_log, policy.port) == ("required", "no", 2222)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  banner: maybe\n")
     with pytest.raises(ConfigError, match="one of required, none, any"):
-        load_host_policy(tmp_path)
+        policy_for(tmp_path)
     (tmp_path / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 0\n")
     with pytest.raises(ConfigError, match=r"hosts\.timeout"):  # the whole policy's schema
-        load_host_policy(tmp_path)
+        policy_for(tmp_path)
+    # one reader: a policy file that is a dangling link is an error, never the defaults
+    (tmp_path / ".kamal" / "secure.yml").unlink()
+    (tmp_path / ".kamal" / "secure.yml").symlink_to(tmp_path / "nowhere.yml")
+    with pytest.raises(ConfigError):
+        policy_for(tmp_path)

@@ -6,21 +6,21 @@ import pytest
 
 from kamal_secure.config.inventory import local_registry
 from kamal_secure.config.load import load_project
-from kamal_secure.policy.hosts import HostPolicy
-from kamal_secure.remote.facts import SOURCE_DERIVED, AuthorizedKey, HostKey, SshdConfig
+from kamal_secure.facts.host import SOURCE_DERIVED, AuthorizedKey, HostKey, SshdConfig
 from kamal_secure.report.model import Location, Severity
 from kamal_secure.rules import host
 from kamal_secure.rules.base import Rule
+from kamal_secure.rules.host_base import HostThresholds
 from tests.hostfacts import HARDENED, facts
 
 WHERE = Location("config/deploy.yml", 4, 7, host="web-1")
 SSHD_EXAMPLE_RULES = [r for r in host.RULES
                       if r.id <= "KS717" and r.id not in ("KS709",)]
-POLICY_CHOICES = HostPolicy(banner="required", print_last_log="no", port=22)
+POLICY_CHOICES = HostThresholds(banner="required", print_last_log="no", port=22)
 
 
-def ids(f: object, policy: HostPolicy | None = None) -> set[str]:
-    return {x.rule for x in host.check_host(f, policy or HostPolicy(), WHERE)}  # type: ignore[arg-type]
+def ids(f: object, policy: HostThresholds | None = None) -> set[str]:
+    return {x.rule for x in host.check_host(f, policy or HostThresholds(), WHERE)}  # type: ignore[arg-type]
 
 
 def test_hardened_host_is_clean() -> None:
@@ -58,7 +58,7 @@ def test_cloud_init_drop_in_wins() -> None:
 
 def test_live_probe_alone_is_critical_and_disagreement_reported() -> None:
     f = facts(offered=("publickey", "password"))
-    found = {x.rule: x for x in host.check_host(f, HostPolicy(), WHERE)}
+    found = {x.rule: x for x in host.check_host(f, HostThresholds(), WHERE)}
     assert found["KS701"].severity is Severity.CRITICAL
     assert "not reloaded" in found["KS701"].message
     assert "KS721" in found
@@ -89,7 +89,7 @@ def test_root_login_prohibit_password_only_ok_for_root() -> None:
 
 
 def test_allow_users_missing_deploy_user() -> None:
-    found = list(host.check_host(facts(HARDENED.replace("deploy", "alice")), HostPolicy(),
+    found = list(host.check_host(facts(HARDENED.replace("deploy", "alice")), HostThresholds(),
                                  WHERE))
     assert [f.message for f in found if f.rule == "KS710"] == [
         "AllowUsers does not list deploy: Kamal will be refused"]
@@ -98,7 +98,7 @@ def test_allow_users_missing_deploy_user() -> None:
 def test_thresholds_from_policy() -> None:
     text = "MaxAuthTries 6\n" + HARDENED
     assert "KS711" in ids(facts(text))
-    assert "KS711" not in ids(facts(text), HostPolicy(max_auth_tries=6))
+    assert "KS711" not in ids(facts(text), HostThresholds(max_auth_tries=6))
 
 
 def test_weak_host_key() -> None:
@@ -110,7 +110,7 @@ def test_authorized_keys_rules() -> None:
     deploy = AuthorizedKey("ssh-ed25519", "SHA256:deploy", "kamal", 'from="10.0.0.0/8"', "ak")
     other = AuthorizedKey("ssh-rsa", "SHA256:other", "laptop", "", "ak")
     f = facts(authorized_keys=(deploy, other), deploy_fingerprints=("SHA256:deploy",))
-    found = {(x.rule, x.severity) for x in host.check_host(f, HostPolicy(), WHERE)}
+    found = {(x.rule, x.severity) for x in host.check_host(f, HostThresholds(), WHERE)}
     assert found == {("KS719", Severity.INFO), ("KS720", Severity.INFO)}
     f = facts(authorized_keys=(other,), deploy_fingerprints=("SHA256:deploy",))
     assert ids(f) == {"KS718", "KS719"}
@@ -149,13 +149,13 @@ def test_local_registry_needs_remote_forwarding(value: str, rule_severity: Sever
     """registry.server localhost:5555: Kamal forwards a port from each host back to the
     registry, so `remote` is what Kamal needs (said so), and `no` would break the deploy."""
     f = facts(HARDENED.replace("AllowTcpForwarding no", f"AllowTcpForwarding {value}"))
-    found = [x for x in host.check_host(f, HostPolicy(), WHERE, "localhost:5555")
+    found = [x for x in host.check_host(f, HostThresholds(), WHERE, "localhost:5555")
              if x.rule == "KS713"]
     assert [x.severity for x in found] == [rule_severity]
     assert "localhost:5555 is Kamal's local registry" in found[0].message
     if value != "remote":
         assert "AllowTcpForwarding remote" in (found[0].fix or "")
-    without = {x.rule for x in host.check_host(f, HostPolicy(), WHERE)}
+    without = {x.rule for x in host.check_host(f, HostThresholds(), WHERE)}
     assert ("KS713" in without) is (value not in ("no", "local"))
 
 
@@ -171,8 +171,8 @@ def test_local_registry_matches_kamal(server: str, local: bool, tmp_path: Path) 
     assert (local_registry(project) == server) is local
 
 
-def _one(f: object, rule: str, policy: HostPolicy | None = None) -> list[object]:
-    return [x for x in host.check_host(f, policy or HostPolicy(), WHERE)  # type: ignore[arg-type]
+def _one(f: object, rule: str, policy: HostThresholds | None = None) -> list[object]:
+    return [x for x in host.check_host(f, policy or HostThresholds(), WHERE)  # type: ignore[arg-type]
             if x.rule == rule]
 
 
@@ -189,7 +189,7 @@ def test_rule_texts_agree_with_what_they_check() -> None:
     assert "authorize --from CIDR" in (low.fix or "")  # type: ignore[attr-defined]
     many = facts(HARDENED.replace("MaxAuthTries 3", "MaxAuthTries 6"))
     for limit in (4, 5):
-        [tries] = _one(many, "KS711", HostPolicy(max_auth_tries=limit))
+        [tries] = _one(many, "KS711", HostThresholds(max_auth_tries=limit))
         assert f"MaxAuthTries {limit}`" in (tries.fix or "")  # type: ignore[attr-defined]
         assert f"at most {limit}" in tries.message  # type: ignore[attr-defined]
     default_macs = facts(HARDENED.replace(

@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import (
@@ -29,9 +29,18 @@ from kamal_secure.config.inventory import (
     parse_jump,
 )
 from kamal_secure.config.load import Origin, Project, load_project
-from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, KamalSecureError
+from kamal_secure.errors import (
+    EXIT_INCOMPLETE,
+    CheckIncomplete,
+    KamalSecureError,
+    report_crash,
+    say_error,
+)
 from kamal_secure.gate.kamal import GATED_TOP, UNGATED_SUB, UNGATED_TOP
 from kamal_secure.report.model import Report
+
+if TYPE_CHECKING:
+    from kamal_secure.policy.file import HostPolicy
 
 # Kamal's Thor classes and the command word each one stands for ("" is the top level).
 GROUP_OF_CLASS = {
@@ -150,7 +159,6 @@ class Speculation:
         from kamal_secure.gate.kamal import Invocation
         from kamal_secure.policy import waivers  # noqa: F401 - loaded while Kamal boots
         from kamal_secure.policy.file import load_policy
-        from kamal_secure.policy.hosts import host_policy_from
         from kamal_secure.remote.fleet import check_fleet
         from kamal_secure.remote.ssh_config import resolve
 
@@ -159,7 +167,7 @@ class Speculation:
         inv = Invocation(args)
         project = load_project(inv.config_file, inv.destination)
         inventory = build_inventory(project, inv.hosts, inv.roles)
-        policy = host_policy_from(load_policy().hosts)
+        policy = load_policy().hosts
         ssh = replace(inventory.ssh, config_files=())
         targets: dict[str, Target] = {}
         for target in inventory.targets:
@@ -268,15 +276,13 @@ class Server:
                                         self.project.destination, names)}
 
 
-def audit_resolved(project: Project, hosts: list[Resolved], section: dict[str, Any] | None,
+def audit_resolved(project: Project, hosts: list[Resolved], policy: HostPolicy,
                    speculation: Speculation | None = None) -> Report:
     """The live host checks on exactly the hosts, users, ports and keys Kamal resolved."""
     from kamal_secure.audit.hosts import fleet_report
     from kamal_secure.config.inventory import local_registry
-    from kamal_secure.policy.hosts import host_policy_from
     from kamal_secure.remote.fleet import FleetResult, check_fleet
 
-    policy = host_policy_from(section)
     origins = _origins(project)
     groups: dict[SshSettings, list[Target]] = {}
     for host in hosts:
@@ -339,15 +345,11 @@ def serve(sock: socket.socket, environ: dict[str, str], args: list[str]) -> None
             reply = {"allow": False, "code": EXIT_INCOMPLETE,
                      "message": "the guard sent a line that is not JSON"}
         except Exception as err:  # the verdict on an internal error is: no
-            from kamal_secure.cli import _crash
-
-            reply = {"allow": False, "code": _crash(err)}
+            reply = {"allow": False, "code": report_crash(err)}
         stream.write(json.dumps(reply).encode("utf-8") + b"\n")
         stream.flush()
 
 
 def _say(err: KamalSecureError) -> None:
-    from kamal_secure.cli import _say_error
-
-    _say_error(err)
+    say_error(err)
     sys.stderr.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kamal_secure.config import yamlsafe
 from kamal_secure.config.erb import ErbTag
@@ -16,6 +16,7 @@ from kamal_secure.secretscan import vendor_match
 if TYPE_CHECKING:
     from kamal_secure.facts.kamal_version import KamalVersion
     from kamal_secure.facts.keys import KeyFacts
+    from kamal_secure.rules.host_base import HostContext
     from kamal_secure.schemas import Violation
 
 
@@ -75,6 +76,17 @@ def yaml_path(path: yamlsafe.Path) -> str:
 
 
 Check = Callable[["Rule", Context], Iterable[Finding]]
+HostCheck = Callable[["Rule", "HostContext"], Iterable[Finding]]
+
+# What a rule reads, and so which check it has:
+#   config  a check over the loaded config (Context)            -> check
+#   schema  a constraint in deploy.security.schema.json          -> check (reads the violations)
+#   keys    a check over the files in ssh.keys (Context.keys)    -> check
+#   host    a check over one host's facts (HostContext)          -> host_check
+#   raised  no check: raised by another part (fleet problems, the policy, drift watch)
+Kind = Literal["config", "schema", "keys", "host", "raised"]
+KINDS: tuple[Kind, ...] = ("config", "schema", "keys", "host", "raised")
+PROJECT_KINDS = frozenset({"config", "schema"})  # what a deploy.yml example can show
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,14 @@ class Rule:
     references: tuple[str, ...] = ()
     example_path: str = "config/deploy.yml"  # where the examples go: a config, secrets or hook
     also: tuple[tuple[Severity, str], ...] = ()  # other severities it emits, and when
+    kind: Kind = field(kw_only=True)
+    host_check: HostCheck | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        has = (self.check is not None, self.host_check is not None)
+        wants = {"host": (False, True), "raised": (False, False)}.get(self.kind, (True, False))
+        if self.kind not in KINDS or has != wants:
+            raise ValueError(f"{self.id}: a {self.kind!r} rule has the wrong checks")
 
     @property
     def levels(self) -> tuple[Severity, ...]:
@@ -146,15 +166,15 @@ def filled_schema_check(fill: Fill) -> Check:
                 fix, severity = fill(ctx, ctx.project.get(*found.path))
                 yield rule.finding(message, ctx.at(*found.path), fix=fix, severity=severity)
 
-    check.schema = True  # type: ignore[attr-defined]
+    SCHEMA_CHECKS.add(check)
     return check
 
 
-def is_schema_rule(rule: Rule) -> bool:
-    return rule.check is schema_check or bool(getattr(rule.check, "schema", False))
+SCHEMA_CHECKS: set[Check] = {schema_check}
 
 
 def run_checks(rules: Iterable[Rule], ctx: Context) -> Iterator[Finding]:
+    """The checks of the config, schema and key rules (host and raised rules have none)."""
     for rule in rules:
         if rule.check is not None:
             yield from rule.check(rule, ctx)
@@ -173,11 +193,14 @@ def define(
     references: tuple[str, ...] = (),
     example_path: str = "config/deploy.yml",
     also: tuple[tuple[Severity, str], ...] = (),
-) -> Callable[[Check | None], Rule]:
-    """Decorator: turn ``check(rule, ctx)`` into a registered-ready Rule."""
+    kind: Kind = "config",
+) -> Callable[[Check], Rule]:
+    """Decorator: turn ``check(rule, ctx)`` into a Rule (one of registry.ALL_RULES).
+    A check from schema_check/filled_schema_check makes a "schema" rule."""
 
-    def wrap(check: Check | None) -> Rule:
+    def wrap(check: Check) -> Rule:
         return Rule(id, severity, title, rationale, fix, insecure, secure, family, check,
-                    references, example_path, also)
+                    references, example_path, also,
+                    kind="schema" if check in SCHEMA_CHECKS else kind)
 
     return wrap

@@ -26,7 +26,7 @@ def _drift(id: str, severity: Severity, title: str, rationale: str, insecure: st
            secure: str, fix: str = APPROVE,
            also: tuple[tuple[Severity, str], ...] = REMOVAL) -> Rule:
     return Rule(id, severity, title, rationale, fix, insecure, secure, FAMILY, None, REFS,
-                STATE_PATH, also)
+                STATE_PATH, also, kind="raised")
 
 
 AUTHORIZED_KEY = _drift(

@@ -142,7 +142,8 @@ def undecided(facts: HostFacts) -> list[str]:
 def _problem_rule(id_: str, title: str, rationale: str, fix: str, insecure: str,
                   secure: str) -> Rule:
     note = " Reported as a problem, not a finding: the verdict is exit 3 whatever the threshold."
-    return Rule(id_, Severity.HIGH, title, rationale + note, fix, insecure, secure, FAMILY, None)
+    return Rule(id_, Severity.HIGH, title, rationale + note, fix, insecure, secure, FAMILY, None,
+                kind="raised")
 
 
 PINNED = "# .kamal/known_hosts\n203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA...\n"

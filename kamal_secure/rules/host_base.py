@@ -1,8 +1,5 @@
-"""Host rules: the same Rule metadata as static rules, checks that read HostFacts.
-
-A host rule's ``Rule.check`` is None (static ``run_checks`` skips it); its
-check function lives in ``HOST_CHECKS`` and reads a :class:`HostContext`.
-"""
+"""Host rules: the same Rule record as every rule, kind "host": ``Rule.host_check``
+reads a :class:`HostContext` (one host's facts and the project's thresholds)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from dataclasses import dataclass
 
 from kamal_secure.facts.host import HostFacts, SshdConfig
 from kamal_secure.report.model import Finding, Location, Severity
-from kamal_secure.rules.base import Rule
+from kamal_secure.rules.base import HostCheck, Rule
 
 FAMILY = "host"
 
@@ -56,9 +53,6 @@ class HostContext:
         return f"{key} {value} ({self.sshd.source})" if value is not None else None
 
 
-HostCheck = Callable[[Rule, HostContext], Iterable[Finding]]
-HOST_CHECKS: dict[str, HostCheck] = {}
-
 
 def host_rule(
     id: str,
@@ -73,18 +67,16 @@ def host_rule(
     also: tuple[tuple[Severity, str], ...] = (),
 ) -> Callable[[HostCheck], Rule]:
     def wrap(check: HostCheck) -> Rule:
-        HOST_CHECKS[id] = check
         return Rule(id, severity, title, rationale, fix, insecure, secure, FAMILY, None,
-                    references, also=also)
+                    references, also=also, kind="host", host_check=check)
 
     return wrap
 
 
 def run_host_checks(rules: Iterable[Rule], ctx: HostContext) -> Iterator[Finding]:
     for rule in rules:
-        check = HOST_CHECKS.get(rule.id)
-        if check is not None:
-            yield from check(rule, ctx)
+        if rule.host_check is not None:
+            yield from rule.host_check(rule, ctx)
 
 
 def setting_is(ctx: HostContext, key: str, *bad: str) -> bool:

@@ -26,7 +26,7 @@ def _name(key: KeyFacts) -> str:
     rationale="Kamal cannot log in with a key that is not there; with keys_only off it then "
     "quietly falls back to whatever other keys it finds.",
     fix="Create the key with `kamal-secure keygen`, or point ssh.keys at the real file.",
-    insecure="ssh:\n  keys: [\"~/.ssh/missing_key\"]\n", secure=KEYS, family=FAMILY,
+    insecure="ssh:\n  keys: [\"~/.ssh/missing_key\"]\n", secure=KEYS, family=FAMILY, kind="keys",
 )
 def missing(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -43,7 +43,7 @@ def missing(rule: Rule, ctx: Context) -> Iterator[Finding]:
     rationale="A symlinked key is checked where it points; the link itself can be swapped by "
     "anyone who can write to its directory.",
     fix="Point ssh.keys at the key file itself.",
-    insecure="ssh:\n  keys: [\"~/.ssh/deploy_link\"]\n", secure=KEYS, family=FAMILY,
+    insecure="ssh:\n  keys: [\"~/.ssh/deploy_link\"]\n", secure=KEYS, family=FAMILY, kind="keys",
 )
 def symlink(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -57,7 +57,7 @@ def symlink(rule: Rule, ctx: Context) -> Iterator[Finding]:
     "refuses keys that are not, and anyone else on the machine could copy it.",
     fix="chmod 600 the key file.",
     insecure="$ ls -l ~/.ssh/kamal_deploy_key\n-rw-r--r--  ...\n",
-    secure="$ ls -l ~/.ssh/kamal_deploy_key\n-rw-------  ...\n", family=FAMILY,
+    secure="$ ls -l ~/.ssh/kamal_deploy_key\n-rw-------  ...\n", family=FAMILY, kind="keys",
 )
 def mode(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -71,7 +71,8 @@ def mode(rule: Rule, ctx: Context) -> Iterator[Finding]:
     rationale="A key owned by someone else can be replaced or read by them.",
     fix="chown the key to the user who runs kamal.",
     insecure="$ ls -ln ~/.ssh/kamal_deploy_key\n-rw------- 1 1001 1001 ...\n",
-    secure="$ ls -ln ~/.ssh/kamal_deploy_key\n-rw------- 1 1000 1000 ...\n", family=FAMILY,
+    secure="$ ls -ln ~/.ssh/kamal_deploy_key\n-rw------- 1 1000 1000 ...\n",
+    family=FAMILY, kind="keys",
 )
 def owner(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -86,7 +87,7 @@ def owner(rule: Rule, ctx: Context) -> Iterator[Finding]:
     "directory under it.",
     fix="chmod go-w the directories listed.",
     insecure="$ ls -ld ~/.ssh\ndrwxrwxrwx ...\n", secure="$ ls -ld ~/.ssh\ndrwx------ ...\n",
-    family=FAMILY,
+    family=FAMILY, kind="keys",
 )
 def loose_dirs(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -100,7 +101,7 @@ def loose_dirs(rule: Rule, ctx: Context) -> Iterator[Finding]:
     rationale="~/.ssh holds private keys and known_hosts; OpenSSH expects it private.",
     fix="chmod 700 ~/.ssh",
     insecure="$ ls -ld ~/.ssh\ndrwxr-xr-x ...\n", secure="$ ls -ld ~/.ssh\ndrwx------ ...\n",
-    family=FAMILY,
+    family=FAMILY, kind="keys",
 )
 def ssh_dir(rule: Rule, ctx: Context) -> Iterator[Finding]:
     seen = set()
@@ -117,7 +118,7 @@ def ssh_dir(rule: Rule, ctx: Context) -> Iterator[Finding]:
     "guidance. Ed25519 is short, fast and has a fixed size.",
     fix="Create an ed25519 key: `kamal-secure keygen` (ssh-keygen -t ed25519; it takes no -b).",
     insecure="$ ssh-keygen -t rsa -b 2048 -f ~/.ssh/kamal_deploy_key\n",
-    secure="$ ssh-keygen -t ed25519 -f ~/.ssh/kamal_deploy_key\n", family=FAMILY,
+    secure="$ ssh-keygen -t ed25519 -f ~/.ssh/kamal_deploy_key\n", family=FAMILY, kind="keys",
     also=((Severity.MEDIUM, "an unusual key type (not ed25519, RSA or ECDSA)"),),
 )
 def weak(rule: Rule, ctx: Context) -> Iterator[Finding]:
@@ -141,7 +142,7 @@ def weak(rule: Rule, ctx: Context) -> Iterator[Finding]:
     "`ssh-keygen -y -f KEY > KEY.pub`.",
     insecure="$ ssh-keygen -lf ~/.ssh/kamal_deploy_key.pub   # another key's fingerprint\n",
     secure="$ ssh-keygen -y -f ~/.ssh/kamal_deploy_key > ~/.ssh/kamal_deploy_key.pub\n",
-    family=FAMILY,
+    family=FAMILY, kind="keys",
     also=((Severity.LOW, "no .pub beside the key"),),
 )
 def pub_mismatch(rule: Rule, ctx: Context) -> Iterator[Finding]:
@@ -164,7 +165,7 @@ def pub_mismatch(rule: Rule, ctx: Context) -> Iterator[Finding]:
     rationale="A default identity (~/.ssh/id_ed25519, id_rsa, ...) is the key you use for "
     "everything else. A deploy key should open the deploy servers and nothing more.",
     fix="Run `kamal-secure keygen --write-config` for a dedicated key, then authorize it.",
-    insecure="ssh:\n  keys: [\"~/.ssh/id_ed25519\"]\n", secure=KEYS, family=FAMILY,
+    insecure="ssh:\n  keys: [\"~/.ssh/id_ed25519\"]\n", secure=KEYS, family=FAMILY, kind="keys",
 )
 def default_identity(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -180,7 +181,7 @@ def default_identity(rule: Rule, ctx: Context) -> Iterator[Finding]:
     "loaded in ssh-agent before kamal runs.",
     fix="ssh-add the key before deploying (CI: load it into an agent).",
     insecure="(no finding for unencrypted keys)\n", secure="$ ssh-add ~/.ssh/kamal_deploy_key\n",
-    family=FAMILY,
+    family=FAMILY, kind="keys",
 )
 def encrypted(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for key in ctx.keys:
@@ -199,7 +200,7 @@ def encrypted(rule: Rule, ctx: Context) -> Iterator[Finding]:
     insecure="$ ssh-keygen -lf ~/.ssh/kamal_deploy_key.pub\n"
     "256 SHA256:... kamal-deploy:shop:2024-01-02 (ED25519)\n",
     secure="256 SHA256:... kamal-deploy:shop:<a date within the policy> (ED25519)\n",
-    family=FAMILY,
+    family=FAMILY, kind="keys",
 )
 def too_old(rule: Rule, ctx: Context) -> Iterator[Finding]:
     limit = int(ctx.settings.get("key_rotation_days", 90))

@@ -17,6 +17,7 @@ WAIVER_EXPIRED = Rule(
     secure="waivers:\n  - rule: KS301\n    reason: legacy worker needs it, ticket OPS-12\n"
     "    expires: 2027-01-31\n    owner: ops@example.com\n",
     family=FAMILY,
+    kind="raised",
 )
 WAIVER_UNUSED = Rule(
     "KS902", Severity.LOW, "A waiver matched no finding",
@@ -27,6 +28,7 @@ WAIVER_UNUSED = Rule(
     "    expires: 2027-01-31\n    owner: ops@example.com\n",
     secure="waivers: []\n",
     family=FAMILY,
+    kind="raised",
 )
 INLINE_NO_REASON = Rule(
     "KS903", Severity.MEDIUM, "An inline waiver has no reason",
@@ -37,6 +39,7 @@ INLINE_NO_REASON = Rule(
     secure="    options:\n      privileged: true  # kamal-secure: ignore KS301 -- GPU driver "
     "needs it, OPS-12\n",
     family=FAMILY,
+    kind="raised",
 )
 
 RULES: tuple[Rule, ...] = (WAIVER_EXPIRED, WAIVER_UNUSED, INLINE_NO_REASON)

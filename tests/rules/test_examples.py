@@ -7,17 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.rules.base import Rule
+from kamal_secure.rules.base import PROJECT_KINDS, Rule
 from kamal_secure.rules.registry import ALL_RULES
 from tests.helpers import ids, scan, write_project
 
 # File modes cannot be written in an example; their fixtures cover them.
 MODE_RULES = {"KS510", "KS511"}
-# The static project rules (KS0xx-KS5xx); key files (KS6xx) and hosts (KS7xx, KS8xx) have
-# their own test harnesses.
-STATIC = "012345"
-CHECKED = [r for r in ALL_RULES
-           if r.check is not None and r.id[2] in STATIC and r.id not in MODE_RULES]
+# The project rules (kinds config and schema); key files and hosts have their own harnesses.
+CHECKED = [r for r in ALL_RULES if r.kind in PROJECT_KINDS and r.id not in MODE_RULES]
 
 
 def _findings(rule: Rule, text: str, root: Path) -> set[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
+from kamal_secure.config.load import loaded_once
 from kamal_secure.policy.file import load_policy
 from kamal_secure.report.model import Finding, Report, Severity
 
@@ -83,6 +84,7 @@ def plan(report: Report, fail_on: Severity, live: bool, args: str) -> list[Step]
     return steps
 
 
+@loaded_once()  # reads only: each project is loaded once
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
     extra = (f" -c {opts.config_file}" if opts.config_file != "config/deploy.yml" else "") + \

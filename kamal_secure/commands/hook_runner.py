@@ -17,6 +17,7 @@ import os
 import sys
 
 from kamal_secure.commands import Parser
+from kamal_secure.config.load import loaded_once
 from kamal_secure.errors import UsageError
 from kamal_secure.gate.digest import already_checked
 from kamal_secure.gate.run import decide, proceed
@@ -51,6 +52,7 @@ def running_config(environ: dict[str, str]) -> tuple[str, str | None]:
     return config_file, destination
 
 
+@loaded_once()  # reads only: each project is loaded once
 def run(args: list[str]) -> int:
     parser = Parser(prog="kamal-secure hook", description="Run the gate inside a Kamal hook.")
     parser.add_argument("name", choices=HOOKS)

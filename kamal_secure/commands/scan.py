@@ -12,6 +12,7 @@ from typing import TextIO
 
 from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
+from kamal_secure.config.load import loaded_once
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.gate.run import fail_on_from_env
 from kamal_secure.policy import baseline as baseline_file
@@ -89,6 +90,7 @@ def _targets(opts: argparse.Namespace) -> list[tuple[str, Path | None]]:
     return pairs
 
 
+@loaded_once()  # reads only: each project is loaded once
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
     targets = _targets(opts)

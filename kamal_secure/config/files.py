@@ -19,7 +19,6 @@ from kamal_secure.errors import ConfigError
 
 MAX_FILE = 256 * 1024
 MAX_HOOKS = 64
-SHELLCHECK_TIMEOUT = 20
 HOOK_NAMES = frozenset({
     "pre-connect", "pre-build", "pre-deploy", "post-deploy", "docker-setup", "pre-app-boot",
     "post-app-boot", "pre-proxy-reboot", "post-proxy-reboot", "pre-traefik-reboot",
@@ -45,13 +44,6 @@ class SecretsFile:
     entries: tuple[Entry, ...]
 
 
-@dataclass(frozen=True)
-class ShellcheckNote:
-    line: int
-    column: int
-    code: str
-    level: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -59,7 +51,6 @@ class Hook:
     name: str  # as shown in findings
     mode: int
     text: str
-    shellcheck: tuple[ShellcheckNote, ...] | None  # None: shellcheck not installed or not run
 
 
 def secrets_names(secrets_path: str, destination: str | None) -> list[str]:
@@ -179,36 +170,4 @@ def load_hooks(root: Path, hooks_path: str) -> list[Hook]:
 def read_hook(path: Path, name: str) -> Hook:
     mode = stat.S_IMODE(path.stat().st_mode)
     text = read_small(path, name)
-    return Hook(name, mode, text, run_shellcheck(text))
-
-
-def run_shellcheck(text: str) -> tuple[ShellcheckNote, ...] | None:
-    """ShellCheck's notes for a shell hook; None when it is missing or the hook is not shell."""
-    import shutil
-    import subprocess
-
-    exe = shutil.which("shellcheck")
-    if exe is not None and Path(exe).resolve().is_relative_to(Path.cwd().resolve()):
-        exe = None  # a "shellcheck" inside the scanned project is the project's own code
-    first = text.split("\n", 1)[0]
-    if exe is None or (first.startswith("#!") and not re.search(r"\b(ba|da|k)?sh\b", first)):
-        return None
-    shell = [] if first.startswith("#!") else ["--shell=bash"]
-    try:
-        out = subprocess.run([exe, "--format=json1", *shell, "-"], input=text,
-                             capture_output=True, text=True, timeout=SHELLCHECK_TIMEOUT,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return _notes(out.stdout)
-
-
-def _notes(output: str) -> tuple[ShellcheckNote, ...] | None:
-    import json
-
-    try:
-        comments = json.loads(output).get("comments", [])
-    except (ValueError, AttributeError):
-        return None
-    return tuple(ShellcheckNote(int(c["line"]), int(c["column"]), f"SC{c['code']}",
-                                str(c["level"]), str(c["message"])) for c in comments)
+    return Hook(name, mode, text)

@@ -8,6 +8,9 @@ Psych reads it (merge keys in document order, top-level ``:symbol`` keys).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,12 +205,38 @@ def _replaces(path: yamlsafe.Path, own: Any) -> bool:
     return not isinstance(node, dict)
 
 
+_ONCE: ContextVar[dict[tuple[str, str | None, Path], Project] | None] = \
+    ContextVar("kamal_secure_projects", default=None)
+
+
+@contextmanager
+def loaded_once() -> Iterator[None]:
+    """Within this block (one command that only reads), each project is loaded once:
+    asking again for the same config, destination and root gives the same Project."""
+    token = _ONCE.set({})
+    try:
+        yield
+    finally:
+        _ONCE.reset(token)
+
+
 def load_project(
     config_file: str = "config/deploy.yml",
     destination: str | None = None,
     root: Path | None = None,
 ) -> Project:
     root = (root or Path.cwd()).resolve()
+    cache = _ONCE.get()
+    key = (config_file, destination, root)
+    if cache is not None and key in cache:
+        return cache[key]
+    project = _load(config_file, destination, root)
+    if cache is not None:
+        cache[key] = project
+    return project
+
+
+def _load(config_file: str, destination: str | None, root: Path) -> Project:
     config_path = Path(config_file).expanduser()
     if not config_path.is_absolute():
         config_path = root / config_path

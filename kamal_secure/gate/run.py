@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from kamal_secure.audit.hosts import OFFLINE_ENV
 from kamal_secure.audit.static import evaluate
+from kamal_secure.config.load import loaded_once
 from kamal_secure.errors import EXIT_FINDINGS, UsageError
 from kamal_secure.gate.kamal import Invocation, classify, exec_kamal
 from kamal_secure.policy import baseline
@@ -107,6 +108,7 @@ def proceed(verdict: Verdict, what: str, command: list[str], options: dict[str, 
     return False
 
 
+@loaded_once()  # reads only: each project is loaded once
 def run_fallback(args: list[str], environ: dict[str, str], path: str) -> int:
     from kamal_secure.gate import fallback
 

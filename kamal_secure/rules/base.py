@@ -14,8 +14,10 @@ from kamal_secure.report.model import Finding, Location, Severity, redact
 from kamal_secure.secretscan import vendor_match
 
 if TYPE_CHECKING:
+    from kamal_secure.config.files import Hook
     from kamal_secure.facts.kamal_version import KamalVersion
     from kamal_secure.facts.keys import KeyFacts
+    from kamal_secure.facts.shellcheck import ShellcheckNote
     from kamal_secure.rules.host_base import HostContext
     from kamal_secure.schemas import Violation
 
@@ -35,6 +37,13 @@ class Context:
         from kamal_secure.facts.kamal_version import detect
 
         return detect(self.project.root)
+
+    def shellcheck(self, hook: Hook) -> tuple[ShellcheckNote, ...] | None:
+        """ShellCheck's notes on a hook (None: not installed, or not a shell script); run once
+        per script text, however many destinations or rules ask."""
+        from kamal_secure.facts.shellcheck import shellcheck_notes
+
+        return shellcheck_notes(hook.text)
 
     def at(self, *path: str | int) -> Location:
         origin = self.project.origin(tuple(path))

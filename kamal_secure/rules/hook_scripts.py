@@ -207,7 +207,7 @@ LEVELS = {"error": Severity.MEDIUM, "warning": Severity.LOW}
 )
 def shellcheck(rule: Rule, ctx: Context) -> Iterator[Finding]:
     for hook in ctx.project.hooks:
-        for note in hook.shellcheck or ():
+        for note in ctx.shellcheck(hook) or ():
             yield rule.finding(f"{note.code}: {note.message}",
                                _at(hook, note.line, note.column),
                                severity=LEVELS.get(note.level, Severity.INFO))

@@ -296,3 +296,24 @@ def test_pre_commit_hook_matches_the_right_files() -> None:
     for name in ("config/database.yml", "README.md", ".kamal/hooks/pre-deploy"):
         assert not pattern.search(name), name
     assert hooks[0]["entry"].split()[:2] == ["kamal-secure", "scan"]
+
+
+def test_an_incomplete_check_names_its_rule_in_json_and_sarif() -> None:
+    from kamal_secure.report import jsonfmt, sarif
+    from kamal_secure.report.model import Problem, Report, Severity
+
+    report = Report(problems=[Problem("KS801 Host unreachable or not answering",
+                                      "cannot connect: timed out", "web-1", rule="KS801"),
+                              Problem("KS722 unknown", "sshd -T could not run", "web-2",
+                                      rule="KS722")])
+    data = sarif.as_dict(report, "file:///app/")
+    sarif_validate(data)
+    run = data["runs"][0]
+    rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert [n["associatedRule"]["id"] for n in notes] == ["KS801", "KS722"]
+    assert [rules[n["associatedRule"]["index"]] for n in notes] == ["KS801", "KS722"]
+    assert run["invocations"][0]["executionSuccessful"] is False
+    as_json = json.loads(jsonfmt.render(report, Severity.HIGH, 3))
+    report_validate(as_json)
+    assert [p["rule"] for p in as_json["problems"]] == ["KS801", "KS722"]

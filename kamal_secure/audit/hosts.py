@@ -78,7 +78,7 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
                 what=f"KS722 {get('KS722').title}",
                 message=f"{', '.join(unknown)} unknown: the effective sshd settings could not "
                 f"be established and the live probe cannot tell "
-                f"[named at {origin.file}:{origin.line}]", host=facts.label))
+                f"[named at {origin.file}:{origin.line}]", host=facts.label, rule="KS722"))
     for problem in result.problems:
         label = problem.target.label
         origin = problem.target.origin
@@ -86,7 +86,7 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
         report.problems.append(Problem(
             what=f"{problem.rule} {get(problem.rule).title}",
             message=f"{problem.message}{hint} [named at {origin.file}:{origin.line}]",
-            host=label))
+            host=label, rule=problem.rule))
     return report
 
 

@@ -42,7 +42,7 @@ def as_dict(report: Report, fail_on: Severity, exit_code: int,
             for f in report.sorted_findings()
             if show_suppressed or f.suppression is None
         ],
-        "problems": [{"what": p.what, "message": p.message, "host": p.host}
+        "problems": [{"what": p.what, "message": p.message, "host": p.host, "rule": p.rule}
                      for p in report.problems],
         "summary": {"by_severity": report.counts(), "total": len(report.active()),
                     "suppressed": sum(1 for f in report.findings if f.suppression),

@@ -107,6 +107,7 @@ class Problem:
     what: str
     message: str
     host: str | None = None
+    rule: str | None = None  # the rule whose check could not complete (KS722, KS801..KS804)
 
     def __post_init__(self) -> None:
         _scrub_fields(self, ("what", "message", "host"))

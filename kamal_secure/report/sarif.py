@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kamal_secure import __version__
-from kamal_secure.report.model import Finding, Report, Severity
+from kamal_secure.report.model import Finding, Problem, Report, Severity
 from kamal_secure.report.safe import json_text
 from kamal_secure.rules import docs
 from kamal_secure.rules.base import Rule
@@ -74,7 +74,7 @@ def as_dict(report: Report, root_uri: str,
     no helpUri: the rule pages ship inside the package (`kamal-secure explain ID`)."""
     from kamal_secure.rules.registry import ALL_RULES
 
-    seen = {f.rule for f in report.findings}
+    seen = {f.rule for f in report.findings} | {p.rule for p in report.problems if p.rule}
     used = [rule for rule in ALL_RULES if rule.id in seen]
     index = {rule.id: i for i, rule in enumerate(used)}
     run: dict[str, Any] = {
@@ -85,14 +85,21 @@ def as_dict(report: Report, root_uri: str,
         "results": [_result(f, index, config_file) for f in report.sorted_findings()],
         "invocations": [{
             "executionSuccessful": not report.problems,
-            "toolExecutionNotifications": [
-                {"level": "error", "message": {"text": f"{p.what}: {p.message}" +
-                                               (f" (host {p.host})" if p.host else "")}}
-                for p in report.problems],
+            "toolExecutionNotifications": [_notification(p, index) for p in report.problems],
         }],
     }
     return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
             "runs": [run]}
+
+
+def _notification(problem: Problem, index: dict[str, int]) -> dict[str, Any]:
+    """A check that could not complete, tied to the rule it could not decide."""
+    text = f"{problem.what}: {problem.message}" + (f" (host {problem.host})"
+                                                    if problem.host else "")
+    note: dict[str, Any] = {"level": "error", "message": {"text": text}}
+    if problem.rule is not None:
+        note["associatedRule"] = {"id": problem.rule, "index": index[problem.rule]}
+    return note
 
 
 def render(report: Report, root_uri: str, config_file: str = "config/deploy.yml") -> str:

@@ -18,10 +18,11 @@ import select
 import shlex
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -134,12 +135,8 @@ class Connector:
 
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
         sock, jump = self.reach(endpoint)
-        try:
-            transport, key, offered = self._handshake(sock, endpoint, names)
-        except BaseException:
-            if jump is not None:
-                jump.close()
-            raise
+        transport, key, offered = _closing_on_failure(
+            jump, lambda: self._handshake(sock, endpoint, names))
         return Session(endpoint, transport, key, offered, self.timeout, jump)
 
     def reach(self, endpoint: Endpoint) -> tuple[Any, paramiko.Transport | None]:
@@ -147,12 +144,7 @@ class Connector:
         ``ssh.proxy`` jump host, whose own key is verified strictly, or ``proxy_command``),
         and the jump host's connection (the caller closes it), if any. No SSH yet."""
         jump = self.jump(self.ssh.proxy) if self.ssh.proxy is not None else None
-        try:
-            return self.open_socket(endpoint, jump), jump
-        except BaseException:
-            if jump is not None:
-                jump.close()
-            raise
+        return _closing_on_failure(jump, lambda: self.open_socket(endpoint, jump)), jump
 
     def jump(self, proxy: Jump) -> paramiko.Transport:
         """A verified connection to the jump host for one target. At most JUMP_STARTUPS
@@ -257,6 +249,20 @@ class Connector:
                               "missing, or passphrase-protected and not in the agent)")
         raise LoginFailed(f"{endpoint.user}@{endpoint.hostname}: none of "
                           f"{len(self.keys)} key(s) was accepted")
+
+
+T = TypeVar("T")
+
+
+def _closing_on_failure(jump: paramiko.Transport | None, step: Callable[[], T]) -> T:
+    """``step()``; when it fails, the jump host's connection is closed before the error
+    goes on (nobody else holds it yet)."""
+    try:
+        return step()
+    except BaseException:
+        if jump is not None:
+            jump.close()
+        raise
 
 
 def endpoint_for(name: str, ssh: SshSettings) -> tuple[Endpoint, list[str]]:

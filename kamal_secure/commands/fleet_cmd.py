@@ -11,8 +11,9 @@ from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import EXIT_INCOMPLETE
 
 HostResult = tuple[bool, str]
-# Hosts changed at once by authorize and harden, and read at once by pin-hosts. Each host's
-# change is proven (and, for harden, guarded by that host's own rollback timer) on its own.
+# Hosts changed at once by authorize and harden, and read at once by pin-hosts. Parallel is
+# safe there: each host's change is proven on that host alone (and, for harden, guarded by
+# that host's own rollback timer). rotate-key is serial instead (see its _Steps._each).
 CONCURRENCY = 8
 
 
@@ -42,14 +43,13 @@ def confirmed(yes: bool, question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
-def on_every_host(inventory: Inventory, work: Callable[[Target], HostResult],
-                  title: str = "changing hosts") -> int:
+def on_every_host(inventory: Inventory, work: Callable[[Target], HostResult]) -> int:
     """Run ``work`` on every host (CONCURRENCY at a time), print one line per host, exit 0
     or 3. ``work`` turns every failure of its host into (False, why) itself; anything it
     raises anyway is raised here once all hosts are done."""
     from kamal_secure.remote.each_host import for_each_host
 
-    outcomes = for_each_host(inventory.targets, work, CONCURRENCY, name=_label, title=title)
+    outcomes = for_each_host(inventory.targets, work, CONCURRENCY, name=_label)
     results = [outcome.result() for outcome in outcomes]
     for target, (ok, message) in zip(inventory.targets, results, strict=True):
         sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import EXIT_INCOMPLETE
 
 HostResult = tuple[bool, str]
+# Hosts changed at once by authorize and harden, and read at once by pin-hosts. Parallel is
+# safe there: each host's change is proven on that host alone (and, for harden, guarded by
+# that host's own rollback timer). rotate-key is serial instead (see its _Steps._each).
+CONCURRENCY = 8
 
 
 def add_target_options(p: argparse.ArgumentParser, dry_run_help: str) -> None:
@@ -41,9 +44,17 @@ def confirmed(yes: bool, question: str) -> bool:
 
 
 def on_every_host(inventory: Inventory, work: Callable[[Target], HostResult]) -> int:
-    """Run ``work`` on every host (8 at a time), print one line per host, exit 0 or 3."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(work, inventory.targets))
+    """Run ``work`` on every host (CONCURRENCY at a time), print one line per host, exit 0
+    or 3. ``work`` turns every failure of its host into (False, why) itself; anything it
+    raises anyway is raised here once all hosts are done."""
+    from kamal_secure.remote.each_host import for_each_host
+
+    outcomes = for_each_host(inventory.targets, work, CONCURRENCY, name=_label)
+    results = [outcome.result() for outcome in outcomes]
     for target, (ok, message) in zip(inventory.targets, results, strict=True):
         sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
     return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
+
+
+def _label(target: Target) -> str:
+    return target.label

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kamal_secure.commands import Parser
-from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, targets
+from kamal_secure.commands.fleet_cmd import CONCURRENCY, add_target_options, confirmed, targets
 from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.load import read_text
 from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
@@ -39,18 +39,22 @@ def _expected(opts_expect: list[str], path: Path | None) -> set[str]:
 def _collect(opts: Any) -> tuple[list[pin.Seen], list[str]]:
     from kamal_secure.errors import CheckIncomplete
     from kamal_secure.remote import actions, session
+    from kamal_secure.remote.each_host import for_each_host
     from kamal_secure.remote.scan_keys import fetch_for
 
     project, inventory = targets(opts)
     keys = session.load_login_keys(inventory.ssh) if inventory.ssh.proxy else []
     conn = actions.connector(inventory, project.root, keys, opts.timeout)
+    todo = [t for t in inventory.targets if not t.dynamic]
+    outcomes = iter(for_each_host(todo, lambda t: fetch_for(conn, t.name), CONCURRENCY,
+                                  name=lambda t: t.label, title="reading host keys"))
     seen, failed = [], []
     for target in inventory.targets:
         if target.dynamic:
             failed.append(f"{target.label}: the host name comes from ERB")
             continue
         try:
-            name, key = fetch_for(conn, target)
+            name, key = next(outcomes).result()
         except CheckIncomplete as err:
             failed.append(f"{target.name}: {err.message}")
             continue

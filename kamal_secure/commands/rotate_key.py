@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,29 @@ class _Steps:
         self.j.hosts[target.name] = f"{change} {self._name(key)} done"
         self.j.save(self.root)
 
+    def _each(self, title: str, work: Callable[[Target], None],
+              targets: Sequence[Target] | None = None) -> None:
+        """``work`` on every host in order, stopping at the first that fails (its error is
+        raised here). Serial on purpose (concurrency 1): the journal names each host's
+        change before it is made, and a failure must stop the rotation, or the rollback,
+        before another host is touched: never a moment without a working key."""
+        from kamal_secure.remote.each_host import for_each_host
+
+        for outcome in for_each_host(self.inv.targets if targets is None else targets, work,
+                                     1, name=lambda t: t.label, title=title,
+                                     stop_on_error=True):
+            outcome.result()
+
     def _verify(self, written: str, targets: list[Target] | None = None) -> None:
         from kamal_secure.remote import actions
 
-        for target in targets if targets is not None else self.inv.targets:
+        def verify(target: Target) -> None:
             ok, why = actions.can_login(self._conn(written), target)
             if not ok:
                 raise Failed(f"{target.label}: the {self._name(written)} key alone cannot log "
                              f"in: {why}")
+
+        self._each(f"proving the {self._name(written)} key", verify, targets)
 
     def _write_config(self, text: str) -> None:
         write_atomic(Path(self.j.config_file), text)  # keeps its mode; through a symlink
@@ -203,8 +219,8 @@ class _Steps:
         if not j.done("switched"):
             try:
                 if not j.done("added"):
-                    for target in self.inv.targets:
-                        self._edit(target, [j.old_key, j.new_key], "add", j.new_key)
+                    self._each("adding the new key", lambda target: self._edit(
+                        target, [j.old_key, j.new_key], "add", j.new_key))
                     j.advance(self.root, "added")
                 self._verify(j.new_key)  # again on --resume: right before the switch
                 if not j.done("verified"):
@@ -230,8 +246,8 @@ class _Steps:
             j.advance(self.root, "switched")
         if not j.done("removed"):
             self._switch_to_new()  # idempotent: deploy.yml must name the key we keep
-            for target in self.inv.targets:
-                self._edit(target, [j.new_key], "remove", j.old_key)
+            self._each("removing the old key", lambda target: self._edit(
+                target, [j.new_key], "remove", j.old_key))
             j.advance(self.root, "removed")
         if not j.done("retired"):
             j.retired_as = retire(self._key(j.old_key), self.opts.shred)
@@ -252,29 +268,33 @@ class _Steps:
         j.aborting = True
         j.save(self.root)
         have_new = self._key(new).exists()
-        for target in self.inv.targets:  # 1. the old key logs in everywhere we changed
+
+        def put_back(target: Target) -> None:
             ok, why = actions.can_login(self._conn(old), target)
             if ok:
                 self.state[target.label] = "the old key logs in"
-                continue
+                return
             if target.name not in j.hosts:  # never changed by this rotation: as it was
                 self.state[target.label] = f"never changed by this rotation ({why})"
-                continue
+                return
             if not have_new:
                 raise Failed(f"{target.label}: the old key does not log in ({why}) and the new "
                              "key is gone: nothing more changed")
             self._edit(target, [new], "add", old)
             self._verify(old, [target])
             self.state[target.label] = "the old key put back (logged in with the new key)"
+
+        def take_new_off(target: Target) -> None:
+            if target.name in j.hosts:
+                self._edit(target, [old], "remove", new)
+                self.state[target.label] = "the old key logs in; the new key is removed"
+
+        self._each("putting the old key back", put_back)  # 1. the old key logs in everywhere
         self._switch_back()  # 2. only now: the old key works on every host
         j.step = "started"
         j.save(self.root)
         if have_new:  # 3. the new key leaves the hosts, over sessions with the old key
-            for target in self.inv.targets:
-                if target.name not in j.hosts:
-                    continue
-                self._edit(target, [old], "remove", new)
-                self.state[target.label] = "the old key logs in; the new key is removed"
+            self._each("removing the new key", take_new_off)
         new_path = self._key(new)  # the private key first: without it the pair is unusable
         for path in (new_path, new_path.with_name(new_path.name + ".pub")):
             path.unlink(missing_ok=True)

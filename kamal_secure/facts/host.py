@@ -93,9 +93,12 @@ def split_options(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class HostKey:
+    """A host's public key: what the host rules judge and what pin-hosts pins."""
+
     key_type: str  # ssh-ed25519, ssh-rsa, ...
     bits: int
-    fingerprint: str
+    fingerprint: str  # SHA256:..., as ssh-keygen -lf prints it
+    base64: str = ""  # the key itself, as in a known_hosts line
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import paramiko
 from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import CheckIncomplete, UsageError
 from kamal_secure.remote import hostkeys, session
-from kamal_secure.remote.ssh_config import resolve
 
 
 def key_from_file(path: Path) -> list[paramiko.PKey]:
@@ -45,11 +44,7 @@ def only_key(inventory: Inventory, root: Path, path: Path,
 def open_target(conn: session.Connector, target: Target) -> session.Session:
     if target.dynamic:
         raise CheckIncomplete(f"{target.label}: the host name comes from ERB")
-    hostname, port = resolve(target.name, conn.ssh)
-    names = [hostkeys.key_name(hostname, port)]
-    if target.name != hostname:
-        names.append(hostkeys.key_name(target.name, port))
-    return conn.open(session.Endpoint(hostname, port, conn.ssh.user), names)
+    return conn.open_host(target.name)
 
 
 def script(sess: session.Session, text: str, *args: str, stdin: bytes = b"") -> tuple[int, str]:

@@ -8,6 +8,7 @@ keys raise; nothing is ever added to a file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import paramiko
 
 from kamal_secure.errors import CheckIncomplete, ConfigError
+from kamal_secure.facts.host import HostKey
 
 PINNED = Path(".kamal/known_hosts")
 SYSTEM = Path("/etc/ssh/ssh_known_hosts")
@@ -120,10 +122,15 @@ def prefer_known_types(transport: paramiko.Transport, known: dict[str, paramiko.
     """Ask for a host key type we can verify (what OpenSSH does with known_hosts)."""
     if not known:
         return
-    options = transport.get_security_options()
     wanted: list[str] = []
     for key_type in known:
         wanted.extend(RSA_TYPES if key_type == "ssh-rsa" else (key_type,))
+    prefer_types(transport, wanted)
+
+
+def prefer_types(transport: paramiko.Transport, wanted: Sequence[str]) -> None:
+    """Ask for these host key types first, in this order; the others after them."""
+    options = transport.get_security_options()
     available = list(options.key_types)
     first = [t for t in wanted if t in available]
     options.key_types = first + [t for t in available if t not in first]
@@ -131,6 +138,11 @@ def prefer_known_types(transport: paramiko.Transport, known: dict[str, paramiko.
 
 def fingerprint(key: paramiko.PKey) -> str:
     return str(key.fingerprint)
+
+
+def host_key(key: paramiko.PKey) -> HostKey:
+    """A host's key as plain data (type, size, fingerprint, the key itself)."""
+    return HostKey(key.get_name(), key.get_bits(), fingerprint(key), key.get_base64())
 
 
 def verify(known: dict[str, paramiko.PKey], names: list[str], key: paramiko.PKey,

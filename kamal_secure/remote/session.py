@@ -18,10 +18,11 @@ import select
 import shlex
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -30,6 +31,7 @@ from kamal_secure.errors import CheckIncomplete
 from kamal_secure.remote import hostkeys
 from kamal_secure.remote.authorized import blob_fingerprint
 from kamal_secure.remote.probe import probe_methods
+from kamal_secure.remote.ssh_config import resolve
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 MAX_OUTPUT = 1024 * 1024
@@ -125,16 +127,24 @@ class Connector:
         default_factory=lambda: threading.BoundedSemaphore(JUMP_STARTUPS))
     _agent_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def open_host(self, name: str) -> Session:
+        """The one way a host named in deploy.yml is opened: where Kamal connects for it
+        (:func:`endpoint_for`), its host key verified strictly, then logged in."""
+        endpoint, names = endpoint_for(name, self.ssh)
+        return self.open(endpoint, names)
+
     def open(self, endpoint: Endpoint, names: list[str]) -> Session:
-        jump = self.jump(self.ssh.proxy) if self.ssh.proxy is not None else None
-        try:
-            sock = self.open_socket(endpoint, jump)
-            transport, key, offered = self._handshake(sock, endpoint, names)
-        except BaseException:
-            if jump is not None:
-                jump.close()
-            raise
+        sock, jump = self.reach(endpoint)
+        transport, key, offered = _closing_on_failure(
+            jump, lambda: self._handshake(sock, endpoint, names))
         return Session(endpoint, transport, key, offered, self.timeout, jump)
+
+    def reach(self, endpoint: Endpoint) -> tuple[Any, paramiko.Transport | None]:
+        """A byte stream to the host, the way Kamal reaches it (directly, through the
+        ``ssh.proxy`` jump host, whose own key is verified strictly, or ``proxy_command``),
+        and the jump host's connection (the caller closes it), if any. No SSH yet."""
+        jump = self.jump(self.ssh.proxy) if self.ssh.proxy is not None else None
+        return _closing_on_failure(jump, lambda: self.open_socket(endpoint, jump)), jump
 
     def jump(self, proxy: Jump) -> paramiko.Transport:
         """A verified connection to the jump host for one target. At most JUMP_STARTUPS
@@ -239,6 +249,31 @@ class Connector:
                               "missing, or passphrase-protected and not in the agent)")
         raise LoginFailed(f"{endpoint.user}@{endpoint.hostname}: none of "
                           f"{len(self.keys)} key(s) was accepted")
+
+
+T = TypeVar("T")
+
+
+def _closing_on_failure(jump: paramiko.Transport | None, step: Callable[[], T]) -> T:
+    """``step()``; when it fails, the jump host's connection is closed before the error
+    goes on (nobody else holds it yet)."""
+    try:
+        return step()
+    except BaseException:
+        if jump is not None:
+            jump.close()
+        raise
+
+
+def endpoint_for(name: str, ssh: SshSettings) -> tuple[Endpoint, list[str]]:
+    """Where Kamal connects for the deploy.yml host ``name`` (ssh config HostName,
+    ``ssh.port``, ``ssh.user``) and the known_hosts names its key is looked up under: the
+    address first (the name pin-hosts writes), then the name as deploy.yml spells it."""
+    hostname, port = resolve(name, ssh)
+    names = [hostkeys.key_name(hostname, port)]
+    if name != hostname:
+        names.append(hostkeys.key_name(name, port))
+    return Endpoint(hostname, port, ssh.user), names
 
 
 def proxy_command_line(template: str, endpoint: Endpoint) -> str:

@@ -6,13 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import load_project
-from kamal_secure.facts.host import SOURCE_HOSTKEY
+from kamal_secure.facts.host import SOURCE_HOSTKEY, HostFacts
 from kamal_secure.remote.fleet import check_fleet
 from kamal_secure.report.model import Severity
 from tests.conftest import Client, next_addr
@@ -209,6 +211,33 @@ def test_one_connection_and_one_command_per_host(lab: Lab, client: Client,
     assert facts.authorized_keys is not None
     assert [k.source_file for k in facts.authorized_keys] == [
         f"/etc/ssh/authorized_keys/{DEPLOY_USER}"]
+
+
+def test_a_host_busy_past_the_deadline_is_a_problem_and_the_others_are_kept(
+        lab: Lab, client: Client, tmp_path: Path) -> None:
+    addrs = [next_addr(), next_addr()]
+    for addr in addrs:
+        client.trust(lab.start(addr, HARDENED,
+                               authorized={DEPLOY_USER: deploy_line(client)}).known_line())
+    inventory = build_inventory(load_project(root=write_project(tmp_path / "app", client,
+                                                                addrs)))
+    release = threading.Event()
+
+    def collect(sess: object, facts: HostFacts) -> object:
+        if facts.name == addrs[0]:  # the first host hangs after its facts are in
+            release.wait(60)
+        return facts.name
+
+    started = time.monotonic()
+    try:
+        result = check_fleet(inventory, tmp_path / "app", timeout=2.0, progress=False,
+                             collect=collect)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 40  # the budget, (2 * 3 + 5) s, not 60 s
+    assert [t.name for t, _ in result.facts] == [addrs[1]]
+    assert [(p.target.name, p.rule) for p in result.problems] == [(addrs[0], "KS801")]
+    assert result.problems[0].message.startswith("no answer within")
 
 
 def test_proxy_command(lab: Lab, client: Client, tmp_path: Path,

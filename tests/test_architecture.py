@@ -93,3 +93,21 @@ def test_the_check_sees_a_wrong_arrow(tmp_path: Path) -> None:
     assert "remote" not in table["rules"]
     assert "commands" not in table["gate"]
     assert "cli" not in table["commands"]
+
+
+def test_the_ssh_layer_names_no_rule() -> None:
+    """remote/ says why a host could not be checked; rules/ names the rule."""
+    import typing
+
+    from kamal_secure.facts.host import Unchecked
+    from kamal_secure.rules.host_access import UNCHECKED_RULES
+
+    files = sorted((PACKAGE / "remote").glob("*.py"))
+    assert files
+    named = [f"{path.name}:{node.lineno}" for path in files
+             for node in ast.walk(ast.parse(path.read_text("utf-8")))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and re.search(r"\bKS\d{3}\b", node.value)]
+    assert named == []
+    assert set(UNCHECKED_RULES) == set(typing.get_args(Unchecked))
+    assert [r.id for r in UNCHECKED_RULES.values()] == ["KS801", "KS802", "KS803", "KS804"]

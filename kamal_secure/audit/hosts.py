@@ -14,6 +14,7 @@ from kamal_secure.config.load import Project, load_project
 from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
+from kamal_secure.rules.host_access import unchecked_rule
 from kamal_secure.rules.registry import get
 
 if TYPE_CHECKING:
@@ -83,10 +84,11 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
         label = problem.target.label
         origin = problem.target.origin
         hint = f" ({problem.hint})" if problem.hint else ""
+        rule = unchecked_rule(problem.reason)
         report.problems.append(Problem(
-            what=f"{problem.rule} {get(problem.rule).title}",
+            what=f"{rule.id} {rule.title}",
             message=f"{problem.message}{hint} [named at {origin.file}:{origin.line}]",
-            host=label, rule=problem.rule))
+            host=label, rule=rule.id))
     return report
 
 

@@ -17,7 +17,7 @@ from kamal_secure.errors import EXIT_INCOMPLETE
 from kamal_secure.policy.file import policy_for
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Location
-from kamal_secure.rules.registry import get
+from kamal_secure.rules.host_access import unchecked_rule
 
 
 def _parser() -> Parser:
@@ -70,8 +70,8 @@ def run(args: list[str]) -> int:
             if isinstance(state, HostState):
                 live[target.name] = state
         for problem in result.problems:
-            failed.append(f"{problem.target.label}: {problem.rule} {get(problem.rule).title}: "
-                          f"{problem.message}")
+            rule = unchecked_rule(problem.reason)
+            failed.append(f"{problem.target.label}: {rule.id} {rule.title}: {problem.message}")
     approved = drift.read(root)
     partial = opts.destination is not None or bool(hosts or roles)
     merged = dict(approved.hosts) if approved is not None and partial else {}

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 # Where the effective configuration came from. Only DERIVED was not printed by sshd itself.
 SOURCE_ROOT = "sshd -T (as root)"
 SOURCE_SUDO = "sshd -T (sudo -n)"
 SOURCE_HOSTKEY = "sshd -T -h (throwaway host key, as the deploy user)"
 SOURCE_DERIVED = "derived, not read: sshd -T could not run; the files were parsed"
+
+# Why a host could not be checked. The SSH layer says which; rules/host_access.py maps each
+# to its rule (KS801-KS804), so the SSH layer knows no rule ids.
+Unchecked = Literal["unreachable", "host_key_unknown", "host_key_changed", "login_failed"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import Inventory, SshSettings, Target
 from kamal_secure.errors import CheckIncomplete
-from kamal_secure.facts.host import HostFacts
+from kamal_secure.facts.host import HostFacts, Unchecked
 from kamal_secure.remote import hostkeys, session, sshd
 from kamal_secure.remote.each_host import for_each_host
 
@@ -23,7 +23,7 @@ from kamal_secure.remote.each_host import for_each_host
 @dataclass(frozen=True)
 class HostProblem:
     target: Target
-    rule: str  # KS801..KS804
+    reason: Unchecked  # rules/host_access.py names the rule
     message: str
     hint: str | None = None
 
@@ -65,7 +65,7 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
             transport.close()
     for outcome in outcomes:
         if not outcome.finished:
-            result.problems.append(HostProblem(outcome.host, "KS801",
+            result.problems.append(HostProblem(outcome.host, "unreachable",
                                                f"no answer within {budget:.0f}s"))
             continue
         facts, problem, execs = outcome.result()
@@ -86,22 +86,22 @@ def _one(connector: session.Connector, target: Target, collect: Collect | None =
     ssh = connector.ssh
     if target.dynamic or is_dynamic(ssh.user):
         what = "host name" if target.dynamic else "ssh.user"
-        return None, HostProblem(target, "KS801", f"the {what} comes from ERB, which "
+        return None, HostProblem(target, "unreachable", f"the {what} comes from ERB, which "
                                  "kamal-secure never runs, so this host cannot be checked"), 0
     try:
         sess = connector.open_host(target.name)
     except CheckIncomplete as err:
-        return None, HostProblem(target, getattr(err, "rule", "KS801"), err.message,
+        return None, HostProblem(target, getattr(err, "reason", "unreachable"), err.message,
                                  err.hint), 0
     except Exception as err:  # any other failure of one host must not stop the fleet
-        return None, HostProblem(target, "KS801", f"cannot connect: {_describe(err)}"), 0
+        return None, HostProblem(target, "unreachable", f"cannot connect: {_describe(err)}"), 0
     try:
         facts = _facts(sess, target, ssh)
         if collect is not None and collected is not None:
             collected[target.name] = collect(sess, facts)
         return facts, None, sess.execs
     except Exception as err:  # a host that misbehaves mid-way is incomplete, not a crash
-        return None, HostProblem(target, "KS801",
+        return None, HostProblem(target, "unreachable",
                                  f"lost the host while reading: {_describe(err)}"), 0
     finally:
         sess.close()

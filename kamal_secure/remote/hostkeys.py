@@ -16,7 +16,7 @@ from typing import Any
 import paramiko
 
 from kamal_secure.errors import CheckIncomplete, ConfigError
-from kamal_secure.facts.host import HostKey
+from kamal_secure.facts.host import HostKey, Unchecked
 
 PINNED = Path(".kamal/known_hosts")
 SYSTEM = Path("/etc/ssh/ssh_known_hosts")
@@ -24,15 +24,15 @@ RSA_TYPES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 
 class HostKeyProblem(CheckIncomplete):
-    rule = "KS802"
+    reason: Unchecked = "host_key_unknown"
 
 
 class HostKeyUnknown(HostKeyProblem):
-    rule = "KS802"
+    reason: Unchecked = "host_key_unknown"
 
 
 class HostKeyChanged(HostKeyProblem):
-    rule = "KS803"
+    reason: Unchecked = "host_key_changed"
 
 
 def known_hosts_files(root: Path) -> list[Path]:

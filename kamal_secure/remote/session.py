@@ -28,6 +28,7 @@ import paramiko
 
 from kamal_secure.config.inventory import Jump, SshSettings
 from kamal_secure.errors import CheckIncomplete
+from kamal_secure.facts.host import Unchecked
 from kamal_secure.remote import hostkeys
 from kamal_secure.remote.authorized import blob_fingerprint
 from kamal_secure.remote.probe import probe_methods
@@ -47,11 +48,11 @@ _with_input = itertools.count(1)
 
 
 class Unreachable(CheckIncomplete):
-    rule = "KS801"
+    reason: Unchecked = "unreachable"
 
 
 class LoginFailed(CheckIncomplete):
-    rule = "KS804"
+    reason: Unchecked = "login_failed"
 
 
 @dataclass(frozen=True)

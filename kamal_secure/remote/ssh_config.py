@@ -27,6 +27,7 @@ from typing import Any
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete
+from kamal_secure.facts.host import Unchecked
 
 MAX_INCLUDE_DEPTH = 16  # net-ssh has no limit and dies of a stack overflow
 MAX_FILE_BYTES = 256 * 1024
@@ -39,7 +40,7 @@ TOKEN_RE = re.compile(r'([^"\s]+)?(?:"([^"]+)")?\s*')
 class SshConfigError(CheckIncomplete):
     """A file net-ssh would choke on, or a route kamal-secure does not follow."""
 
-    rule = "KS801"
+    reason: Unchecked = "unreachable"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kamal_secure.facts.host import AuthorizedKey, HostFacts
+from kamal_secure.facts.host import AuthorizedKey, HostFacts, Unchecked
 from kamal_secure.report.model import Finding, Severity
 from kamal_secure.rules.base import Rule
 from kamal_secure.rules.host_base import FAMILY, SSHD_REFS, HostContext, host_rule
@@ -172,6 +172,16 @@ PROBLEM_RULES: tuple[Rule, ...] = (
                   "# the deploy key is not in ~deploy/.ssh/authorized_keys\n",
                   "ssh-ed25519 AAAAC3Nza... kamal-deploy:shop\n"),
 )
+
+UNCHECKED_RULES: dict[Unchecked, Rule] = dict(zip(
+    ("unreachable", "host_key_unknown", "host_key_changed", "login_failed"), PROBLEM_RULES,
+    strict=True))
+
+
+def unchecked_rule(reason: Unchecked) -> Rule:
+    """The rule for a host the SSH layer could not check, by its reason."""
+    return UNCHECKED_RULES[reason]
+
 
 RULES: tuple[Rule, ...] = (deploy_key_present, other_keys, from_restriction, disagreement,
                            derived, *PROBLEM_RULES)

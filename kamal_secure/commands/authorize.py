@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import UsageError
 from kamal_secure.remediate import authorize as ops
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from kamal_secure.remote.session import Connector, Session
 
 
 def _parser() -> Parser:
@@ -30,10 +35,10 @@ def _deploy_key(inventory: Inventory) -> Path:
     return Path(inventory.ssh.keys[0]).expanduser()
 
 
-def _credentials(identities: list[Path], deploy_key: Path) -> list[Any]:
+def _credentials(identities: list[Path], deploy_key: Path) -> list[paramiko.PKey]:
     from kamal_secure.remote import actions, session
 
-    keys: list[Any] = []
+    keys: list[paramiko.PKey] = []
     for path in identities:
         found = actions.key_from_file(path)
         if not found:
@@ -67,7 +72,8 @@ def run(args: list[str]) -> int:
 
 
 class _Work:
-    def __init__(self, login: Any, proof: Any, line: str, data: str, dry_run: bool) -> None:
+    def __init__(self, login: Connector, proof: Connector, line: str, data: str,
+                 dry_run: bool) -> None:
         self.login, self.proof, self.line, self.data, self.dry_run = (login, proof, line, data,
                                                                        dry_run)
 
@@ -77,7 +83,7 @@ class _Work:
         return actions.on_host(self.login, target, "no working credential",
                                lambda sess: self._change(sess, target))
 
-    def _change(self, sess: Any, target: Target) -> tuple[bool, str]:
+    def _change(self, sess: Session, target: Target) -> tuple[bool, str]:
         from kamal_secure.remote import actions
 
         change = ops.merged(ops.read_current(sess), self.line, self.data)

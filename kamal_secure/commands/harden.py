@@ -8,7 +8,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
@@ -19,6 +19,9 @@ from kamal_secure.remediate import harden as ops
 from kamal_secure.remediate.rotate import CRASH_ENV
 
 UNSAFE = {"password", "keyboard-interactive"}
+
+if TYPE_CHECKING:
+    from kamal_secure.remote.session import Connector, Session
 
 
 def _parser() -> Parser:
@@ -72,7 +75,7 @@ def run(args: list[str]) -> int:
 
 
 class _Host:
-    def __init__(self, login: Any, proof: Any, base: ops.Baseline, dry_run: bool,
+    def __init__(self, login: Connector, proof: Connector, base: ops.Baseline, dry_run: bool,
                  allow_from: list[str], rollback_after: float) -> None:
         self.login, self.proof, self.base, self.dry_run = login, proof, base, dry_run
         self.allow_from, self.rollback_after = allow_from, rollback_after
@@ -87,7 +90,7 @@ class _Host:
 class _Apply:
     """One host: the open session stays open until the new settings are proven."""
 
-    def __init__(self, sess: Any, host: _Host, target: Target) -> None:
+    def __init__(self, sess: Session, host: _Host, target: Target) -> None:
         self.sess, self.host, self.target = sess, host, target
         self.prefix: list[str] = []
         self.token = secrets.token_hex(8)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import CONCURRENCY, add_target_options, confirmed, targets
@@ -36,7 +36,7 @@ def _expected(opts_expect: list[str], path: Path | None) -> set[str]:
     return found
 
 
-def _collect(opts: Any) -> tuple[list[pin.Seen], list[str]]:
+def _collect(opts: argparse.Namespace) -> tuple[list[pin.Seen], list[str]]:
     from kamal_secure.errors import CheckIncomplete
     from kamal_secure.remote import actions, session
     from kamal_secure.remote.each_host import for_each_host

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kamal_secure.commands import Parser
 from kamal_secure.config.edit import replace_ssh_key
@@ -16,6 +16,11 @@ from kamal_secure.fileio import fsync_dir, write_atomic
 from kamal_secure.remediate import authorize as auth
 from kamal_secure.remediate import keygen
 from kamal_secure.remediate.rotate import Journal, kill_point, new_key_path, retire
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kamal_secure.remote.session import Connector, Session
 
 
 def _parser() -> Parser:
@@ -87,10 +92,11 @@ def _start(inventory: Inventory, config_file: str) -> Journal:
 
 
 class _Steps:
-    def __init__(self, journal: Journal, inventory: Inventory, root: Path, opts: Any) -> None:
+    def __init__(self, journal: Journal, inventory: Inventory, root: Path,
+                 opts: argparse.Namespace) -> None:
         self.j, self.inv, self.root, self.opts = journal, inventory, root, opts
         self.state: dict[str, str] = {}  # host label -> what holds there now (for messages)
-        self._conns: dict[str, Any] = {}
+        self._conns: dict[str, Connector] = {}
 
     def _key(self, written: str) -> Path:
         path = Path(written).expanduser()
@@ -103,7 +109,7 @@ class _Steps:
         except (OSError, ValueError) as err:
             raise Failed(f"{pub}: not a readable public key ({err})") from None
 
-    def _conn(self, written: str) -> Any:
+    def _conn(self, written: str) -> Connector:
         from kamal_secure.remote import actions
 
         if written not in self._conns:
@@ -114,7 +120,7 @@ class _Steps:
     def _name(self, written: str) -> str:
         return "new" if written == self.j.new_key else "old"
 
-    def _login(self, target: Target, keys: list[str]) -> Any:
+    def _login(self, target: Target, keys: list[str]) -> Session:
         """A session logged in with the first of ``keys`` that works there."""
         from kamal_secure.remote import actions
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kamal_secure.errors import UsageError
 from kamal_secure.facts.keys import parse_public
 
 PATH = ".ssh/authorized_keys"  # under $HOME
 READ = 'f="$HOME/.ssh/authorized_keys"; if [ -f "$f" ]; then cat "$f"; fi'
+
+if TYPE_CHECKING:
+    from kamal_secure.remote.session import Session
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def without(current: str, data: str) -> Change:
     return Change(current, "".join(line + "\n" for line in kept))
 
 
-def apply_change(sess: Any, change: Change) -> tuple[bool, str]:
+def apply_change(sess: Session, change: Change) -> tuple[bool, str]:
     """Write ``change`` on the host (compare-and-swap); (ok, message)."""
     from kamal_secure.remote import actions
 
@@ -77,7 +80,7 @@ def apply_change(sess: Any, change: Change) -> tuple[bool, str]:
     return code == 0, out.strip()[:200]
 
 
-def read_current(sess: Any) -> str:
+def read_current(sess: Session) -> str:
     from kamal_secure.errors import CheckIncomplete
     from kamal_secure.remote import actions
 

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kamal_secure import __version__
-from kamal_secure.errors import EXIT_INCOMPLETE, EXIT_USAGE, KamalSecureError, UsageError
+from kamal_secure.errors import (
+    EXIT_CLEAN,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    InternalError,
+    KamalSecureError,
+    UsageError,
+)
 from kamal_secure.gate.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
 
 HELP = f"""\
@@ -60,11 +68,8 @@ Set by kamal-secure for kamal and its hooks (never set them yourself):
   KAMAL_SECURE_EXEC, KAMAL_SECURE_GATE_DIGEST, KAMAL_SECURE_GATE_HOSTS
 
 Exit codes:
-  0  clean, or findings below the threshold (the gate then runs kamal)
-  1  findings at or above the threshold
-  2  usage or configuration error (bad YAML, missing file, kamal not found)
-  3  a check could not complete (host unreachable, host key unknown or changed)
-"""
+""" + "".join(f"  {code}  {meaning.replace(chr(10), chr(10) + ' ' * 5)}\n"
+             for code, meaning in EXIT_CODES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         _say_error(err)
         return err.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_USAGE
     except Exception as err:
@@ -87,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 def route(args: list[str]) -> int:
     if args in (["--help"], ["-?"]):
         sys.stdout.write(HELP)
-        return 0
+        return EXIT_CLEAN
     if args == ["--version"]:
         sys.stdout.write(f"kamal-secure {__version__}\n")
-        return 0
+        return EXIT_CLEAN
     if args and args[0] in OWN_COMMANDS:
         from kamal_secure.commands import dispatch
 
@@ -156,5 +161,6 @@ def _crash(err: Exception) -> int:
     fd, path = tempfile.mkstemp(prefix="kamal-secure-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         traceback.print_exception(err, file=log)
-    _say_error(UsageError(f"internal error ({type(err).__name__}); details in {path}"))
-    return EXIT_INCOMPLETE
+    internal = InternalError(f"internal error ({type(err).__name__}); details in {path}")
+    _say_error(internal)
+    return internal.exit_code

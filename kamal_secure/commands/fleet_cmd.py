@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import Project, load_project
-from kamal_secure.errors import EXIT_INCOMPLETE
+from kamal_secure.errors import EXIT_CLEAN, EXIT_INCOMPLETE
 
 HostResult = tuple[bool, str]
 
@@ -46,4 +46,4 @@ def on_every_host(inventory: Inventory, work: Callable[[Target], HostResult]) ->
         results = list(pool.map(work, inventory.targets))
     for target, (ok, message) in zip(inventory.targets, results, strict=True):
         sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
-    return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
+    return EXIT_CLEAN if all(ok for ok, _ in results) else EXIT_INCOMPLETE

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import EXIT_CLEAN, UsageError
 from kamal_secure.fileio import write_atomic
 from kamal_secure.policy.file import DEFAULT_PATH, load_policy
 
@@ -75,4 +75,4 @@ def run(args: list[str]) -> int:
     write_atomic(path, STARTER.replace("{expiry}", expiry))
     load_policy(path)  # what we write must be valid
     sys.stdout.write(f"kamal-secure: wrote {path}\n")
-    return 0
+    return EXIT_CLEAN

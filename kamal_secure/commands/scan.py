@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
-from kamal_secure.errors import EXIT_FINDINGS, UsageError
+from kamal_secure.errors import EXIT_CLEAN, EXIT_FINDINGS, UsageError
 from kamal_secure.fileio import write_atomic
 from kamal_secure.gate.run import fail_on_from_env
 from kamal_secure.policy import baseline as baseline_file
@@ -105,11 +105,11 @@ def run(args: list[str]) -> int:
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")
-        return 0
+        return EXIT_CLEAN
     code = report.exit_code(fail_on)
     for fmt, output in targets:
         _emit(fmt, output, report, opts, fail_on, code)
-    return 0 if opts.soft_fail and code == EXIT_FINDINGS else code
+    return EXIT_CLEAN if opts.soft_fail and code == EXIT_FINDINGS else code
 
 
 def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespace,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import jsonschema
 import pytest
 
 from kamal_secure import cli
+from kamal_secure.commands import MODULES
 from kamal_secure.errors import (
     EXIT_CLEAN,
     EXIT_CODES,
@@ -24,6 +26,7 @@ from kamal_secure.errors import (
     KamalSecureError,
     UsageError,
 )
+from kamal_secure.gate.kamal import OWN_COMMAND_TABLE, OWN_COMMANDS
 from kamal_secure.resources import schema_text
 from tests.conftest import SECURE_CONFIG
 from tests.helpers import REPO, run_ks
@@ -217,3 +220,18 @@ def test_rotate_key_not_confirmed_exits_declined_and_changes_nothing(
     assert "pass --yes" in run.stderr
     assert config.read_text() == SECURE_CONFIG
     assert not (project / ".kamal").exists()
+
+
+def test_help_lists_exactly_the_own_command_table(tmp_path: Path, record: Path) -> None:
+    help_text = run_ks(["--help"], tmp_path, [], record).stdout
+    usage = help_text.split("Usage:\n", 1)[1].split("\n\n", 1)[0]
+    words = [line.split()[1] for line in usage.splitlines()
+             if line.startswith("  kamal-secure ")]
+    assert words[0] == "KAMAL-COMMAND"
+    assert words[-1] == "--help"
+    listed = [word for word, _, shown in OWN_COMMAND_TABLE if shown is not None]
+    assert words[1:-1] == listed
+    assert set(OWN_COMMANDS) - set(listed) == {"hook"}  # run by the hook scripts only
+    assert list(MODULES) == list(OWN_COMMANDS)
+    for module in MODULES.values():
+        assert callable(importlib.import_module(module).run)

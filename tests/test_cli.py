@@ -235,3 +235,14 @@ def test_help_lists_exactly_the_own_command_table(tmp_path: Path, record: Path) 
     assert list(MODULES) == list(OWN_COMMANDS)
     for module in MODULES.values():
         assert callable(importlib.import_module(module).run)
+
+
+def test_a_bad_baseline_variable_is_named_as_the_variable(project: Path, standin_dir: Path,
+                                                          record: Path) -> None:
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    run = run_ks(["deploy"], project, [standin_dir], record,
+                 env={"KAMAL_SECURE_BASELINE": "nope.json"})
+    assert run.code == EXIT_USAGE
+    assert "kamal-secure: error: KAMAL_SECURE_BASELINE nope.json: file not found" in run.stderr
+    assert "--baseline" not in run.stderr
+    assert run.record is None  # kamal never ran

@@ -10,38 +10,48 @@ from typing import Any, TypeVar
 
 from kamal_secure import __version__
 from kamal_secure.errors import (
+    EXIT_CLEAN,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     KamalSecureError,
     UsageError,
     report_crash,
     say_error,
 )
-from kamal_secure.gate.kamal import OWN_COMMANDS, Invocation, exec_kamal, fast_path, own_typo
+from kamal_secure.gate.kamal import (
+    OWN_COMMAND_TABLE,
+    OWN_COMMANDS,
+    Invocation,
+    exec_kamal,
+    fast_path,
+    own_typo,
+)
+
+USAGE_COLUMN = 41  # where a command's summary starts in --help
+
+
+def _usage() -> str:
+    """One entry per listed own command, from the one table (gate.kamal.OWN_COMMAND_TABLE)."""
+    lines = []
+    for word, _, listed in OWN_COMMAND_TABLE:
+        if listed is None:
+            continue
+        usage, summary = listed
+        left = f"  kamal-secure {word} {usage}".rstrip()
+        indent = "\n" + " " * USAGE_COLUMN
+        head = (left + " " * max(1, USAGE_COLUMN - len(left)) if len(left) < USAGE_COLUMN + 4
+                else left + indent)  # a long usage line: the summary on the next line
+        lines.append(head + summary.replace("\n", indent) + "\n")
+    return "".join(lines)
+
 
 HELP = f"""\
 kamal-secure {__version__}: a security gate in front of Kamal.
 
 Usage:
   kamal-secure KAMAL-COMMAND [ARGS...]   gate the command, then exec the real kamal
-  kamal-secure scan [options]            run the checks without deploying (connects to
-                                         every host unless --offline)
-  kamal-secure doctor [--offline]        the ordered commands that would make this
-                                         project pass, with what each needs
-  kamal-secure rules                     list every rule: id, severity, title
-  kamal-secure explain RULE              show a rule's rationale, fix and examples
-  kamal-secure keygen [--write-config]   create a dedicated ed25519 deploy key
-  kamal-secure authorize [--from CIDR]   put the deploy key in authorized_keys everywhere
-  kamal-secure rotate-key [--resume|--abort] a new deploy key everywhere, no downtime
-  kamal-secure harden [--allow-from CIDR] the sshd baseline on every host, no lockout
-  kamal-secure pin-hosts [--expect FP]   pin host keys so Kamal itself verifies them
-  kamal-secure init-policy               write a commented starter .kamal/secure.yml
-  kamal-secure snapshot [--approve]      the hosts' security state; --approve records it
-                                         in .kamal/secure-state.json (drift watch)
-  kamal-secure hooks install|uninstall|status
-                                         run the gate from Kamal's own hooks too
-  kamal-secure binstub install|uninstall|status
-                                         route Rails' bin/kamal through the gate
-  kamal-secure --help | --version
+{_usage()}  kamal-secure --help | --version
 
 Kamal commands that change servers (deploy, setup, redeploy, rollback, app boot,
 server exec, accessory boot, ... and config aliases that resolve to them) run
@@ -65,11 +75,8 @@ Set by kamal-secure for kamal and its hooks (never set them yourself):
   KAMAL_SECURE_EXEC, KAMAL_SECURE_GATE_DIGEST, KAMAL_SECURE_GATE_HOSTS
 
 Exit codes:
-  0  clean, or findings below the threshold (the gate then runs kamal)
-  1  findings at or above the threshold
-  2  usage or configuration error (bad YAML, missing file, kamal not found)
-  3  a check could not complete (host unreachable, host key unknown or changed)
-"""
+""" + "".join(f"  {code}  {meaning.replace(chr(10), chr(10) + ' ' * 5)}\n"
+             for code, meaning in EXIT_CODES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         say_error(err)
         return err.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_USAGE
     except Exception as err:
@@ -92,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 def route(args: list[str]) -> int:
     if args in (["--help"], ["-?"]):
         sys.stdout.write(HELP)
-        return 0
+        return EXIT_CLEAN
     if args == ["--version"]:
         sys.stdout.write(f"kamal-secure {__version__}\n")
-        return 0
+        return EXIT_CLEAN
     if args and args[0] in OWN_COMMANDS:
         from kamal_secure.commands import dispatch
 

@@ -10,7 +10,20 @@ from collections.abc import Callable
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_DECLINED = EXIT_USAGE  # a change was not confirmed (answered no, or no terminal to ask)
 EXIT_INCOMPLETE = 3
+EXIT_INTERNAL = EXIT_INCOMPLETE  # a bug: fail closed, as when a check could not complete
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+# What each exit code means (one line each in --help; the README's table says the same).
+EXIT_CODES = (
+    (EXIT_CLEAN, "clean, or findings below the threshold (the gate then runs kamal)"),
+    (EXIT_FINDINGS, "findings at or above the threshold"),
+    (EXIT_USAGE, "usage or configuration error (bad YAML, missing file, kamal not found),\n"
+     "or a change not confirmed (answered no; no terminal and no --yes)"),
+    (EXIT_INCOMPLETE, "a check could not complete (host unreachable, host key unknown or\n"
+     "changed), or an internal error (details in a crash log)"),
+)
 
 
 class KamalSecureError(Exception):
@@ -40,6 +53,12 @@ class CheckIncomplete(KamalSecureError):
     exit_code = EXIT_INCOMPLETE
 
 
+class InternalError(KamalSecureError):
+    """A bug in kamal-secure (an unexpected exception); the traceback is in a crash log."""
+
+    exit_code = EXIT_INTERNAL
+
+
 def say_error(err: KamalSecureError, show: Callable[[str], str] | None = None) -> None:
     """The one way an error reaches the user: one line on stderr, and a hint."""
     message = err.message.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -59,5 +78,6 @@ def report_crash(err: Exception) -> int:
     fd, path = tempfile.mkstemp(prefix="kamal-secure-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         traceback.print_exception(err, file=log)
-    say_error(UsageError(f"internal error ({type(err).__name__}); details in {path}"))
-    return EXIT_INCOMPLETE
+    internal = InternalError(f"internal error ({type(err).__name__}); details in {path}")
+    say_error(internal)
+    return internal.exit_code

@@ -1,11 +1,14 @@
 """The one way kamal-secure replaces a local file: whole, durable, through symlinks.
 
-A temporary file in the same directory gets the data and the mode, is fsynced,
-renamed over the target, and the directory is fsynced: after a crash or a power
+A temporary file in the same directory (created 0600, so the data is never
+readable by others on the way) gets the data, then the mode, is fsynced, renamed
+over the target, and the directory is fsynced: after a crash or a power
 loss the target holds either the old or the new content, never a mix, and a
 recovery that reads it (the rotation journal, deploy.yml) sees what was last
 renamed. A symlinked target is written through (the file it points to is
-replaced; the link stays). ``mode=None`` keeps the existing file's mode.
+replaced; the link stays). ``mode=None`` keeps the existing file's mode (0644 for
+a new file); secrets pass their mode (0600). Every writer of a user's file uses
+it; nothing else in the package renames a temporary file over one.
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
             handle.write(raw)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         tmp.replace(target)
     except BaseException:

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from kamal_secure import cli
+from kamal_secure.commands import MODULES
+from kamal_secure.errors import (
+    EXIT_CLEAN,
+    EXIT_CODES,
+    EXIT_DECLINED,
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    InternalError,
+    KamalSecureError,
+    UsageError,
+)
+from kamal_secure.gate.kamal import OWN_COMMAND_TABLE, OWN_COMMANDS
 from kamal_secure.resources import schema_text
 from tests.conftest import SECURE_CONFIG
 from tests.helpers import REPO, run_ks
@@ -157,3 +174,75 @@ def test_passthrough_imports_nothing_heavy(args: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_exit_codes_in_help_and_readme_are_the_named_ones(tmp_path: Path, record: Path) -> None:
+    help_text = run_ks(["--help"], tmp_path, [], record).stdout
+    listed = help_text.split("Exit codes:\n", 1)[1]
+    readme = (REPO / "README.md").read_text()
+    for code, meaning in EXIT_CODES:
+        assert f"  {code}  {meaning.replace(chr(10), chr(10) + ' ' * 5)}\n" in listed
+        assert f"| {code} | {meaning.replace(chr(10), ' ')} |" in readme
+    assert (EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE) == (0, 1, 2, 3)
+
+
+def test_an_internal_error_is_its_own_error_with_its_own_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import kamal_secure.commands
+
+    def broken(name: str, args: list[str]) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(kamal_secure.commands, "dispatch", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        code = cli.main(["rules"])
+    finally:
+        tempfile.tempdir = None
+    err = capsys.readouterr().err
+    assert code == EXIT_INTERNAL == InternalError.exit_code
+    assert issubclass(InternalError, KamalSecureError)
+    assert not issubclass(InternalError, UsageError)
+    assert "kamal-secure: error: internal error (RuntimeError); details in " in err
+    logs = list(tmp_path.glob("kamal-secure-crash-*.log"))
+    assert len(logs) == 1
+    assert "RuntimeError: a bug" in logs[0].read_text()
+
+
+def test_rotate_key_not_confirmed_exits_declined_and_changes_nothing(
+        project: Path, record: Path) -> None:
+    config = project / "config" / "deploy.yml"
+    config.write_text(SECURE_CONFIG)
+    run = run_ks(["rotate-key"], project, [], record)  # stdin is not a terminal, no --yes
+    assert run.code == EXIT_DECLINED
+    assert "pass --yes" in run.stderr
+    assert config.read_text() == SECURE_CONFIG
+    assert not (project / ".kamal").exists()
+
+
+def test_help_lists_exactly_the_own_command_table(tmp_path: Path, record: Path) -> None:
+    help_text = run_ks(["--help"], tmp_path, [], record).stdout
+    usage = help_text.split("Usage:\n", 1)[1].split("\n\n", 1)[0]
+    words = [line.split()[1] for line in usage.splitlines()
+             if line.startswith("  kamal-secure ")]
+    assert words[0] == "KAMAL-COMMAND"
+    assert words[-1] == "--help"
+    listed = [word for word, _, shown in OWN_COMMAND_TABLE if shown is not None]
+    assert words[1:-1] == listed
+    assert set(OWN_COMMANDS) - set(listed) == {"hook"}  # run by the hook scripts only
+    assert list(MODULES) == list(OWN_COMMANDS)
+    for module in MODULES.values():
+        assert callable(importlib.import_module(module).run)
+
+
+def test_a_bad_baseline_variable_is_named_as_the_variable(project: Path, standin_dir: Path,
+                                                          record: Path) -> None:
+    (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
+    run = run_ks(["deploy"], project, [standin_dir], record,
+                 env={"KAMAL_SECURE_BASELINE": "nope.json"})
+    assert run.code == EXIT_USAGE
+    assert "kamal-secure: error: KAMAL_SECURE_BASELINE nope.json: file not found" in run.stderr
+    assert "--baseline" not in run.stderr
+    assert run.record is None  # kamal never ran

@@ -7,23 +7,9 @@ import importlib
 from typing import NoReturn
 
 from kamal_secure.errors import UsageError
+from kamal_secure.gate.kamal import OWN_COMMAND_TABLE
 
-MODULES = {
-    "scan": "kamal_secure.commands.scan",
-    "doctor": "kamal_secure.commands.doctor",
-    "rules": "kamal_secure.commands.rules",
-    "explain": "kamal_secure.commands.explain",
-    "init-policy": "kamal_secure.commands.init",
-    "keygen": "kamal_secure.commands.keygen",
-    "pin-hosts": "kamal_secure.commands.pin_hosts",
-    "authorize": "kamal_secure.commands.authorize",
-    "harden": "kamal_secure.commands.harden",
-    "rotate-key": "kamal_secure.commands.rotate_key",
-    "hooks": "kamal_secure.commands.hook_installer",
-    "binstub": "kamal_secure.commands.binstub",
-    "hook": "kamal_secure.commands.hook_runner",
-    "snapshot": "kamal_secure.commands.snapshot",
-}
+MODULES = {word: f"kamal_secure.commands.{module}" for word, module, _ in OWN_COMMAND_TABLE}
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Inventory, Target
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import EXIT_DECLINED, UsageError
 from kamal_secure.remediate import authorize as ops
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def run(args: list[str]) -> int:
     sys.stdout.write(f"authorize {pub} for {inventory.ssh.user} on "
                      f"{len(inventory.targets)} host(s): {line[:60]}...\n")
     if not opts.dry_run and not confirmed(opts.yes, "Go ahead?"):
-        return 2
+        return EXIT_DECLINED
     from kamal_secure.remote import actions
 
     work = _Work(actions.connector(inventory, project.root,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
+from kamal_secure.errors import EXIT_CLEAN
 from kamal_secure.integrate import binstub
 
 
@@ -20,4 +21,4 @@ def run(args: list[str]) -> int:
     action = {"install": binstub.install, "uninstall": binstub.uninstall,
               "status": binstub.status}[opts.action]
     sys.stdout.write(action(opts.path) + "\n")
-    return 0
+    return EXIT_CLEAN

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
+from kamal_secure.errors import EXIT_CLEAN
 from kamal_secure.policy.file import load_policy
 from kamal_secure.report.model import Finding, Report, Severity
 
@@ -95,11 +96,11 @@ def run(args: list[str]) -> int:
     out = sys.stdout
     if not steps and report.exit_code(policy.fail_on) == 0:
         out.write("kamal-secure: nothing to do: this project passes the gate.\n")
-        return 0
+        return EXIT_CLEAN
     out.write("To make this project pass the gate, in this order:\n")
     for number, step in enumerate(steps, start=1):
         out.write(f"  {number}. {step.command}\n     needs: {step.needs}\n")
     out.write(f"  {len(steps) + 1}. kamal-secure scan{extra}   (what is left, if anything)\n")
     if opts.offline:
         out.write("(--offline: the hosts were not checked, so every host step is listed)\n")
-    return 0
+    return EXIT_CLEAN

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from kamal_secure.commands import Parser
+from kamal_secure.errors import EXIT_CLEAN
 from kamal_secure.rules import docs
 from kamal_secure.rules.registry import get
 
@@ -23,8 +24,8 @@ def run(args: list[str]) -> int:
     console = make_console(sys.stdout, opts.color)
     if not console.is_terminal:
         sys.stdout.write(page)  # piped: the Markdown itself, for files and other tools
-        return 0
+        return EXIT_CLEAN
     from rich.markdown import Markdown
 
     console.print(Markdown(page))
-    return 0
+    return EXIT_CLEAN

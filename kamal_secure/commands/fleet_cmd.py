@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import Project, load_project
-from kamal_secure.errors import EXIT_INCOMPLETE
+from kamal_secure.errors import EXIT_CLEAN, EXIT_INCOMPLETE
 
 HostResult = tuple[bool, str]
 # Hosts changed at once by authorize and harden, and read at once by pin-hosts. Parallel is
@@ -53,7 +53,7 @@ def on_every_host(inventory: Inventory, work: Callable[[Target], HostResult]) ->
     results = [outcome.result() for outcome in outcomes]
     for target, (ok, message) in zip(inventory.targets, results, strict=True):
         sys.stdout.write(f"{'ok    ' if ok else 'FAILED'} {target.label}: {message}\n")
-    return 0 if all(ok for ok, _ in results) else EXIT_INCOMPLETE
+    return EXIT_CLEAN if all(ok for ok, _ in results) else EXIT_INCOMPLETE
 
 
 def _label(target: Target) -> str:

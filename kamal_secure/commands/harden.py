@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, on_every_host, targets
 from kamal_secure.config.inventory import Target, local_registry
-from kamal_secure.errors import CheckIncomplete, UsageError
+from kamal_secure.errors import EXIT_DECLINED, CheckIncomplete, UsageError
 from kamal_secure.policy.file import policy_for
 from kamal_secure.remediate import harden as ops
 from kamal_secure.remediate.rotate import CRASH_ENV
@@ -63,7 +63,7 @@ def run(args: list[str]) -> int:
                         forwarding)
     sys.stdout.write(f"{ops.DROPIN} on {len(inventory.targets)} host(s):\n{base.text()}\n")
     if not opts.dry_run and not confirmed(opts.yes, "Apply it?"):
-        return 2
+        return EXIT_DECLINED
     from kamal_secure.remote import actions, session
 
     login = actions.connector(inventory, project.root,

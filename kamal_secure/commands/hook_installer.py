@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
-from kamal_secure.errors import ConfigError
+from kamal_secure.errors import EXIT_CLEAN, ConfigError
 from kamal_secure.integrate import hook_installer as hooks
 
 
@@ -36,4 +36,4 @@ def run(args: list[str]) -> int:
               "status": hooks.status}[opts.action]
     for line in action(directory):
         sys.stdout.write(f"{directory}/{line}\n")
-    return 0
+    return EXIT_CLEAN

@@ -18,7 +18,7 @@ import sys
 
 from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import EXIT_CLEAN, UsageError
 from kamal_secure.gate.digest import already_checked
 from kamal_secure.gate.run import decide, proceed
 from kamal_secure.integrate.hook_installer import HOOKS
@@ -75,7 +75,7 @@ def run(args: list[str]) -> int:
     options = {"hook": opts.name, "destination": destination or "",
                "hosts": environ.get("KAMAL_HOSTS", ""), "config_file": config_file}
     if proceed(verdict, f"letting Kamal continue past {opts.name}", command, options):
-        return 0
+        return EXIT_CLEAN
     dest = f" -d {destination}" if destination else ""
     conf = f" -c {config_file}" if config_file != "config/deploy.yml" else ""
     sys.stderr.write(f"kamal-secure hook {opts.name}: refused (exit {verdict.code}); "

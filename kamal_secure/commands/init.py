@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from kamal_secure.commands import Parser
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import EXIT_CLEAN, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.policy.file import DEFAULT_PATH, load_policy
 
 STARTER = """\
@@ -71,10 +72,7 @@ def run(args: list[str]) -> int:
     if path.exists() and not opts.force:
         raise UsageError(f"{path} exists already", hint="pass --force to overwrite it")
     expiry = (dt.date.today() + dt.timedelta(days=90)).isoformat()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(STARTER.replace("{expiry}", expiry), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, STARTER.replace("{expiry}", expiry))
     load_policy(path)  # what we write must be valid
     sys.stdout.write(f"kamal-secure: wrote {path}\n")
-    return 0
+    return EXIT_CLEAN

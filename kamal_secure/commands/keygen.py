@@ -10,7 +10,7 @@ from typing import TextIO
 from kamal_secure.commands import Parser
 from kamal_secure.config.edit import set_ssh_key, snippet
 from kamal_secure.config.load import read_text
-from kamal_secure.errors import ConfigError, UsageError
+from kamal_secure.errors import EXIT_CLEAN, ConfigError, UsageError
 from kamal_secure.fileio import write_atomic
 from kamal_secure.remediate import keygen
 
@@ -72,7 +72,7 @@ def run(args: list[str]) -> int:
         out.write(f"\nAdd this to {opts.config_file} (or rerun with --write-config):\n\n"
                   f"{snippet(shown, agent_key, opts.user)}\n")
     out.write(NEXT_STEPS)
-    return 0
+    return EXIT_CLEAN
 
 
 NEXT_STEPS = """Next, in this order (`kamal-secure doctor` prints the plan for this project):

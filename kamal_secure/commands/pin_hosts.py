@@ -10,7 +10,13 @@ from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import CONCURRENCY, add_target_options, confirmed, targets
 from kamal_secure.config.edit import set_ssh_config
 from kamal_secure.config.load import read_text
-from kamal_secure.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, UsageError
+from kamal_secure.errors import (
+    EXIT_CLEAN,
+    EXIT_DECLINED,
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    UsageError,
+)
 from kamal_secure.fileio import write_atomic
 from kamal_secure.remediate import pin_hosts as pin
 
@@ -93,16 +99,16 @@ def run(args: list[str]) -> int:
                                  str(pin.SSH_CONFIG), opts.config_file)
     if opts.dry_run:
         sys.stdout.write("dry run: nothing written\n" + config_edit.diff(opts.config_file))
-        return 0
+        return EXIT_CLEAN
     if result.added and not confirmed(opts.yes, f"Pin {len(result.added)} new host key(s)?"):
-        return 2
+        return EXIT_DECLINED
     pin.write(Path.cwd(), result)
     if config_edit.changed:
         write_atomic(Path(opts.config_file), config_edit.after)  # keeps its mode
         sys.stdout.write(config_edit.diff(opts.config_file))
     sys.stdout.write(f"kamal-secure: {len(result.lines)} host key(s) pinned in "
                      f"{pin.KNOWN_HOSTS}; Kamal now refuses unknown or changed host keys\n")
-    return 0
+    return EXIT_CLEAN
 
 
 def _show(result: pin.Plan, failed: list[str]) -> None:

@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kamal_secure.commands import Parser
+from kamal_secure.commands.fleet_cmd import confirmed
 from kamal_secure.config.edit import replace_ssh_key
 from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import load_project, read_text
-from kamal_secure.errors import EXIT_INCOMPLETE, CheckIncomplete, UsageError
+from kamal_secure.errors import (
+    EXIT_CLEAN,
+    EXIT_DECLINED,
+    EXIT_INCOMPLETE,
+    CheckIncomplete,
+    UsageError,
+)
 from kamal_secure.fileio import fsync_dir, write_atomic
 from kamal_secure.remediate import authorize as auth
 from kamal_secure.remediate import keygen
@@ -59,10 +66,9 @@ def run(args: list[str]) -> int:
         if opts.dry_run:
             sys.stdout.write(f"would rotate {journal.old_key} -> {journal.new_key} on "
                              f"{len(inventory.targets)} host(s)\n")
-            return 0
-        if not opts.yes and not (sys.stdin.isatty() and input("Rotate? [y/N] ") in ("y", "yes")):
-            sys.stderr.write("kamal-secure: pass --yes to rotate without a terminal\n")
-            return 2
+            return EXIT_CLEAN
+        if not confirmed(opts.yes, "Rotate?"):
+            return EXIT_DECLINED
         journal.save(root)
     steps = _Steps(journal, inventory, root, opts)
     try:
@@ -70,14 +76,14 @@ def run(args: list[str]) -> int:
             steps.abort()
             sys.stdout.write("rotation aborted: deploy.yml names the old key again, which logs "
                              f"in on every host; the new key is removed\n{steps.describe()}\n")
-            return 0
+            return EXIT_CLEAN
         steps.forward()
     except Failed as err:
         sys.stderr.write(f"kamal-secure: {err}\n")
         return EXIT_INCOMPLETE
     sys.stdout.write(f"rotated: deploy.yml uses {journal.new_key}; the old key is "
                      f"{journal.retired_as}\n")
-    return 0
+    return EXIT_CLEAN
 
 
 def _start(inventory: Inventory, config_file: str) -> Journal:

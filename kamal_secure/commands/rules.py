@@ -6,6 +6,7 @@ import json
 import sys
 
 from kamal_secure.commands import Parser
+from kamal_secure.errors import EXIT_CLEAN
 from kamal_secure.rules.registry import ALL_RULES
 
 
@@ -18,7 +19,7 @@ def run(args: list[str]) -> int:
                  "severities": [level.label for level in r.levels], "title": r.title,
                  "family": r.family} for r in ALL_RULES]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return 0
+        return EXIT_CLEAN
     for rule in ALL_RULES:
         sys.stdout.write(f"{rule.id}  {rule.levels_label:13}  {rule.title}\n")
-    return 0
+    return EXIT_CLEAN

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
 
 from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
-from kamal_secure.errors import EXIT_FINDINGS, UsageError
+from kamal_secure.errors import EXIT_CLEAN, EXIT_FINDINGS, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.gate.run import fail_on_from_env
 from kamal_secure.policy import baseline as baseline_file
 from kamal_secure.policy.file import Policy, load_policy
@@ -108,11 +107,11 @@ def run(args: list[str]) -> int:
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")
-        return 0
+        return EXIT_CLEAN
     code = report.exit_code(fail_on)
     for fmt, output in targets:
         _emit(fmt, output, report, opts, fail_on, code)
-    return 0 if opts.soft_fail and code == EXIT_FINDINGS else code
+    return EXIT_CLEAN if opts.soft_fail and code == EXIT_FINDINGS else code
 
 
 def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespace,
@@ -122,9 +121,10 @@ def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespac
             console = text.make_console(sys.stdout, opts.color)
             text.render(report, console, fail_on, opts.quiet, opts.show_suppressed)
             return
-        with _open(output) as handle:
-            text.render(report, text.make_console(handle, color=False), fail_on, opts.quiet,
-                        opts.show_suppressed)
+        buffer = io.StringIO()
+        text.render(report, text.make_console(buffer, color=False), fail_on, opts.quiet,
+                    opts.show_suppressed)
+        _write(output, buffer.getvalue())
         return
     if fmt == "json":
         content = jsonfmt.render(report, fail_on, code)
@@ -135,25 +135,16 @@ def _emit(fmt: str, output: Path | None, report: Report, opts: argparse.Namespac
     if output is None:
         sys.stdout.write(content)
         return
-    with _open(output) as handle:
-        handle.write(content)
+    _write(output, content)
 
 
 def _split(value: str | None) -> list[str]:
     return [item for item in (value or "").split(",") if item]
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[TextIO]:
-    """Write a report file whole or not at all (temp file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def _write(path: Path, content: str) -> None:
+    """A report file, whole or not at all."""
     try:
-        handle = tmp.open("w", encoding="utf-8")
+        write_atomic(path, content)
     except OSError as err:
         raise UsageError(f"--output {path}: {err.strerror}") from None
-    try:
-        with handle:
-            yield handle
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from kamal_secure.audit import drift
 from kamal_secure.commands import Parser
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import Project, load_project
-from kamal_secure.errors import EXIT_INCOMPLETE
+from kamal_secure.errors import EXIT_CLEAN, EXIT_INCOMPLETE
 from kamal_secure.policy.file import policy_for
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Location
@@ -87,12 +87,12 @@ def run(args: list[str]) -> int:
         return EXIT_INCOMPLETE
     if not opts.approve:
         sys.stdout.write(drift.render(state))
-        return 0
+        return EXIT_CLEAN
     changed = drift.write(root, state)
     sys.stdout.write(f"kamal-secure: {'approved' if changed else 'unchanged,'} "
                      f"{len(state.hosts)} host(s) in {drift.STATE_FILE}"
                      f"{'; review and commit it' if changed else ''}\n")
-    return 0
+    return EXIT_CLEAN
 
 
 def _summary(approved: drift.State | None, state: drift.State,

@@ -17,7 +17,6 @@ DYNAMIC = "\ue000"  # a private-use character: marks text that ERB would produce
 TAG_RE = re.compile(r"<%(?!%)(.*?)%>", re.DOTALL)
 SHELL_RE = re.compile(r"`|%x[({\[<|!]|\bsystem\s*\(|\bexec\s*\(|IO\.popen|Open3|\bspawn\s*\(")
 BLOCK_OPEN_RE = re.compile(r"^\s*-?\s*(if|unless|case|while|until)\b|\bdo\s*(\|[^|]*\|)?\s*-?\s*$")
-BLOCK_MID_RE = re.compile(r"^\s*-?\s*(else|elsif|when|in)\b")
 BLOCK_END_RE = re.compile(r"^\s*-?\s*end\b")
 CONSTANT_RE = re.compile(r"""^=\s*(?:"([^"\\#]*)"|'([^'\\]*)')(?:\.(?:strip|to_s|freeze))*\s*-?$""")
 

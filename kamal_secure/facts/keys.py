@@ -47,7 +47,6 @@ class KeyFacts:
     info: KeyInfo | None  # None when the file is not a readable key
     encrypted: bool
     problem: str | None  # why the file could not be read as a key
-    crlf: bool
     pub_present: bool
     pub_info: KeyInfo | None
     pub_problem: str | None
@@ -285,7 +284,7 @@ def gather_one(index: int, written: str, root: Path, home: Path,
         file_type=kind, readable=data is not None, mode=mode, owner=owner,
         current_user=os.getuid(), loose_dirs=_loose_dirs(target or path),
         ssh_dir=_ssh_dir(path, home), info=info, encrypted=encrypted, problem=problem,
-        crlf=data is not None and b"\r\n" in data, pub_present=pub.present,
+        pub_present=pub.present,
         pub_info=pub.info, pub_problem=pub.problem,
         default_identity=defaults.get(key_fp) if key_fp else None,
         created=created, created_source=source,

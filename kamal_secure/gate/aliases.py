@@ -11,7 +11,7 @@ import shlex
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import ConfigError
-from kamal_secure.gate.kamal import MAX_ALIAS_DEPTH, OWN_COMMANDS, Invocation, classify
+from kamal_secure.gate.kamal import MAX_ALIAS_DEPTH, Invocation, classify
 
 
 def aliases_of(project: Project) -> dict[str, object]:
@@ -53,10 +53,6 @@ def resolve_kind(inv: Invocation) -> str:
         if kind != "alias":
             return kind
     raise ConfigError(f"aliases: {inv.args[0]!r} does not resolve within {MAX_ALIAS_DEPTH} steps")
-
-
-def collisions(project: Project) -> list[str]:
-    return [name for name in aliases_of(project) if name in OWN_COMMANDS]
 
 
 def _exists(config_file: str) -> bool:

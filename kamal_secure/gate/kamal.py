@@ -42,11 +42,34 @@ GATED_TOP = {"setup", "deploy", "redeploy", "rollback", "remove", "upgrade"}
 GROUPS = set(UNGATED_SUB)
 KNOWN_TOP = UNGATED_TOP | GATED_TOP | GROUPS
 
-# Our own command words; none of them is a kamal command.
-OWN_COMMANDS = (
-    "scan", "doctor", "rules", "explain", "keygen", "authorize", "harden", "pin-hosts",
-    "init-policy", "rotate-key", "hooks", "hook", "binstub", "snapshot",
+# Our own commands, the one table (none of them is a kamal command): the word, the module
+# under kamal_secure.commands that runs it, and its usage and summary in --help (None: not
+# listed there; `hook` is called by the hook scripts). commands.MODULES and cli.HELP are
+# made from it.
+OWN_COMMAND_TABLE: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
+    ("scan", "scan", ("[options]", "run the checks without deploying (connects to\n"
+                                   "every host unless --offline)")),
+    ("doctor", "doctor", ("[--offline]", "the ordered commands that would make this\n"
+                                         "project pass, with what each needs")),
+    ("rules", "rules", ("", "list every rule: id, severity, title")),
+    ("explain", "explain", ("RULE", "show a rule's rationale, fix and examples")),
+    ("keygen", "keygen", ("[--write-config]", "create a dedicated ed25519 deploy key")),
+    ("authorize", "authorize", ("[--from CIDR]",
+                                "put the deploy key in authorized_keys everywhere")),
+    ("rotate-key", "rotate_key", ("[--resume|--abort]",
+                                  "a new deploy key everywhere, no downtime")),
+    ("harden", "harden", ("[--allow-from CIDR]", "the sshd baseline on every host, no lockout")),
+    ("pin-hosts", "pin_hosts", ("[--expect FP]", "pin host keys so Kamal itself verifies them")),
+    ("init-policy", "init", ("", "write a commented starter .kamal/secure.yml")),
+    ("snapshot", "snapshot", ("[--approve]", "the hosts' security state; --approve records it\n"
+                                             "in .kamal/secure-state.json (drift watch)")),
+    ("hooks", "hook_installer", ("install|uninstall|status",
+                                 "run the gate from Kamal's own hooks too")),
+    ("binstub", "binstub", ("install|uninstall|status",
+                            "route Rails' bin/kamal through the gate")),
+    ("hook", "hook_runner", None),
 )
+OWN_COMMANDS = tuple(word for word, _, _ in OWN_COMMAND_TABLE)
 
 EXEC_MARKER = "KAMAL_SECURE_EXEC"
 SHIM_MARKER = b"kamal-secure-shim"

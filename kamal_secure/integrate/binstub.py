@@ -16,11 +16,11 @@ looks for (``kamal_secure``, the shim marker): this file is the real Kamal.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.fileio import write_atomic
 
 BINSTUB = Path("bin/kamal")
 BEGIN = "# kamal-secure-binstub v1:"
@@ -93,27 +93,18 @@ def _insertion_point(text: str) -> int:
     return offset
 
 
-def _write(path: Path, text: str) -> None:
-    """Same mode, written whole (temp file, then rename)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    tmp = path.with_name(f".{path.name}.kamal-secure-tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    tmp.chmod(mode)
-    tmp.replace(path)
-
-
 def install(path: Path = BINSTUB) -> str:
     stub = read(path)
     if stub.current:
         return f"{path}: already goes through kamal-secure"
     if stub.ours:
-        _write(path, stub.text[:stub.start] + PRELUDE + stub.text[stub.end:])
+        write_atomic(path, stub.text[:stub.start] + PRELUDE + stub.text[stub.end:])
         return f"{path}: updated"
     at = _insertion_point(stub.text)
     head = stub.text[:at] if stub.text[:at].endswith("\n") or not at else stub.text[:at] + "\n"
     if head != stub.text[:at]:
         raise UsageError(f"{path}: has no line after its comments to put the check before")
-    _write(path, head + PRELUDE + stub.text[at:])
+    write_atomic(path, head + PRELUDE + stub.text[at:])
     return f"{path}: now goes through kamal-secure (the bundled Kamal stays the real one)"
 
 
@@ -124,7 +115,7 @@ def uninstall(path: Path = BINSTUB) -> str:
     if not stub.current:
         raise UsageError(f"{path}: the kamal-secure lines differ from this version's",
                          hint="run `kamal-secure binstub install` first, then uninstall")
-    _write(path, stub.text[:stub.start] + stub.text[stub.end:])
+    write_atomic(path, stub.text[:stub.start] + stub.text[stub.end:])
     return f"{path}: restored"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kamal_secure.config.load import json_type, read_json_object
 from kamal_secure.errors import ConfigError, UsageError
+from kamal_secure.fileio import write_atomic
 from kamal_secure.report.model import Report
 
 
@@ -36,11 +37,8 @@ def write(path: Path, report: Report) -> int:
     prints = sorted({f.fingerprint() for f in report.findings if f.suppression is None})
     content = json.dumps({"tool": "kamal-secure", "version": 1, "fingerprints": prints},
                          indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, content)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"--write-baseline {path}: {err.strerror}") from None
     return len(prints)

@@ -1,17 +1,19 @@
-"""Create a dedicated ed25519 deploy key, atomically: the old pair or the new, never half."""
+"""Create a dedicated ed25519 deploy key, atomically: each file old or new, never half.
+
+The .pub is written first and the private key last (the commit point): a run cut short
+between the two leaves the old private key, whole, and a .pub ssh ignores without it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
 from kamal_secure.facts.keys import parse_public
-from kamal_secure.fileio import fsync_dir
+from kamal_secure.fileio import write_atomic
 
 DEFAULT_PATH = "~/.ssh/kamal_deploy_key"
 
@@ -42,14 +44,6 @@ def _key_material(comment: str, passphrase: bytes | None) -> tuple[bytes, bytes]
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
     return private, public + f" {comment}\n".encode()
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _prepare_dir(directory: Path) -> None:
@@ -95,17 +89,10 @@ def create(path: Path, comment: str, passphrase: bytes | None = None,
         raise UsageError(f"{path} is a directory")
     _prepare_dir(path.parent)
     private, public = _key_material(comment, passphrase)
-    work = Path(tempfile.mkdtemp(prefix=".kamal-secure-keygen-", dir=path.parent))
-    try:
-        _write(work / "key", private, 0o600)
-        _write(work / "key.pub", public, 0o644)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        backups = _backup(path, stamp) if force else []
-        (work / "key.pub").replace(pub_path)
-        (work / "key").replace(path)  # the commit point: the private key appears whole
-        fsync_dir(path.parent)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    backups = _backup(path, stamp) if force else []
+    write_atomic(pub_path, public, 0o644)
+    write_atomic(path, private, 0o600)  # the commit point: the private key appears whole
     info, _ = parse_public(public.decode())
     return NewKey(path, info.fingerprint, comment, tuple(backups))
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kamal_secure.fileio import write_atomic
 from kamal_secure.rules.base import Rule
 
 INDEX = "README.md"
@@ -67,7 +68,7 @@ def write(folder: Path, rules: tuple[Rule, ...]) -> list[str]:
     for name, text in wanted.items():
         path = folder / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+            write_atomic(path, text)
             changed.append(name)
     return changed
 

@@ -117,7 +117,6 @@ class HostFacts:
     host_key: HostKey | None = None
     authorized_keys: tuple[AuthorizedKey, ...] | None = None  # None: could not read
     deploy_fingerprints: tuple[str, ...] = ()  # fingerprints of ssh.keys
-    via: str | None = None  # jump host, when used
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

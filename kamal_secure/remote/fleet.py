@@ -119,7 +119,6 @@ def _facts(sess: session.Session, target: Target, ssh: SshSettings) -> HostFacts
         host_key=hostkeys.host_key(sess.host_key),
         authorized_keys=gathered.authorized_keys,
         deploy_fingerprints=deploy_fingerprints(ssh),
-        via=f"{ssh.proxy.user}@{ssh.proxy.host}:{ssh.proxy.port}" if ssh.proxy else None,
         notes=tuple(gathered.notes),
     )
 

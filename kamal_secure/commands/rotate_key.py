@@ -270,48 +270,48 @@ class _Steps:
         """Back to the old key: put it back and prove it first, then deploy.yml, then take
         the new key off the hosts, then delete it. Refuses (with the reason) rather than
         leave a host or deploy.yml without a working key."""
-        from kamal_secure.remote import actions
-
         j = self.j
-        old, new = j.old_key, j.new_key
-        if j.done("retired") or not self._key(old).exists():
-            raise Failed(f"too late to abort: the old key {old} is retired or gone; finish "
-                         "with --resume")
+        if j.done("retired") or not self._key(j.old_key).exists():
+            raise Failed(f"too late to abort: the old key {j.old_key} is retired or gone; "
+                         "finish with --resume")
         j.aborting = True
         j.save(self.root)
-        have_new = self._key(new).exists()
-
-        def put_back(target: Target) -> None:
-            ok, why = actions.can_login(self._conn(old), target)
-            if ok:
-                self.state[target.label] = "the old key logs in"
-                return
-            if target.name not in j.hosts:  # never changed by this rotation: as it was
-                self.state[target.label] = f"never changed by this rotation ({why})"
-                return
-            if not have_new:
-                raise Failed(f"{target.label}: the old key does not log in ({why}) and the new "
-                             "key is gone: nothing more changed")
-            self._edit(target, [new], "add", old)
-            self._verify(old, [target])
-            self.state[target.label] = "the old key put back (logged in with the new key)"
-
-        def take_new_off(target: Target) -> None:
-            if target.name in j.hosts:
-                self._edit(target, [old], "remove", new)
-                self.state[target.label] = "the old key logs in; the new key is removed"
-
-        self._each("putting the old key back", put_back)  # 1. the old key logs in everywhere
+        have_new = self._key(j.new_key).exists()
+        # 1. the old key logs in everywhere
+        self._each("putting the old key back", lambda t: self._put_back_old(t, have_new))
         self._switch_back()  # 2. only now: the old key works on every host
         j.step = "started"
         j.save(self.root)
         if have_new:  # 3. the new key leaves the hosts, over sessions with the old key
-            self._each("removing the new key", take_new_off)
-        new_path = self._key(new)  # the private key first: without it the pair is unusable
+            self._each("removing the new key", self._take_new_off)
+        new_path = self._key(j.new_key)  # the private key first: without it the pair is unusable
         for path in (new_path, new_path.with_name(new_path.name + ".pub")):
             path.unlink(missing_ok=True)
         fsync_dir(new_path.parent)
         Journal.remove(self.root)
+
+    def _put_back_old(self, target: Target, have_new: bool) -> None:
+        from kamal_secure.remote import actions
+
+        old, new = self.j.old_key, self.j.new_key
+        ok, why = actions.can_login(self._conn(old), target)
+        if ok:
+            self.state[target.label] = "the old key logs in"
+            return
+        if target.name not in self.j.hosts:  # never changed by this rotation: as it was
+            self.state[target.label] = f"never changed by this rotation ({why})"
+            return
+        if not have_new:
+            raise Failed(f"{target.label}: the old key does not log in ({why}) and the new "
+                         "key is gone: nothing more changed")
+        self._edit(target, [new], "add", old)
+        self._verify(old, [target])
+        self.state[target.label] = "the old key put back (logged in with the new key)"
+
+    def _take_new_off(self, target: Target) -> None:
+        if target.name in self.j.hosts:
+            self._edit(target, [self.j.old_key], "remove", self.j.new_key)
+            self.state[target.label] = "the old key logs in; the new key is removed"
 
     def describe(self) -> str:
         return "\n".join(f"  {label}: {state}" for label, state in self.state.items())

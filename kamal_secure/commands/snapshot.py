@@ -47,31 +47,11 @@ def _projects(config_file: str, destination: str | None) -> list[Project]:
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    from kamal_secure.remote.fleet import check_fleet
-
     hosts = [h for h in opts.hosts.split(",") if h]
     roles = [r for r in opts.roles.split(",") if r]
     projects = _projects(opts.config_file, opts.destination)
     root = projects[0].root
-    policy = policy_for(root).hosts
-    live: dict[str, HostState] = {}
-    failed: list[str] = []
-    for project in projects:
-        inventory = build_inventory(project, hosts, roles)
-        todo = tuple(t for t in inventory.targets if t.name not in live)
-        if not todo:
-            continue
-        result = check_fleet(type(inventory)(todo, inventory.ssh), root, policy.concurrency,
-                             policy.timeout, collect=drift.Watch.collect,
-                             allow_proxy_command=opts.allow_proxy_command
-                             or policy.allow_proxy_command)
-        for target, _ in result.facts:
-            state = result.collected.get(target.name)
-            if isinstance(state, HostState):
-                live[target.name] = state
-        for problem in result.problems:
-            rule = unchecked_rule(problem.reason)
-            failed.append(f"{problem.target.label}: {rule.id} {rule.title}: {problem.message}")
+    live, failed = _read_hosts(projects, hosts, roles, opts.allow_proxy_command)
     approved = drift.read(root)
     partial = opts.destination is not None or bool(hosts or roles)
     merged = dict(approved.hosts) if approved is not None and partial else {}
@@ -93,6 +73,34 @@ def run(args: list[str]) -> int:
                      f"{len(state.hosts)} host(s) in {drift.STATE_FILE}"
                      f"{'; review and commit it' if changed else ''}\n")
     return EXIT_CLEAN
+
+
+def _read_hosts(projects: list[Project], hosts: list[str], roles: list[str],
+                allow_proxy_command: bool) -> tuple[dict[str, HostState], list[str]]:
+    """Each host of every project read once: its live state, or why it could not be read."""
+    from kamal_secure.remote.fleet import check_fleet
+
+    root = projects[0].root
+    policy = policy_for(root).hosts
+    live: dict[str, HostState] = {}
+    failed: list[str] = []
+    for project in projects:
+        inventory = build_inventory(project, hosts, roles)
+        todo = tuple(t for t in inventory.targets if t.name not in live)
+        if not todo:
+            continue
+        result = check_fleet(type(inventory)(todo, inventory.ssh), root, policy.concurrency,
+                             policy.timeout, collect=drift.Watch.collect,
+                             allow_proxy_command=allow_proxy_command
+                             or policy.allow_proxy_command)
+        for target, _ in result.facts:
+            state = result.collected.get(target.name)
+            if isinstance(state, HostState):
+                live[target.name] = state
+        for problem in result.problems:
+            rule = unchecked_rule(problem.reason)
+            failed.append(f"{problem.target.label}: {rule.id} {rule.title}: {problem.message}")
+    return live, failed
 
 
 def _summary(approved: drift.State | None, state: drift.State,

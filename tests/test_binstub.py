@@ -10,7 +10,7 @@ import pytest
 
 from kamal_secure.errors import UsageError
 from kamal_secure.integrate import binstub
-from tests.helpers import run_ks
+from testing.standin import run_ks
 
 # What `bundle binstubs kamal` writes (Bundler 2.x), as shipped in Rails 8 apps.
 BUNDLER_BINSTUB = '''#!/usr/bin/env ruby

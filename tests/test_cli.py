@@ -11,8 +11,9 @@ import jsonschema
 import pytest
 
 from kamal_secure.resources import schema_text
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO, run_ks
+from testing.cli import REPO
+from testing.project import SECURE_CONFIG
+from testing.standin import run_ks
 
 
 def test_help_and_version(tmp_path: Path, record: Path) -> None:

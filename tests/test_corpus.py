@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.errors import ConfigError
-from tests.corpus import destinations, items, scan
-from tests.helpers import CORPUS
+from testing.corpus import destinations, items, scan
+from testing.project import CORPUS
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not beside checkout")
 WHERE = re.compile(r"^[^:\s]+:\d+(:\d+)?: ")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import cli, write_project
+from testing.cli import run_cli
+from testing.project import write_project
 
 BASE = ("service: shop\nimage: acme/shop\nrequire_destination: true\n"
         "registry:\n  username: [U]\n  password: [P]\n"
@@ -16,7 +17,7 @@ PRODUCTION = "servers:\n  - 203.0.113.20\nproxy:\n  host: shop.example.com\n"
 
 
 def _findings(root: Path, *args: str) -> list[dict[str, object]]:
-    run = cli("scan", "--offline", "--format", "json", *args, cwd=root)
+    run = run_cli(["scan", "--offline", "--format", "json", *args], root)
     assert run.code in (0, 1), run.stderr
     return list(json.loads(run.stdout)["findings"])
 

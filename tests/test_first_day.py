@@ -7,7 +7,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from tests.helpers import run_ks, scan, write_project
+from testing.project import scan, write_project
+from testing.standin import run_ks
 
 SSH = ("ssh:\n  user: deploy\n  keys: [\"~/.ssh/k\"]\n  keys_only: true\n"
        "  forward_agent: false\n")
@@ -86,7 +87,7 @@ def test_doctor_plans_the_path_to_green_in_order(tmp_path: Path) -> None:
 def test_help_lists_every_variable_and_scan_says_it_connects(tmp_path: Path) -> None:
     import re
 
-    from tests.helpers import REPO
+    from testing.cli import REPO
 
     used = set()
     for path in (REPO / "kamal_secure").rglob("*.py"):
@@ -100,7 +101,7 @@ def test_help_lists_every_variable_and_scan_says_it_connects(tmp_path: Path) -> 
 
 
 def test_typo_of_our_command_is_caught_but_kamal_words_pass(tmp_path: Path) -> None:
-    from tests.helpers import write_standin
+    from testing.standin import write_standin
 
     standin = write_standin(tmp_path / "bin").parent
     write_project(tmp_path / "app", {})

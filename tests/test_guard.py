@@ -12,14 +12,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO
+from testing.cli import KAMAL_SECURE, REPO, clean_env
+from testing.project import SECURE_CONFIG
 
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None and os.environ.get("CI") != "true",
                                 reason="ruby is installed by scripts/install-kamal.sh (make e2e)")
@@ -123,11 +122,9 @@ def app(tmp_path: Path) -> Path:
 
 
 def start(fake: Path, app: Path, marker: Path, **extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    env.update(PATH=os.pathsep.join([str(fake.parent), "/usr/bin", "/bin"]),
-               PYTHONPATH=str(REPO), NO_COLOR="1", KAMAL_SECURE_OFFLINE="1",
-               FAKE_MARKER=str(marker), **extra)
-    return subprocess.Popen([sys.executable, "-m", "kamal_secure", "deploy"], cwd=app, env=env,
+    env = clean_env({"PATH": os.pathsep.join([str(fake.parent), "/usr/bin", "/bin"]),
+                     "KAMAL_SECURE_OFFLINE": "1", "FAKE_MARKER": str(marker), **extra})
+    return subprocess.Popen([*KAMAL_SECURE, "deploy"], cwd=app, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -149,8 +146,8 @@ def test_control_everything_present_runs_the_command(fake: Path, app: Path,
 
 def test_guard_is_inert_in_any_other_process(tmp_path: Path) -> None:
     """A Ruby process that inherits the guard's variables but is not the exec'd kamal."""
-    guard = REPO / "kamal_secure" / "oracle" / "guard.rb"
-    env = dict(os.environ, KAMAL_SECURE_GUARD="v1:1:0", RUBYOPT=f"-r{guard}")
+    guard = REPO / "kamal_secure" / "gate" / "oracle" / "guard.rb"
+    env = clean_env({"KAMAL_SECURE_GUARD": "v1:1:0", "RUBYOPT": f"-r{guard}"})
     done = subprocess.run(["ruby", "-e", "print defined?(KamalSecureGuard) ? :loaded : :no; "
                            "print ENV['KAMAL_SECURE_GUARD']"], env=env, capture_output=True,
                           text=True, timeout=60, check=False)

@@ -13,7 +13,8 @@ import pytest
 from kamal_secure.report import github
 from kamal_secure.report.model import Finding, Location, Report, Severity
 from kamal_secure.resources import schema_text
-from tests.helpers import REPO, run_ks
+from testing.cli import REPO
+from testing.standin import run_ks
 
 SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-2.1.0.json"
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, run_ks, write_project, write_standin
+from testing.cli import run_cli
+from testing.project import write_project
+from testing.standin import run_ks, write_standin
 from tests.test_guard import FAKE
 
 SECRETS = {
@@ -69,7 +71,7 @@ def _assert_clean(text: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_no_secret_in_output(project: Path, fmt: str) -> None:
-    run = cli("scan", "--offline", "--format", fmt, "--color", cwd=project)
+    run = run_cli(["scan", "--offline", "--format", fmt, "--color"], project)
     assert run.code == 1
     _assert_clean(run.stdout + run.stderr)
     if fmt == "json":
@@ -78,7 +80,7 @@ def test_no_secret_in_output(project: Path, fmt: str) -> None:
 
 
 def test_no_secret_in_output_file(project: Path) -> None:
-    run = cli("scan", "--offline", "--format", "json", "--output", "report.json", cwd=project)
+    run = run_cli(["scan", "--offline", "--format", "json", "--output", "report.json"], project)
     assert run.code == 1
     _assert_clean((project / "report.json").read_text())
 

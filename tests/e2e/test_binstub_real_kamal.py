@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client
+from testing.sshd import DEPLOY_USER, Client, Lab
 from tests.e2e.ruby import rubylib
 from tests.e2e.test_real_kamal import BIN, _same, live_env, run, start
-from tests.sshd_hosts import DEPLOY_USER, Lab
 from tests.test_binstub import BUNDLER_BINSTUB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]

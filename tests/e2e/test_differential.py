@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, next_addr
 from tests.e2e.test_real_kamal import BIN, KAMAL_HARDENED, TRAP, env_for, run
-from tests.sshd_hosts import DEPLOY_USER, Host, Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 DEBUG = KAMAL_HARDENED.replace("LogLevel VERBOSE", "LogLevel DEBUG1")

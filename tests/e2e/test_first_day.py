@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import next_addr
+from testing.sshd import DEPLOY_USER, Lab, keygen, next_addr
 from tests.e2e.test_real_kamal import BIN, env_for, run
-from tests.sshd_hosts import DEPLOY_USER, Lab, keygen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 SUDO = f"{DEPLOY_USER} ALL=(root) NOPASSWD: ALL\n"

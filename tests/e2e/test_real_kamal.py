@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.helpers import REPO
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
+from testing.cli import clean_env
+from testing.live import host_project
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
@@ -50,11 +49,8 @@ def app(tmp_path: Path) -> Path:
 
 
 def env_for(real_kamal: Path, **extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    environ.update(PATH=os.pathsep.join([BIN, str(real_kamal.parent), "/usr/bin", "/bin"]),
-                   PYTHONPATH=str(REPO), NO_COLOR="1",
-                   KAMAL_REGISTRY_PASSWORD="reg-e2e-Vq7Lm2Xz9Tn4", **extra)
-    return environ
+    return clean_env({"PATH": os.pathsep.join([BIN, str(real_kamal.parent), "/usr/bin", "/bin"]),
+                      "KAMAL_REGISTRY_PASSWORD": "reg-e2e-Vq7Lm2Xz9Tn4", **extra})
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -98,7 +94,7 @@ KAMAL_HARDENED = HARDENED.replace(
 
 def live_app(root: Path, client: Client, addr: str) -> Path:
     """A Kamal project for one loopback host, committed to git as kamal requires."""
-    write_project(root, client, [addr], extra_ssh="  forward_agent: false\n")
+    host_project(root, client, [addr], extra_ssh="  forward_agent: false\n")
     deploy = root / "config" / "deploy.yml"
     deploy.write_text(deploy.read_text() + "registry:\n  username: acme\n  password:\n"
                       "    - KAMAL_REGISTRY_PASSWORD\nbuilder:\n  arch: amd64\n")
@@ -123,9 +119,7 @@ def start(lab: Lab, client: Client, tmp_path: Path, hardened: bool = True) -> tu
 def live_env(real_kamal: Path, client: Client) -> dict[str, str]:
     # the deploy key is the only key (no agent); critical: the test hosts' other settings are
     # not what this test is about
-    env = env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
-    env.pop("SSH_AUTH_SOCK", None)
-    return env
+    return env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
 
 
 @pytest.mark.sshd

@@ -12,7 +12,7 @@ from kamal_secure.rules import docs
 from kamal_secure.rules.base import is_schema_rule
 from kamal_secure.rules.registry import ALL_RULES
 from kamal_secure.schemas import SECURITY, STRUCTURE, schema, validator
-from tests.helpers import REPO
+from testing.cli import REPO
 
 
 def test_rule_pages_are_up_to_date() -> None:

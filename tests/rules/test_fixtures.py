@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.audit.static import run_static
-from tests.helpers import FIXTURES
+from testing.project import FIXTURES
 
 EXPECT = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")
 CASES = sorted((FIXTURES / "rules").glob("KS*/*/*"))

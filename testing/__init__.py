@@ -1,7 +1,7 @@
 """Test support code for kamal-secure's suite (beside ``tests/``; never shipped).
 
 - :mod:`testing.cli`: run the CLI as a user would, always from a clean environment
-  (``clean_env``; ``run_cli`` in a process of its own).
+  (``clean_env``; ``run_cli`` in a process of its own, ``Main`` in this one).
 - :mod:`testing.project`: write a Kamal project on disk (``write_project``) and scan it.
 - :mod:`testing.standin`: a recording stand-in ``kamal``.
 - :mod:`testing.sshd`: real OpenSSH sshd test hosts on loopback, ``keygen``, ``HARDENED``.

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 KAMAL_SECURE = (sys.executable, "-m", "kamal_secure")
 # ours, the stand-in kamal's, and the user's SSH agent: never inherited
@@ -60,3 +62,40 @@ def run_cli(args: Sequence[str | bytes], cwd: Path, env: Mapping[str, str] | Non
     seconds = time.monotonic() - start
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return Result(done.returncode, done.stdout, done.stderr, seconds, rss)
+
+
+class ExecRefused(BaseException):  # not an Exception: main() must not catch it
+    """The CLI tried to exec (kamal) inside the test process."""
+
+
+def _refuse_exec(*args: object) -> None:
+    raise ExecRefused(f"the CLI tried to exec {args[0]!r} inside the test process")
+
+
+class Main:
+    """``kamal_secure.cli.main(args)`` in this process, from the same clean environment as
+    ``run_cli``, in ``cwd``: for tests where the process boundary is not what is tested.
+    Exec is refused (fails the test): a test that reaches kamal needs ``run_cli``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch,
+                 capsys: pytest.CaptureFixture[str]) -> None:
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+
+    def __call__(self, args: list[str], cwd: Path, env: Mapping[str, str] | None = None
+                 ) -> Result:
+        from kamal_secure import cli
+
+        for name in list(os.environ):
+            if _dropped(name):
+                self.monkeypatch.delenv(name)
+        for name, value in clean_env(env).items():
+            self.monkeypatch.setenv(name, value)
+        self.monkeypatch.setattr(os, "execve", _refuse_exec)
+        self.monkeypatch.setattr(os, "execv", _refuse_exec)
+        self.monkeypatch.chdir(cwd)
+        self.capsys.readouterr()
+        start = time.monotonic()
+        code = cli.main(args)
+        seconds = time.monotonic() - start
+        out = self.capsys.readouterr()
+        return Result(code, out.out, out.err, seconds)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from testing.cli import Main
 from testing.project import INSECURE_CONFIG
 from testing.sshd import DEPLOY_USER, Client, Lab, can_run_sshd, ensure_user, keygen, remove_user
 from testing.standin import write_standin
@@ -94,3 +95,9 @@ def lab(sshd_available: None, tmp_path: Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.stop_all()
+
+
+@pytest.fixture
+def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Main:
+    """The CLI's ``main`` in this process, from a clean environment (testing.cli.Main)."""
+    return Main(monkeypatch, capsys)

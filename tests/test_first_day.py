@@ -126,6 +126,7 @@ def test_sarif_describes_only_rules_with_results_and_no_dead_links(tmp_path: Pat
     data = json.loads(run.stdout)
     driver = data["runs"][0]["tool"]["driver"]
     results = data["runs"][0]["results"]
+    assert results, "this project has findings"
     assert {r["id"] for r in driver["rules"]} == {r["ruleId"] for r in results}
     assert all(driver["rules"][r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
     assert "helpUri" not in run.stdout

@@ -225,6 +225,7 @@ def test_thresholds_soft_fail_and_report_on(app: Path, scan: Scan) -> None:
     code, out, _ = scan(app, "--format", "json")
     data = json.loads(out)
     assert code == 0
+    assert data["findings"], "the fixture has findings at high and below"
     assert all(f["severity"] in ("high", "critical") or f["suppressed"]
                for f in data["findings"])
     assert scan(app, "--fail-on", "high")[0] == 1

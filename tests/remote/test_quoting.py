@@ -66,6 +66,7 @@ def test_authorized_keys_paths_are_arguments(home: str, user: str) -> None:
     sshd.read_authorized_keys(recorder, facts)
     argv = recorder.calls[0]
     assert argv[2] == sshd.CAT_SCRIPT
+    assert argv[4:], argv  # the paths fetched
     assert all(path.startswith(home or "/h") for path in argv[4:])
 
 

@@ -19,6 +19,7 @@ from testing.project import CORPUS, write_project
 def test_rules_lists_every_level_each_rule_emits(tmp_path: Path, main: Main) -> None:
     rows = json.loads(main(["rules", "--format", "json"], tmp_path).stdout)
     for row, rule in zip(rows, ALL_RULES, strict=True):
+        assert row["id"] == rule.id
         assert row["severity"] == rule.severity.label
         assert row["severities"] == [level.label for level in rule.levels]
         page = docs.page(rule)
@@ -48,6 +49,7 @@ def test_ks207_emits_both_declared_levels(tmp_path: Path, main: Main) -> None:
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not beside checkout")
 def test_corpus_findings_carry_declared_levels(tmp_path: Path) -> None:
+    checked = 0
     for item in items():
         if item.kind == "other":
             continue
@@ -56,4 +58,6 @@ def test_corpus_findings_carry_declared_levels(tmp_path: Path) -> None:
             if isinstance(result, ConfigError):
                 continue
             for finding in result.findings:
+                checked += 1
                 assert finding.severity in get(finding.rule).levels, finding.rule
+    assert checked > 100, checked  # the corpus has findings to check

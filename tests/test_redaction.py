@@ -10,8 +10,7 @@ import pytest
 
 from testing.cli import run_cli
 from testing.project import write_project
-from testing.standin import run_ks, write_standin
-from tests.test_guard import FAKE
+from testing.standin import FAKE_RUBY_KAMAL, run_ks, write_standin
 
 SECRETS = {
     "aws": "AKIAQ3EGRTYUIOPLKJHG",
@@ -94,7 +93,7 @@ def test_no_secret_in_the_gate_output(project: Path, kamal: str, tmp_path: Path)
             pytest.skip("ruby is installed by scripts/system-deps.sh")
         directory = tmp_path / "fake-bin"
         directory.mkdir()
-        (directory / "kamal").write_text(FAKE)
+        (directory / "kamal").write_text(FAKE_RUBY_KAMAL)
         (directory / "kamal").chmod(0o755)
     else:
         directory = write_standin(tmp_path / "standin-bin").parent

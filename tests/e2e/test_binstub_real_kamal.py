@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from testing.sshd import DEPLOY_USER, Client, Lab
+from testing.standin import BUNDLER_BINSTUB
 from tests.e2e.ruby import rubylib
 from tests.e2e.test_real_kamal import BIN, _same, live_env, run, start
-from tests.test_binstub import BUNDLER_BINSTUB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 # The e2e Kamal is unpacked Debian gems, not a Bundler install (its native gems are older

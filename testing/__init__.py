@@ -6,6 +6,7 @@
 - :mod:`testing.standin`: a recording stand-in ``kamal``.
 - :mod:`testing.sshd`: real OpenSSH sshd test hosts on loopback, ``keygen``, ``HARDENED``.
 - :mod:`testing.live`: a project pointing at those hosts; the host checks on it.
+- :mod:`testing.e2e`, :mod:`testing.ruby`: the e2e tier's helpers (the real Kamal, Ruby).
 - :mod:`testing.hostfacts`, :mod:`testing.corpus`, :mod:`testing.fuzz`: inputs for rule,
   corpus and fuzz tests.
 """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.e2e import BIN, TRAP, live_env, run, start
 from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, next_addr
-from tests.e2e.test_real_kamal import BIN, TRAP, live_env, run, start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 

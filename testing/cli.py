@@ -95,7 +95,10 @@ class Main:
         self.monkeypatch.chdir(cwd)
         self.capsys.readouterr()
         start = time.monotonic()
-        code = cli.main(args)
+        try:
+            code = cli.main(args)
+        except SystemExit as done:  # as the interpreter would turn it into an exit status
+            code = done.code if isinstance(done.code, int) else int(done.code is not None)
         seconds = time.monotonic() - start
         out = self.capsys.readouterr()
         return Result(code, out.out, out.err, seconds)

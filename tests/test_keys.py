@@ -13,19 +13,10 @@ import pytest
 
 from kamal_secure.audit.static import run_static
 from kamal_secure.report.model import Finding
+from testing.project import SECURE_CONFIG
 from testing.sshd import keygen
 
-CONFIG = """\
-service: shop
-image: acme/shop
-servers:
-  - 127.0.0.1
-ssh:
-  user: deploy
-  keys: ["{key}"]
-  keys_only: true
-  forward_agent: false
-"""
+CONFIG = SECURE_CONFIG.replace("~/.ssh/kamal_deploy_key", "{key}")
 
 
 def key_at(path: Path, kind: str = "ed25519", *options: str,

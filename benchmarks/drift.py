@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.hosts import connections, write_project
 from kamal_secure.audit.hosts import audit_hosts
 from kamal_secure.commands import dispatch
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, can_run_sshd, ensure_user, keygen
+from testing.sshd import DEPLOY_USER, HARDENED, Host, Lab, can_run_sshd, ensure_user, keygen
 
 HOSTS = 10
 ROUNDS = 5

@@ -4,7 +4,7 @@ Prints wall time for 1, 10 and 30 hosts and t(30)/t(1) (goal <= 3 on 2 cores),
 SSH connections per host as counted by the hosts' own sshd logs (goal <= 2),
 and, when ``ssh-audit`` is installed in this venv, our time per host against
 ``ssh-audit --skip-rate-test`` on the same host (goal <= 0.5). Needs root and
-/usr/sbin/sshd (the test suite's harness, tests/sshd_hosts.py); connects only
+/usr/sbin/sshd (the test suite's harness, testing/sshd.py); connects only
 to 127.55.201.x.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kamal_secure.audit.hosts import audit_hosts
-from tests.sshd_hosts import (
+from testing.sshd import (
     DEPLOY_USER,
     HARDENED,
     Host,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.sshd_hosts import (  # noqa: E402
+from testing.sshd import (  # noqa: E402
     DEPLOY_USER,
     HARDENED,
     Lab,

@@ -4,7 +4,7 @@ One host is configured like a fresh cloud image (main sshd_config says
 `PasswordAuthentication no`, cloud-init's drop-in says `yes`, and the drop-in
 wins); the other is hardened. Both are real OpenSSH sshd processes on
 127.55.200.x, each in its own mount namespace with its own /etc/ssh (the test
-suite's harness, tests/sshd_hosts.py). The hardened example app is pointed at
+suite's harness, testing/sshd.py). The hardened example app is pointed at
 each in turn: the gate refuses the first and lets kamal run for the second.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.sshd_hosts import (  # the repository root goes on the path first
+from testing.sshd import (  # the repository root goes on the path first
     DEPLOY_USER,
     HARDENED,
     Lab,

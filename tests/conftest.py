@@ -6,40 +6,17 @@ With CI=true a host that cannot run sshd fails, never skips.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_standin
-from tests.sshd_hosts import DEPLOY_USER, Lab, can_run_sshd, ensure_user, keygen, remove_user
-
-SECURE_CONFIG = """\
-service: shop
-image: acme/shop
-servers:
-  - 127.0.0.1
-ssh:
-  user: deploy
-  keys: ["~/.ssh/kamal_deploy_key"]
-  keys_only: true
-  forward_agent: false
-"""
-
-INSECURE_CONFIG = """\
-service: shop
-image: acme/shop
-servers:
-  - 127.0.0.1
-aliases:
-  ship: deploy
-  tail: app logs -f
-  ship2: ship
-"""
+from testing.cli import Main
+from testing.project import INSECURE_CONFIG
+from testing.sshd import DEPLOY_USER, Client, Lab, can_run_sshd, ensure_user, keygen, remove_user
+from testing.standin import write_standin
 
 
 @pytest.fixture
@@ -71,22 +48,12 @@ def private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ssh = home / ".ssh"
     ssh.mkdir(mode=0o700)
     ssh.chmod(0o700)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                    f"kamal-deploy:shop:{dt.date.today().isoformat()}",
-                    "-f", str(ssh / "kamal_deploy_key")], check=True)
+    keygen(ssh / "kamal_deploy_key", f"kamal-deploy:shop:{dt.date.today().isoformat()}")
     old = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     yield home
     if old is not None:
         os.environ["HOME"] = old
-
-
-_addresses = itertools.count(os.getpid() % 50 * 100)
-
-
-def next_addr() -> str:
-    n = next(_addresses)
-    return f"127.55.{n // 200 % 250}.{n % 200 + 2}"
 
 
 @pytest.fixture(scope="session")
@@ -103,17 +70,6 @@ def sshd_available() -> Iterator[None]:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and real sshd tests cannot run: {why}")
     pytest.skip(why)
-
-
-@dataclass
-class Client:
-    home: Path
-    key: Path
-    public: str  # "ssh-ed25519 AAAA... comment"
-
-    def trust(self, *lines: str) -> None:
-        with (self.home / ".ssh" / "known_hosts").open("a") as handle:
-            handle.writelines(lines)
 
 
 @pytest.fixture
@@ -139,3 +95,9 @@ def lab(sshd_available: None, tmp_path: Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.stop_all()
+
+
+@pytest.fixture
+def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Main:
+    """The CLI's ``main`` in this process, from a clean environment (testing.cli.Main)."""
+    return Main(monkeypatch, capsys)

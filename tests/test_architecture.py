@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.helpers import REPO
+from testing.cli import REPO
 
 PACKAGE = REPO / "kamal_secure"
 ROW = re.compile(r"^\| (`[^|]+`) \| [^|]+ \| ([^|]+) \|$")

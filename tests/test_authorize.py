@@ -6,15 +6,14 @@ import os
 import pwd
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab, keygen, wait_sessions_done
+from testing.cli import Result, run_cli
+from testing.live import host_project
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr, wait_sessions_done
 
 pytestmark = pytest.mark.sshd
 # the deploy user's own ~/.ssh/authorized_keys counts too (after the lab's file)
@@ -38,14 +37,11 @@ def old_key(client: Client) -> tuple[Path, str]:
 
 
 def authorize(app: Path, client: Client, *args: str, drop: str | None = None
-              ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HOME=str(client.home), NO_COLOR="1")
-    env.pop("SSH_AUTH_SOCK", None)
+              ) -> Result:
+    env = {"HOME": str(client.home)}
     if drop:
         env["KAMAL_SECURE_TEST_DROP_STDIN"] = drop
-    return subprocess.run([sys.executable, "-m", "kamal_secure", "authorize", *args], cwd=app,
-                          env=env, capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
+    return run_cli(["authorize", *args], app, env)
 
 
 def start(lab: Lab, client: Client, old: str, n: int = 1) -> list[str]:
@@ -59,15 +55,15 @@ def start(lab: Lab, client: Client, old: str, n: int = 1) -> list[str]:
 def test_adds_once_atomically_and_proves_it(lab: Lab, client: Client, tmp_path: Path,
                                             user_keys: Path, old_key: tuple[Path, str]) -> None:
     addrs = start(lab, client, old_key[1])
-    app = write_project(tmp_path / "app", client, addrs)
-    assert authorize(app, client, "--yes").returncode == 3  # no working credential yet
+    app = host_project(tmp_path / "app", client, addrs)
+    assert authorize(app, client, "--yes").code == 3  # no working credential yet
     assert not user_keys.exists()
     dry = authorize(app, client, "--dry-run", "--identity", str(old_key[0]))
-    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.code == 0, dry.stdout + dry.stderr
     assert "would add" in dry.stdout
     assert not user_keys.exists()
     done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert "a new login with the deploy key alone works" in done.stdout
     lines = user_keys.read_text().splitlines()
     assert lines == [client.public]
@@ -76,7 +72,7 @@ def test_adds_once_atomically_and_proves_it(lab: Lab, client: Client, tmp_path: 
     assert user_keys.stat().st_uid == pwd.getpwnam(DEPLOY_USER).pw_uid
     assert not list(user_keys.parent.glob(".authorized_keys.*")), "no temp file left"
     again = authorize(app, client, "--yes")  # now the deploy key itself logs in
-    assert again.returncode == 0
+    assert again.code == 0
     assert "unchanged" in again.stdout
     assert user_keys.read_text().splitlines() == [client.public]
 
@@ -91,15 +87,15 @@ def test_from_restriction_replaces_the_line_and_keeps_others(
     uid = pwd.getpwnam(DEPLOY_USER)
     os.chown(user_keys.parent, uid.pw_uid, uid.pw_gid)
     os.chown(user_keys, uid.pw_uid, uid.pw_gid)
-    app = write_project(tmp_path / "app", client, addrs)
+    app = host_project(tmp_path / "app", client, addrs)
     done = authorize(app, client, "--yes", "--from", "127.0.0.0/8")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     lines = user_keys.read_text().splitlines()
     assert lines[0].endswith("someone-else")
     assert lines[1] == f'from="127.0.0.0/8" {client.public}'
     assert len(lines) == 2
     bad = authorize(app, client, "--yes", "--from", "not-a-cidr; rm -rf /")
-    assert bad.returncode == 2
+    assert bad.code == 2
     assert "not an address or CIDR" in bad.stderr
 
 
@@ -107,10 +103,10 @@ def test_restriction_that_locks_us_out_is_rolled_back(
     lab: Lab, client: Client, tmp_path: Path, user_keys: Path, old_key: tuple[Path, str]
 ) -> None:
     addrs = start(lab, client, old_key[1])
-    app = write_project(tmp_path / "app", client, addrs)
+    app = host_project(tmp_path / "app", client, addrs)
     done = authorize(app, client, "--yes", "--identity", str(old_key[0]),
                      "--from", "192.0.2.0/24")
-    assert done.returncode == 3
+    assert done.code == 3
     assert "the previous authorized_keys is back" in done.stdout
     assert user_keys.read_text() == ""
 
@@ -120,9 +116,9 @@ def test_one_host_down_does_not_stop_the_others(
 ) -> None:
     up = start(lab, client, old_key[1])
     down = next_addr()
-    app = write_project(tmp_path / "app", client, [*up, down])
+    app = host_project(tmp_path / "app", client, [*up, down])
     done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
-    assert done.returncode == 3
+    assert done.code == 3
     assert f"FAILED {down}" in done.stdout
     assert f"ok     {up[0]}" in done.stdout
     assert user_keys.read_text().splitlines() == [client.public]
@@ -139,12 +135,12 @@ def test_unwritable_ssh_dir_is_a_clear_per_host_error(
     os.chown(user_keys, entry.pw_uid, entry.pw_gid)
     user_keys.parent.chmod(0o755)
     try:
-        app = write_project(tmp_path / "app", client, addrs)
+        app = host_project(tmp_path / "app", client, addrs)
         done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
     finally:
         os.chown(user_keys.parent, entry.pw_uid, entry.pw_gid)
         user_keys.parent.chmod(0o700)
-    assert done.returncode == 3
+    assert done.code == 3
     assert f"FAILED {addrs[0]}: not changed" in done.stdout
     assert user_keys.read_text() == ""
 
@@ -167,12 +163,12 @@ def test_full_disk_leaves_nothing_half_written(
     mounted = subprocess.run(["nsenter", "-t", str(host.process.pid), "-m", "sh", "-c", setup,
                               original], capture_output=True, text=True, check=False)
     assert mounted.returncode == 0, mounted.stderr
-    app = write_project(tmp_path / "app", client, [addr])
+    app = host_project(tmp_path / "app", client, [addr])
     done = authorize(app, client, "--yes", "--identity", str(old_key[0]))
     inside = subprocess.run(["nsenter", "-t", str(host.process.pid), "-m", "sh", "-c",
                              f"cat {user_keys}; ls -a {ssh}"], capture_output=True,
                             text=True, check=False).stdout
-    assert done.returncode == 3, done.stdout
+    assert done.code == 3, done.stdout
     assert f"FAILED {addr}: not changed" in done.stdout  # the write itself failed
     assert inside.startswith(original)  # the old file, whole
     assert ".authorized_keys." not in inside  # no temp file left behind
@@ -191,12 +187,12 @@ def test_dropped_connection_during_the_write_leaves_the_file_whole(
     original = old_key[1] + "\n" + "# a comment the owner keeps\n"
     user_keys.write_text(original)
     os.chown(user_keys, entry.pw_uid, entry.pw_gid)
-    app = write_project(tmp_path / "app", client, [addr])
+    app = host_project(tmp_path / "app", client, [addr])
     dropped = authorize(app, client, "--yes", "--identity", str(old_key[0]), drop="1")
-    assert dropped.returncode == 98, dropped.stdout + dropped.stderr
+    assert dropped.code == 98, dropped.stdout + dropped.stderr
     wait_sessions_done(host)
     assert user_keys.read_text() == original
     assert not list(user_keys.parent.glob(".authorized_keys.*")), "no temp file left"
     again = authorize(app, client, "--yes", "--identity", str(old_key[0]))
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.code == 0, again.stdout + again.stderr
     assert user_keys.read_text() == original + client.public + "\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from testing.cli import run_cli
 
 MAX_SECONDS = 20
 MAX_RSS_MB = 300
@@ -45,7 +45,7 @@ def test_bad_config_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     make, expected = CASES[case]
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "deploy.yml").write_bytes(make())
-    run = cli("scan", "--offline", cwd=tmp_path)
+    run = run_cli(["scan", "--offline"], tmp_path)
     assert run.code == 2
     assert expected in run.stderr
     assert run.stderr.startswith("kamal-secure: error: config/deploy.yml")
@@ -58,13 +58,13 @@ def test_bad_config_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
 def test_missing_destination_file(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "deploy.yml").write_text("service: x\nimage: y\n")
-    run = cli("scan", "--offline", "-d", "production", cwd=tmp_path)
+    run = run_cli(["scan", "--offline", "-d", "production"], tmp_path)
     assert run.code == 2
     assert run.stderr.strip() == ("kamal-secure: error: destination 'production': "
                                   "config/deploy.production.yml not found (Kamal stops here too)")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    run = cli("scan", "--offline", cwd=tmp_path)
+    run = run_cli(["scan", "--offline"], tmp_path)
     assert run.code == 2
     assert "config/deploy.yml: file not found" in run.stderr

@@ -1,9 +1,14 @@
-"""Our own commands, bad input and the cost of the passthrough path."""
+"""Our own commands, bad input and the cost of the passthrough path.
+
+Most tests run ``main`` in this process (the ``main`` fixture): the process boundary is not what
+they test. A test that reaches kamal (exec) or measures imports starts a process.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,29 +33,33 @@ from kamal_secure.errors import (
 )
 from kamal_secure.gate.kamal import OWN_COMMAND_TABLE, OWN_COMMANDS
 from kamal_secure.resources import schema_text
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO, run_ks
+from testing.cli import REPO, Main
+from testing.project import SECURE_CONFIG
+from testing.standin import run_ks
+
+OFFLINE = {"KAMAL_SECURE_OFFLINE": "1"}
 
 
-def test_help_and_version(tmp_path: Path, record: Path) -> None:
-    run = run_ks(["--help"], tmp_path, [], record)
+def on_path(*dirs: Path) -> dict[str, str]:
+    """Only ``dirs`` (and the system's) on PATH: which kamal the gate would find."""
+    return {**OFFLINE, "PATH": os.pathsep.join([*map(str, dirs), "/usr/bin", "/bin"])}
+
+
+def test_help_and_version(tmp_path: Path, main: Main) -> None:
+    run = main(["--help"], tmp_path)
     assert run.code == 0
     assert "Exit codes:" in run.stdout
     assert "-h/--hosts (not" in run.stdout
-    version = run_ks(["--version"], tmp_path, [], record)
+    version = main(["--version"], tmp_path)
+    assert version.code == 0
     assert version.stdout.startswith("kamal-secure ")
 
 
-def test_rules_and_explain_share_metadata(tmp_path: Path, record: Path) -> None:
-    rules = run_ks(["rules", "--format", "json"], tmp_path, [], record)
-    rows = json.loads(rules.stdout)
-    assert {"KS101", "KS102", "KS103", "KS104"} <= {r["id"] for r in rows}
-    for row in rows:
-        page = run_ks(["explain", row["id"].lower()], tmp_path, [], record)
-        assert page.code == 0
-        assert page.stdout.startswith(f"# {row['id']}: {row['title']}")
-        assert f"Severity: **{row['severity']}**" in page.stdout
-    unknown = run_ks(["explain", "KS999"], tmp_path, [], record)
+def test_rules_and_an_unknown_rule(tmp_path: Path, main: Main) -> None:
+    rules = main(["rules", "--format", "json"], tmp_path)
+    assert rules.code == 0
+    assert {"KS101", "KS102", "KS103", "KS104"} <= {r["id"] for r in json.loads(rules.stdout)}
+    unknown = main(["explain", "KS999"], tmp_path)
     assert unknown.code == 2
     assert "unknown rule" in unknown.stderr
 
@@ -61,15 +70,15 @@ def _validate(report: dict[str, object]) -> None:
 
 
 def test_scan_json_has_the_same_shape_with_and_without_findings(project: Path,
-                                                                record: Path) -> None:
-    bad = run_ks(["scan", "--offline", "--format", "json"], project, [], record)
+                                                                main: Main) -> None:
+    bad = main(["scan", "--offline", "--format", "json"], project)
     assert bad.code == 1
     report = json.loads(bad.stdout)
     _validate(report)
     assert {f["rule"] for f in report["findings"]} >= {"KS100"}
     assert report["summary"]["exit_code"] == 1
     (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
-    good = run_ks(["scan", "--offline", "--format", "json"], project, [], record)
+    good = main(["scan", "--offline", "--format", "json"], project)
     clean = json.loads(good.stdout)
     _validate(clean)
     assert good.code == 0
@@ -77,76 +86,66 @@ def test_scan_json_has_the_same_shape_with_and_without_findings(project: Path,
     assert clean["summary"]["by_severity"]["high"] == 0
 
 
-def test_fail_on_threshold(project: Path, record: Path) -> None:
+def test_fail_on_threshold(project: Path, main: Main) -> None:
     (project / "config" / "deploy.yml").write_text(
         SECURE_CONFIG.replace("  keys_only: true\n", ""))
-    assert run_ks(["scan", "--offline"], project, [], record).code == 0
-    assert run_ks(["scan", "--offline", "--fail-on", "medium"], project, [], record).code == 1
-    env_run = run_ks(["scan", "--offline"], project, [], record,
-                     env={"KAMAL_SECURE_FAIL_ON": "medium"})
-    assert env_run.code == 1
-    bad = run_ks(["scan", "--fail-on", "severe"], project, [], record)
+    assert main(["scan", "--offline"], project).code == 0
+    assert main(["scan", "--offline", "--fail-on", "medium"], project).code == 1
+    assert main(["scan", "--offline"], project, {"KAMAL_SECURE_FAIL_ON": "medium"}).code == 1
+    bad = main(["scan", "--fail-on", "severe"], project)
     assert bad.code == 2
     assert "unknown severity" in bad.stderr
 
 
-def _expect_error(run_args: list[str], cwd: Path, standin: Path, record: Path,
-                  text: str) -> None:
-    run = run_ks(run_args, cwd, [standin], record)
+def _expect_error(main: Main, args: list[str], cwd: Path, standin: Path, text: str) -> None:
+    """The gate cannot decide: exit 2, one short message, and kamal is never started
+    (the ``main`` fixture refuses exec: reaching kamal fails the test)."""
+    run = main(args, cwd, on_path(standin))
     assert run.code == 2, run.stderr
-    assert run.record is None, "kamal must not start when the gate cannot decide"
     assert text in run.stderr
     assert "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) <= 2
 
 
-def test_missing_config_for_gated_command(tmp_path: Path, standin_dir: Path,
-                                          record: Path) -> None:
-    _expect_error(["deploy"], tmp_path, standin_dir, record, "config/deploy.yml: file not found")
+def test_missing_config_for_gated_command(tmp_path: Path, standin_dir: Path, main: Main) -> None:
+    _expect_error(main, ["deploy"], tmp_path, standin_dir, "config/deploy.yml: file not found")
 
 
-def test_missing_destination_file(project: Path, standin_dir: Path, record: Path) -> None:
-    _expect_error(["deploy", "-d", "nowhere"], project, standin_dir, record,
+def test_missing_destination_file(project: Path, standin_dir: Path, main: Main) -> None:
+    _expect_error(main, ["deploy", "-d", "nowhere"], project, standin_dir,
                   "config/deploy.nowhere.yml not found")
 
 
-def test_config_that_is_a_directory(tmp_path: Path, standin_dir: Path, record: Path) -> None:
+def test_config_that_is_a_directory(tmp_path: Path, standin_dir: Path, main: Main) -> None:
     (tmp_path / "config" / "deploy.yml").mkdir(parents=True)
-    _expect_error(["deploy"], tmp_path, standin_dir, record, "is a directory")
+    _expect_error(main, ["deploy"], tmp_path, standin_dir, "is a directory")
 
 
-def test_config_not_utf8(project: Path, standin_dir: Path, record: Path) -> None:
+def test_config_not_utf8(project: Path, standin_dir: Path, main: Main) -> None:
     (project / "config" / "deploy.yml").write_bytes(b"service: caf\xe9\n")
-    _expect_error(["deploy"], project, standin_dir, record, "deploy.yml:1: not valid UTF-8")
+    _expect_error(main, ["deploy"], project, standin_dir, "deploy.yml:1: not valid UTF-8")
 
 
-def test_config_bad_yaml_names_the_line(project: Path, standin_dir: Path,
-                                        record: Path) -> None:
+def test_config_bad_yaml_names_the_line(project: Path, standin_dir: Path, main: Main) -> None:
     (project / "config" / "deploy.yml").write_text("service: a\nservers: [\n  x: : y\n")
-    run = run_ks(["deploy"], project, [standin_dir], record)
-    assert run.code == 2
-    assert run.record is None
-    assert "config/deploy.yml:" in run.stderr
+    _expect_error(main, ["deploy"], project, standin_dir, "config/deploy.yml:")
 
 
 def test_unknown_word_with_broken_config_fails_closed(project: Path, standin_dir: Path,
-                                                      record: Path) -> None:
+                                                      main: Main) -> None:
     (project / "config" / "deploy.yml").write_text("aliases: [\n")
-    run = run_ks(["ship"], project, [standin_dir], record)
-    assert run.code == 2
-    assert run.record is None
+    run = main(["ship"], project, on_path(standin_dir))
+    assert run.code == 2, run.stderr
 
 
-def test_non_utf8_destination_is_refused(project: Path, standin_dir: Path,
-                                         record: Path) -> None:
-    run = run_ks([b"deploy", b"-d", b"st\xffg"], project, [standin_dir], record)
-    assert run.code == 2
-    assert run.record is None
-    assert "not valid UTF-8" in run.stderr
+def test_non_utf8_destination_is_refused(project: Path, standin_dir: Path, main: Main) -> None:
+    # as Python hands a non-UTF-8 argv to main: surrogate-escaped
+    destination = os.fsdecode(b"st\xffg")
+    _expect_error(main, ["deploy", "-d", destination], project, standin_dir, "not valid UTF-8")
 
 
-def test_unknown_option_of_ours_is_usage_error(tmp_path: Path, record: Path) -> None:
-    run = run_ks(["scan", "--frobnicate"], tmp_path, [], record)
+def test_unknown_option_of_ours_is_usage_error(tmp_path: Path, main: Main) -> None:
+    run = main(["scan", "--frobnicate"], tmp_path)
     assert run.code == 2
     assert "unrecognized arguments" in run.stderr
     assert "Traceback" not in run.stderr
@@ -154,9 +153,12 @@ def test_unknown_option_of_ours_is_usage_error(tmp_path: Path, record: Path) -> 
 
 def test_gate_works_outside_a_git_repository(project: Path, standin_dir: Path,
                                              record: Path) -> None:
+    """Reaches kamal (exec): a process of its own."""
     (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
     assert not (project / ".git").exists()
-    assert run_ks(["deploy"], project, [standin_dir], record).code == 0
+    run = run_ks(["deploy"], project, [standin_dir], record)
+    assert run.code == 0, run.stderr
+    assert run.argv == [b"deploy"]
 
 
 HEAVY = ("yaml", "rich", "jsonschema", "paramiko", "sh", "ruamel", "cryptography")
@@ -164,6 +166,7 @@ HEAVY = ("yaml", "rich", "jsonschema", "paramiko", "sh", "ruamel", "cryptography
 
 @pytest.mark.parametrize("args", [["version"], ["app", "logs", "-f"], ["config", "-d", "x"]])
 def test_passthrough_imports_nothing_heavy(args: list[str]) -> None:
+    """What a fresh interpreter imports: a process of its own."""
     code = (
         "import sys\n"
         "import kamal_secure.cli as cli\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.errors import ConfigError
-from tests.corpus import destinations, items, scan
-from tests.helpers import CORPUS
+from testing.corpus import destinations, items, scan
+from testing.project import CORPUS
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not beside checkout")
 WHERE = re.compile(r"^[^:\s]+:\d+(:\d+)?: ")
@@ -32,12 +32,15 @@ def test_the_whole_corpus_loads(tmp_path: Path) -> None:
 
 
 def test_corpus_findings_point_into_real_files(tmp_path: Path) -> None:
+    checked = 0
     for item in items():
         if item.kind != "config":
             continue
         result = scan(item, tmp_path, destinations(item)[-1])
         assert not isinstance(result, ConfigError), result.message
         for finding in result.findings:
+            checked += 1
             assert finding.location.file
             assert (CORPUS / finding.location.file).is_file()
             assert (finding.location.line or 0) >= 1
+    assert checked > 100, checked  # the corpus has findings to check

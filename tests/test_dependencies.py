@@ -7,7 +7,7 @@ import re
 import tomllib
 from importlib.metadata import packages_distributions
 
-from tests.helpers import REPO
+from testing.cli import REPO
 
 
 def _declared() -> set[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import cli, write_project
+from testing.cli import Main
+from testing.project import write_project
 
 BASE = ("service: shop\nimage: acme/shop\nrequire_destination: true\n"
         "registry:\n  username: [U]\n  password: [P]\n"
@@ -15,8 +16,8 @@ STAGING = ("servers:\n  - 203.0.113.10\nssh:\n  user: deploy\n  forward_agent: f
 PRODUCTION = "servers:\n  - 203.0.113.20\nproxy:\n  host: shop.example.com\n"
 
 
-def _findings(root: Path, *args: str) -> list[dict[str, object]]:
-    run = cli("scan", "--offline", "--format", "json", *args, cwd=root)
+def _findings(main: Main, root: Path, *args: str) -> list[dict[str, object]]:
+    run = main(["scan", "--offline", "--format", "json", *args], root)
     assert run.code in (0, 1), run.stderr
     return list(json.loads(run.stdout)["findings"])
 
@@ -26,10 +27,10 @@ def _where(findings: list[dict[str, object]], rule: str) -> set[tuple[object, ob
             for f in findings if f["rule"] == rule}
 
 
-def test_every_destination_is_audited_and_named(tmp_path: Path) -> None:
+def test_every_destination_is_audited_and_named(tmp_path: Path, main: Main) -> None:
     write_project(tmp_path, {"config/deploy.yml": BASE, "config/deploy.staging.yml": STAGING,
                              "config/deploy.production.yml": PRODUCTION})
-    found = _findings(tmp_path)
+    found = _findings(main, tmp_path)
     assert all(str(f["message"]).startswith("[-d ") for f in found)
     # staging sets ssh.user: deploy, production sets no ssh at all (Kamal: root): the one
     # grouped finding for a missing ssh section (KS100), at the base file
@@ -41,33 +42,33 @@ def test_every_destination_is_audited_and_named(tmp_path: Path) -> None:
     assert not any(f["rule"] == "KS520" for f in found)
 
 
-def test_a_base_without_hosts_is_not_audited_alone(tmp_path: Path) -> None:
+def test_a_base_without_hosts_is_not_audited_alone(tmp_path: Path, main: Main) -> None:
     base = BASE.replace("require_destination: true\n", "")
     write_project(tmp_path, {"config/deploy.yml": base, "config/deploy.staging.yml": STAGING})
-    found = _findings(tmp_path)
+    found = _findings(main, tmp_path)
     assert {f["rule"] for f in found} >= {"KS520", "KS310"}
     assert all(str(f["message"]).startswith("[-d staging] ") for f in found)
 
 
-def test_explicit_destination_and_deployable_base_are_unchanged(tmp_path: Path) -> None:
+def test_explicit_destination_and_deployable_base_are_unchanged(tmp_path: Path, main: Main) -> None:
     write_project(tmp_path, {"config/deploy.yml": BASE, "config/deploy.staging.yml": STAGING,
                              "config/deploy.production.yml": PRODUCTION})
-    found = _findings(tmp_path, "-d", "staging")
+    found = _findings(main, tmp_path, "-d", "staging")
     assert found
     assert not any(str(f["message"]).startswith("[") for f in found)
     assert not any(f["rule"] in ("KS103", "KS404") for f in found)
     deployable = BASE.replace("require_destination: true\n", "servers:\n  - 203.0.113.5\n")
     write_project(tmp_path, {"config/deploy.yml": deployable})
-    found = _findings(tmp_path)
+    found = _findings(main, tmp_path)
     assert _where(found, "KS100") == {("config/deploy.yml", 1, "no ssh section: Kamal logs in "
                                        "as root, offers every key it finds and forwards "
                                        "your agent]")}
 
 
-def test_an_empty_base_is_audited_through_its_destinations(tmp_path: Path) -> None:
+def test_an_empty_base_is_audited_through_its_destinations(tmp_path: Path, main: Main) -> None:
     write_project(tmp_path, {"config/deploy.yml": "--- {}\n",
                              "config/deploy.staging.yml": BASE + STAGING,
                              "config/deploy.production.yml": BASE.replace(
                                  "require_destination: true\n", "") + PRODUCTION})
-    found = _findings(tmp_path)
+    found = _findings(main, tmp_path)
     assert _where(found, "KS100") == {("config/deploy.yml", 1, "[-d production]")}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import run_ks
+from testing.project import SECURE_CONFIG
+from testing.standin import run_ks
 
 CONFIGS = {
     "erb-in-comment": (SECURE_CONFIG + '# <%= "\\n  extra: 1" %>\n', "ERB in a YAML comment"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure import cli
-from tests.helpers import write_project
+from testing.project import write_project
 
 VALID_BASELINE = b'{"tool": "kamal-secure", "version": 1, "fingerprints": []}'
 VALID_JOURNAL = (b'{"config_file": "config/deploy.yml", "old_key": "a", "new_key": "b", '

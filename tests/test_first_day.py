@@ -7,10 +7,14 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from tests.helpers import run_ks, scan, write_project
+from testing.cli import Main
+from testing.project import scan, write_project
+from testing.standin import run_ks
 
 SSH = ("ssh:\n  user: deploy\n  keys: [\"~/.ssh/k\"]\n  keys_only: true\n"
        "  forward_agent: false\n")
+
+OFFLINE = {"KAMAL_SECURE_OFFLINE": "1"}
 
 
 def _by_rule(root: Path, config: str) -> dict[str, list[tuple[str, str, str]]]:
@@ -44,35 +48,34 @@ def test_fixes_name_the_config_values(tmp_path: Path) -> None:
     assert "postgres" not in fix
 
 
-def test_text_shows_the_waiver_path_and_never_repeats_it(tmp_path: Path) -> None:
+def test_text_shows_the_waiver_path_and_never_repeats_it(tmp_path: Path, main: Main) -> None:
     config = "service: s\nimage: i\nservers: [203.0.113.10]\nregistry:\n  username: acme\n" + SSH
     write_project(tmp_path, {"config/deploy.yml": config})
-    run = run_ks(["scan", "--offline", "--fail-on", "low"], tmp_path, [], tmp_path / "r.json")
+    run = main(["scan", "--offline", "--fail-on", "low"], tmp_path, OFFLINE)
     line = next(ln for ln in run.stdout.splitlines() if "KS202" in ln)
     assert line.endswith("path: registry.username")
     assert "registry.username: registry.username" not in run.stdout
-    data = json.loads(run_ks(["scan", "--offline", "--format", "json"], tmp_path, [],
-                             tmp_path / "r.json").stdout)
+    data = json.loads(main(["scan", "--offline", "--format", "json"], tmp_path, OFFLINE).stdout)
     message = next(f["message"] for f in data["findings"] if f["rule"] == "KS202")
     assert message.count("registry.username") == 1
 
 
-def test_unmatched_waiver_suggests_the_nearest_path(tmp_path: Path) -> None:
+def test_unmatched_waiver_suggests_the_nearest_path(tmp_path: Path, main: Main) -> None:
     config = "service: s\nimage: i\nservers: [203.0.113.10]\nssh:\n  user: root\n"
     soon = (dt.date.today() + dt.timedelta(days=30)).isoformat()
     policy = ("waivers:\n  - rule: KS103\n    path: ssh.usr\n    reason: one box\n"
               f"    expires: {soon}\n    owner: ops\n")
     write_project(tmp_path, {"config/deploy.yml": config, ".kamal/secure.yml": policy})
-    run = run_ks(["scan", "--offline", "--fail-on", "low"], tmp_path, [], tmp_path / "r.json")
+    run = main(["scan", "--offline", "--fail-on", "low"], tmp_path, OFFLINE)
     assert "waiver for KS103 matched no finding" in run.stdout
     assert "did you mean `path: ssh.user`?" in run.stdout
 
 
-def test_doctor_plans_the_path_to_green_in_order(tmp_path: Path) -> None:
+def test_doctor_plans_the_path_to_green_in_order(tmp_path: Path, main: Main) -> None:
     config = ("service: s\nimage: i\nservers: [203.0.113.10]\naccessories:\n  db:\n"
               "    image: postgres:16.4\n    host: 203.0.113.10\n    port: 5432\n")
     write_project(tmp_path, {"config/deploy.yml": config})
-    run = run_ks(["doctor", "--offline"], tmp_path, [], tmp_path / "r.json")
+    run = main(["doctor", "--offline"], tmp_path, OFFLINE)
     assert run.code == 0, run.stderr
     out = run.stdout
     order = ["keygen --write-config --user deploy", "useradd", "kamal-secure authorize",
@@ -83,24 +86,24 @@ def test_doctor_plans_the_path_to_green_in_order(tmp_path: Path) -> None:
     assert "sudo on every host" in out
 
 
-def test_help_lists_every_variable_and_scan_says_it_connects(tmp_path: Path) -> None:
+def test_help_lists_every_variable_and_scan_says_it_connects(tmp_path: Path, main: Main) -> None:
     import re
 
-    from tests.helpers import REPO
+    from testing.cli import REPO
 
     used = set()
     for path in (REPO / "kamal_secure").rglob("*.py"):
         used |= set(re.findall(r"KAMAL_SECURE_[A-Z_]+", path.read_text()))
     used = {v for v in used if not v.startswith("KAMAL_SECURE_TEST_")}  # fault injection
     used.discard("KAMAL_SECURE_GUARD")  # set by us for our guard inside Kamal, never by users
-    shown = run_ks(["--help"], tmp_path, [], tmp_path / "r.json").stdout
+    shown = main(["--help"], tmp_path, OFFLINE).stdout
     assert {v for v in used if v not in shown} == set()
-    scan_help = run_ks(["scan", "--help"], tmp_path, [], tmp_path / "r.json").stdout
+    scan_help = main(["scan", "--help"], tmp_path, OFFLINE).stdout
     assert "Connects to every host" in " ".join(scan_help.split())
 
 
 def test_typo_of_our_command_is_caught_but_kamal_words_pass(tmp_path: Path) -> None:
-    from tests.helpers import write_standin
+    from testing.standin import write_standin
 
     standin = write_standin(tmp_path / "bin").parent
     write_project(tmp_path / "app", {})
@@ -118,13 +121,15 @@ def test_typo_of_our_command_is_caught_but_kamal_words_pass(tmp_path: Path) -> N
         assert "did you mean" not in run.stderr, run.stderr
 
 
-def test_sarif_describes_only_rules_with_results_and_no_dead_links(tmp_path: Path) -> None:
+def test_sarif_describes_only_rules_with_results_and_no_dead_links(tmp_path: Path,
+                                                                   main: Main) -> None:
     config = "service: s\nimage: i\nservers: [203.0.113.10]\n"
     write_project(tmp_path, {"config/deploy.yml": config})
-    run = run_ks(["scan", "--offline", "--format", "sarif"], tmp_path, [], tmp_path / "r.json")
+    run = main(["scan", "--offline", "--format", "sarif"], tmp_path, OFFLINE)
     data = json.loads(run.stdout)
     driver = data["runs"][0]["tool"]["driver"]
     results = data["runs"][0]["results"]
+    assert results, "this project has findings"
     assert {r["id"] for r in driver["rules"]} == {r["ruleId"] for r in results}
     assert all(driver["rules"][r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
     assert "helpUri" not in run.stdout

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure import cli
-from tests.fuzz import Case, generate, leaked
+from testing.fuzz import Case, generate, leaked
 
 DEFAULT_CASES = 1000
 DEFAULT_SEED = 13

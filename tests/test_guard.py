@@ -12,96 +12,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO
+from testing.cli import KAMAL_SECURE, REPO, clean_env
+from testing.project import SECURE_CONFIG
+from testing.standin import FAKE_RUBY_KAMAL
 
 pytestmark = pytest.mark.skipif(shutil.which("ruby") is None and os.environ.get("CI") != "true",
                                 reason="ruby is installed by scripts/install-kamal.sh (make e2e)")
 
-FAKE = r'''#!/usr/bin/env ruby
-require "yaml"
-mode = ENV.fetch("FAKE_MODE", "")
-class Thor
-  class Command < Struct.new(:name)
-    define_method(ENV["FAKE_MODE"] == "no_thor_run" ? :call : :run) do |instance, args = []|
-      instance.__send__(name, *args)
-    end
-  end
-end
-unless mode == "no_sshkit"
-  module SSHKit
-    class Host
-      attr_accessor :hostname, :user, :port, :ssh_options
-      def initialize(name)
-        raise "boom inside Kamal's SSHKit" if ENV["FAKE_MODE"] == "host_raises"
-        @hostname = name
-      end
-      def username = user
-      def local? = false
-      def netssh_options = { user: "deploy", port: 22, keys: [] }.merge(ssh_options || {})
-    end
-    class Coordinator
-      attr_accessor :hosts
-      def initialize(raw) = @hosts = raw
-    end
-    module Backend
-      class Netssh
-        Config = Struct.new(:ssh_options)
-        def self.config = Config.new({})
-      end
-    end
-  end
-  module Net
-    module SSH
-      def self.configuration_for(_host, _use) = {}
-      def self.start(*) = nil
-    end
-  end
-end
-module Kamal
-  VERSION = ENV.fetch("FAKE_VERSION", "2.12.0")
-  Config = Struct.new(:raw_config, :destination)
-  class Commander
-    def configure(**kwargs) = @file = kwargs[:config_file]
-    def config = Config.new(YAML.load_file(@file).transform_keys(&:to_sym), nil)
-    def hosts = ENV["FAKE_MODE"] == "host_raises" ? ["127.0.0.1"] : []
-  end
-  module Cli
-    class BootError < StandardError; end  # as in Kamal: loaded before Thor's command classes
-    class Base < Thor
-      def options = {}
-    end
-    class Main < Base
-      def self.subcommands = []
-      def deploy
-        File.write(ENV.fetch("FAKE_MARKER"), "ran")
-        # what a Kamal hook would inherit
-        File.write(ENV.fetch("FAKE_MARKER") + ".env",
-                   "#{ENV.key?("KAMAL_SECURE_GUARD")} #{ENV["RUBYOPT"].inspect}")
-      end
-    end
-  end
-end
-KAMAL = Kamal::Commander.new
-KAMAL.configure(config_file: File.expand_path("config/deploy.yml"))
-if (go = ENV["FAKE_WAIT_FOR"])
-  File.write(ENV.fetch("FAKE_READY"), Process.pid.to_s)
-  sleep 0.05 until File.exist?(go)
-end
-if mode == "malformed"
-  fake = Object.new
-  def fake.write(_) = nil
-  def fake.gets = "{not json\n"
-  KamalSecureGuard.instance_variable_set(:@io, fake)
-end
-Thor::Command.new("deploy").public_send(mode == "no_thor_run" ? :call : :run, Kamal::Cli::Main.new)
-'''
 
 
 @pytest.fixture
@@ -109,7 +31,7 @@ def fake(tmp_path: Path) -> Path:
     directory = tmp_path / "fake-bin"
     directory.mkdir()
     path = directory / "kamal"
-    path.write_text(FAKE)
+    path.write_text(FAKE_RUBY_KAMAL)
     path.chmod(0o755)
     return path
 
@@ -123,11 +45,9 @@ def app(tmp_path: Path) -> Path:
 
 
 def start(fake: Path, app: Path, marker: Path, **extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    env.update(PATH=os.pathsep.join([str(fake.parent), "/usr/bin", "/bin"]),
-               PYTHONPATH=str(REPO), NO_COLOR="1", KAMAL_SECURE_OFFLINE="1",
-               FAKE_MARKER=str(marker), **extra)
-    return subprocess.Popen([sys.executable, "-m", "kamal_secure", "deploy"], cwd=app, env=env,
+    env = clean_env({"PATH": os.pathsep.join([str(fake.parent), "/usr/bin", "/bin"]),
+                     "KAMAL_SECURE_OFFLINE": "1", "FAKE_MARKER": str(marker), **extra})
+    return subprocess.Popen([*KAMAL_SECURE, "deploy"], cwd=app, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -150,7 +70,7 @@ def test_control_everything_present_runs_the_command(fake: Path, app: Path,
 def test_guard_is_inert_in_any_other_process(tmp_path: Path) -> None:
     """A Ruby process that inherits the guard's variables but is not the exec'd kamal."""
     guard = REPO / "kamal_secure" / "gate" / "oracle" / "guard.rb"
-    env = dict(os.environ, KAMAL_SECURE_GUARD="v1:1:0", RUBYOPT=f"-r{guard}")
+    env = clean_env({"KAMAL_SECURE_GUARD": "v1:1:0", "RUBYOPT": f"-r{guard}"})
     done = subprocess.run(["ruby", "-e", "print defined?(KamalSecureGuard) ? :loaded : :no; "
                            "print ENV['KAMAL_SECURE_GUARD']"], env=env, capture_output=True,
                           text=True, timeout=60, check=False)

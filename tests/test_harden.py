@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +12,9 @@ import paramiko
 import pytest
 
 from kamal_secure.remote.probe import probe_methods
-from tests.conftest import Client, next_addr
-from tests.live import rules_by_host, scan_hosts, write_project
-from tests.sshd_hosts import DEPLOY_USER, Host, Lab, wait_sessions_done
+from testing.cli import Result, run_cli
+from testing.live import host_project, logs_in, rules_by_host, scan_hosts
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, next_addr, wait_sessions_done
 
 pytestmark = pytest.mark.sshd
 SUDO = f"{DEPLOY_USER} ALL=(root) NOPASSWD: ALL\n"
@@ -27,16 +25,13 @@ LOCKOUT = ("--allow-from", "192.0.2.0/24")  # a documentation range: locks us ou
 
 
 def harden(app: Path, client: Client, *args: str, crash: str | None = None,
-           drop: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HOME=str(client.home), NO_COLOR="1")
-    env.pop("SSH_AUTH_SOCK", None)
+           drop: str | None = None) -> Result:
+    env = {"HOME": str(client.home)}
     if crash:
         env["KAMAL_SECURE_TEST_CRASH_AFTER"] = crash
     if drop:
         env["KAMAL_SECURE_TEST_DROP_STDIN"] = drop
-    return subprocess.run([sys.executable, "-m", "kamal_secure", "harden", *args], cwd=app,
-                          env=env, capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
+    return run_cli(["harden", *args], app, env)
 
 
 def cloud_host(lab: Lab, client: Client, sudo: bool = True) -> Host:
@@ -49,14 +44,14 @@ def cloud_host(lab: Lab, client: Client, sudo: bool = True) -> Host:
 def test_hardens_the_cloud_init_trap_and_is_idempotent(lab: Lab, client: Client,
                                                        tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     assert "KS701" in rules_by_host(scan_hosts(app))[host.addr]
     dry = harden(app, client, "--dry-run")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.code == 0, dry.stdout + dry.stderr
     assert "would change (sshd -T now -> after): passwordauthentication yes -> no" in dry.stdout
     assert not (host.etc / DROPIN).exists()
     done = harden(app, client, "--yes")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert "no password offered" in done.stdout
     text = (host.etc / DROPIN).read_text()
     assert f"AllowUsers {DEPLOY_USER}" in text
@@ -72,9 +67,9 @@ def test_hardens_the_cloud_init_trap_and_is_idempotent(lab: Lab, client: Client,
 def test_a_lockout_is_reverted_and_the_host_stays_reachable(lab: Lab, client: Client,
                                                             tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes", "--allow-from", "192.0.2.0/24")
-    assert done.returncode == 3
+    assert done.code == 3
     assert "reverted" in done.stdout
     assert not (host.etc / DROPIN).exists()
     assert "KS801" not in str(scan_hosts(app).problems)  # still reachable with the key
@@ -83,26 +78,26 @@ def test_a_lockout_is_reverted_and_the_host_stays_reachable(lab: Lab, client: Cl
 def test_sshd_t_failure_changes_nothing(lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client)
     host.write("sshd_config.d/10-broken.conf", "NoSuchKeyword yes\n")
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes")
-    assert done.returncode == 3
+    assert done.code == 3
     assert "`sshd -t` rejected the result, nothing changed" in done.stdout
     assert not (host.etc / DROPIN).exists()
 
 
 def test_without_root_or_sudo_it_says_so(lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client, sudo=False)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes")
-    assert done.returncode == 3
+    assert done.code == 3
     assert "needs root or passwordless sudo" in done.stdout
     assert not (host.etc / DROPIN).exists()
 
 
 def test_bad_cidr_is_a_usage_error(client: Client, tmp_path: Path) -> None:
-    app = write_project(tmp_path / "app", client, ["127.55.250.240"])
+    app = host_project(tmp_path / "app", client, ["127.55.250.240"])
     done = harden(app, client, "--yes", "--allow-from", "$(reboot)")
-    assert done.returncode == 2
+    assert done.code == 2
     assert "not an address or CIDR" in done.stderr
 
 
@@ -122,16 +117,6 @@ def offered(host: Host) -> tuple[str, ...] | None:
         transport.close()
 
 
-def deploy_key_logs_in(host: Host, client: Client) -> bool:
-    done = subprocess.run(
-        ["ssh", "-i", str(client.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={client.home / '.ssh' / 'known_hosts'}",
-         "-o", "StrictHostKeyChecking=yes", "-F", "/dev/null", f"{DEPLOY_USER}@{host.addr}",
-         "true"], capture_output=True, timeout=30, check=False,
-        env=dict(os.environ, HOME=str(client.home), SSH_AUTH_SOCK=""))
-    return done.returncode == 0
-
-
 def eventually(check: Callable[[], bool], bound: float = 90) -> bool:
     """Poll ``check`` up to a generous bound: a wait, not a timing assertion."""
     deadline = time.monotonic() + bound
@@ -148,7 +133,7 @@ def assert_back_to_previous(host: Host, client: Client) -> None:
     wait_sessions_done(host)  # nothing of ours (no timer) is left running on the host
     assert not (host.etc / DROPIN).exists()
     assert eventually(lambda: "password" in (offered(host) or ())), offered(host)
-    assert deploy_key_logs_in(host, client)
+    assert logs_in(client.key, host, client)
 
 
 @pytest.mark.parametrize("stage", ["armed", "written", "validated", "reloaded"])
@@ -156,41 +141,41 @@ def test_killed_at_any_stage_of_a_lockout_the_host_restores_itself(
         stage: str, lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client)
     assert "password" in (offered(host) or ())
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     killed = harden(app, client, "--yes", *LOCKOUT, "--rollback-after", "3",
                     crash=f"harden-{stage}")
-    assert killed.returncode == 99, killed.stdout + killed.stderr
+    assert killed.code == 99, killed.stdout + killed.stderr
     assert_back_to_previous(host, client)
 
 
 def test_killed_after_the_proof_before_the_cancel_the_host_restores_itself(
         lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     killed = harden(app, client, "--yes", "--rollback-after", "3", crash="harden-proven")
-    assert killed.returncode == 99, killed.stdout + killed.stderr
+    assert killed.code == 99, killed.stdout + killed.stderr
     assert_back_to_previous(host, client)
 
 
 def test_connection_dropped_during_the_write_the_host_restores_itself(
         lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     dropped = harden(app, client, "--yes", *LOCKOUT, "--rollback-after", "3", drop="1")
-    assert dropped.returncode == 98, dropped.stdout + dropped.stderr
+    assert dropped.code == 98, dropped.stdout + dropped.stderr
     assert_back_to_previous(host, client)
 
 
 def test_a_successful_run_leaves_no_timer_and_a_rerun_judges_the_daemon(
         lab: Lab, client: Client, tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes", "--rollback-after", "3")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert not (host.etc / STATE).exists()
     wait_sessions_done(host)  # no timer process left in the host's namespace
     assert "password" not in (offered(host) or ("password",))
-    assert deploy_key_logs_in(host, client)
+    assert logs_in(client.key, host, client)
     # The file is hardened, the daemon is not (as after a kill before the reload, with no
     # switch): a rerun must not call it "already hardened".
     wanted = (host.etc / DROPIN).read_text()
@@ -199,7 +184,7 @@ def test_a_successful_run_leaves_no_timer_and_a_rerun_judges_the_daemon(
     assert eventually(lambda: "password" in (offered(host) or ()))
     host.write(DROPIN, wanted)
     again = harden(app, client, "--yes", "--rollback-after", "3")
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.code == 0, again.stdout + again.stderr
     assert "already hardened" not in again.stdout
     assert "password" not in (offered(host) or ("password",))
     assert not (host.etc / STATE).exists()
@@ -216,31 +201,31 @@ def test_allow_from_is_refused_when_another_allowusers_lets_the_user_in(
     host = lab.start(next_addr(), "", authorized={DEPLOY_USER: client.public}, sudoers=SUDO,
                      files={**TRAP, "sshd_config.d/60-users.conf": f"AllowUsers {DEPLOY_USER}\n"})
     client.trust(host.known_line())
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     dry = harden(app, client, "--dry-run", "--allow-from", "127.0.0.0/8")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.code == 0, dry.stdout + dry.stderr
     assert f"would refuse: AllowUsers {DEPLOY_USER} (set elsewhere" in dry.stdout
     done = harden(app, client, "--yes", "--allow-from", "127.0.0.0/8")
-    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.code == 3, done.stdout + done.stderr
     assert "restrict nothing" in done.stdout
     assert not (host.etc / DROPIN).exists()
     assert not (host.etc / STATE).exists()
     # a narrower user@CIDR entry inside the range we allow is no loophole
     host.write("sshd_config.d/60-users.conf", f"AllowUsers {DEPLOY_USER}@127.0.0.1\n")
     ok = harden(app, client, "--yes", "--allow-from", "127.0.0.0/8", "--rollback-after", "30")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.code == 0, ok.stdout + ok.stderr
 
 
 def test_a_rerun_while_the_switch_is_armed_refuses_then_works(lab: Lab, client: Client,
                                                               tmp_path: Path) -> None:
     host = cloud_host(lab, client)
-    app = write_project(tmp_path / "app", client, [host.addr])
+    app = host_project(tmp_path / "app", client, [host.addr])
     killed = harden(app, client, "--yes", "--rollback-after", "20", crash="harden-reloaded")
-    assert killed.returncode == 99, killed.stdout + killed.stderr
+    assert killed.code == 99, killed.stdout + killed.stderr
     rerun = harden(app, client, "--yes")
-    assert rerun.returncode == 3, rerun.stdout + rerun.stderr
+    assert rerun.code == 3, rerun.stdout + rerun.stderr
     assert "an earlier interrupted harden run armed a rollback here" in rerun.stdout
     assert_back_to_previous(host, client)
     done = harden(app, client, "--yes", "--rollback-after", "20")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert not (host.etc / STATE).exists()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 from kamal_secure.resources import hook_template
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO, run_ks
+from testing.cli import Result, run_cli
+from testing.project import SECURE_CONFIG
+from testing.standin import run_ks
 
 BIN = str(Path(sys.executable).parent)
 SECRETS = {"KAMAL_REGISTRY_PASSWORD": "reg-Zq9vLx2Wm4Tn8Rp1",
@@ -29,19 +28,16 @@ STAND_IN = '#!/bin/sh\n"$KS_TEST_HOOK"\nstatus=$?\nexit $status\n'
 
 def run_hook(app: Path, name: str, env: dict[str, str] | None = None,
              path: str | None = None, kamal_args: tuple[str, ...] = ("deploy",)
-             ) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("KAMAL_SECURE", "KAMAL_DESTINATION"))}
-    environ.update({"PATH": path if path is not None else f"{BIN}:/usr/bin:/bin",
-                    "PYTHONPATH": str(REPO), "NO_COLOR": "1", "KAMAL_HOSTS": "127.0.0.1",
-                    "KAMAL_SECURE_OFFLINE": "1", "KS_TEST_HOOK": f".kamal/hooks/{name}",
-                    "KAMAL_COMMAND": "deploy", **SECRETS, **(env or {})})
+             ) -> Result:
     stand_in = app.parent / "stand-in" / "kamal"
     stand_in.parent.mkdir(exist_ok=True)
     stand_in.write_text(STAND_IN)
     stand_in.chmod(0o755)
-    return subprocess.run([str(stand_in), *kamal_args], cwd=app, env=environ,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return run_cli(kamal_args, app, {
+        "PATH": path if path is not None else f"{BIN}:/usr/bin:/bin",
+        "KAMAL_HOSTS": "127.0.0.1", "KAMAL_SECURE_OFFLINE": "1",
+        "KS_TEST_HOOK": f".kamal/hooks/{name}", "KAMAL_COMMAND": "deploy", **SECRETS,
+        **(env or {})}, program=[str(stand_in)])
 
 
 def test_install_is_idempotent_and_executable(project: Path) -> None:
@@ -71,11 +67,11 @@ def test_existing_hook_is_chained_and_restored_exactly(project: Path) -> None:
     assert code == 0
     assert "pre-connect: kamal-secure, then your pre-connect.kamal-secure-orig" in out
     failing = run_hook(project, "pre-connect")  # the project fixture's config is insecure
-    assert failing.returncode == 1
+    assert failing.code == 1
     assert not (project / "theirs.out").exists(), "their hook must not run when ours fails"
     (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
     passing = run_hook(project, "pre-connect")
-    assert passing.returncode == 0, passing.stderr
+    assert passing.code == 0, passing.stderr
     assert (project / "theirs.out").read_text() == "theirs-ran\n"
     hooks(project, "uninstall")
     assert theirs.read_bytes() == original
@@ -95,7 +91,7 @@ def test_failing_hook_names_the_failure_and_never_prints_secrets(project: Path) 
     hooks(project, "install")
     result = run_hook(project, "pre-deploy", env={"KAMAL_DESTINATION": "secure"},
                       kamal_args=("deploy", "-d", "secure"))
-    assert result.returncode == 1
+    assert result.code == 1
     assert "KS100" in result.stderr
     assert "full report: kamal-secure scan -d secure" in result.stderr
     for value in SECRETS.values():
@@ -105,7 +101,7 @@ def test_failing_hook_names_the_failure_and_never_prints_secrets(project: Path) 
 def test_break_glass_in_hook(project: Path) -> None:
     hooks(project, "install")
     result = run_hook(project, "pre-connect", env={"KAMAL_SECURE_SKIP": "INC-9 hotfix"})
-    assert result.returncode == 0
+    assert result.code == 0
     assert "BREAK GLASS" in result.stderr
     assert "INC-9 hotfix" in (project / ".kamal" / "secure-audit.log").read_text()
     for value in SECRETS.values():
@@ -115,7 +111,7 @@ def test_break_glass_in_hook(project: Path) -> None:
 def test_hook_fails_closed_without_kamal_secure(project: Path) -> None:
     hooks(project, "install")
     result = run_hook(project, "pre-connect", path="/usr/bin:/bin")
-    assert result.returncode == 1
+    assert result.code == 1
     assert "kamal-secure is not on PATH" in result.stderr
 
 
@@ -136,14 +132,14 @@ def test_hook_checks_the_config_file_kamal_runs_with(project: Path) -> None:
     (project / "config" / "other.yml").write_text(SECURE_CONFIG.replace("user: deploy",
                                                                         "user: root"))
     default = run_hook(project, "pre-connect", kamal_args=("deploy",))
-    assert default.returncode == 0, default.stderr
+    assert default.code == 0, default.stderr
     other = run_hook(project, "pre-connect", kamal_args=("-c", "config/other.yml", "deploy"))
-    assert other.returncode == 1, other.stderr
+    assert other.code == 1, other.stderr
     assert "KS103" in other.stderr
     assert "full report: kamal-secure scan -c config/other.yml" in other.stderr
     spelled = run_hook(project, "pre-connect",
                        kamal_args=("deploy", "--config-file=config/other.yml"))
-    assert spelled.returncode == 1, spelled.stderr
+    assert spelled.code == 1, spelled.stderr
 
 
 def test_hook_refuses_what_it_cannot_establish(project: Path) -> None:
@@ -151,27 +147,25 @@ def test_hook_refuses_what_it_cannot_establish(project: Path) -> None:
     (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
     empty = run_hook(project, "pre-connect", env={"KAMAL_DESTINATION": ""},
                      kamal_args=("deploy", "-d", ""))
-    assert empty.returncode == 2
+    assert empty.code == 2
     assert "empty destination" in empty.stderr
     mismatch = run_hook(project, "pre-connect", env={"KAMAL_DESTINATION": "secure"})
-    assert mismatch.returncode == 2  # the command line has no -d: something else ran Kamal
+    assert mismatch.code == 2  # the command line has no -d: something else ran Kamal
     assert "destination" in mismatch.stderr
     service = run_hook(project, "pre-connect", env={"KAMAL_SERVICE": "billing"})
-    assert service.returncode == 2
+    assert service.code == 2
     assert "service" in service.stderr
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    environ.update({"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                    "KAMAL_HOSTS": "127.0.0.1", "KAMAL_SECURE_OFFLINE": "1"})
-    orphan = subprocess.run([".kamal/hooks/pre-connect"], cwd=project, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert orphan.returncode == 2  # not under Kamal at all
+    orphan = run_cli([], project, {"PATH": f"{BIN}:/usr/bin:/bin", "KAMAL_HOSTS": "127.0.0.1",
+                                   "KAMAL_SECURE_OFFLINE": "1"},
+                     program=[".kamal/hooks/pre-connect"])
+    assert orphan.code == 2  # not under Kamal at all
     assert "cannot find the Kamal process" in orphan.stderr
 
 
 def test_hook_checks_hosts_the_config_does_not_name(project: Path) -> None:
     """A host in KAMAL_HOSTS that the config does not list is checked, not dropped: nothing
     listens on it, so the hook stops Kamal (exit 3) naming it."""
-    from tests.conftest import next_addr
+    from testing.sshd import next_addr
 
     hooks(project, "install")
     (project / "config" / "deploy.yml").write_text(SECURE_CONFIG)
@@ -179,6 +173,6 @@ def test_hook_checks_hosts_the_config_does_not_name(project: Path) -> None:
     result = run_hook(project, "pre-connect", env={
         "KAMAL_HOSTS": f"127.0.0.1,{stranger}", "KAMAL_SECURE_OFFLINE": "0",
         "KAMAL_SECURE_FAIL_ON": "critical"})
-    assert result.returncode == 3, result.stderr
+    assert result.code == 3, result.stderr
     assert stranger in result.stderr
     assert "KAMAL_HOSTS" in result.stderr  # where the host came from

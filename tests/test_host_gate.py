@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+from testing.cli import Result, run_cli
+from testing.live import host_project
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, next_addr
 
 STANDIN = Path(__file__).resolve().parent.parent / "examples" / "bin" / "kamal"
 
 
-def run(app: Path, client: Client, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = dict(os.environ, HOME=str(client.home), KAMAL_SECURE_KAMAL=str(STANDIN),
-                   KAMAL_SECURE_FAIL_ON="critical")
-    environ.pop("KAMAL_SECURE_SKIP", None)
-    environ.pop("KAMAL_SECURE_OFFLINE", None)
-    environ.update(env)
-    return subprocess.run([sys.executable, "-m", "kamal_secure", *args], cwd=app, env=environ,
-                          capture_output=True, text=True, timeout=60, check=False)
+def run(app: Path, client: Client, *args: str, **env: str) -> Result:
+    return run_cli(args, app, {"HOME": str(client.home), "KAMAL_SECURE_KAMAL": str(STANDIN),
+                               "KAMAL_SECURE_FAIL_ON": "critical", **env}, timeout=60)
 
 
 @pytest.mark.sshd
@@ -33,9 +27,9 @@ def test_gate_refuses_unknown_host_and_never_execs(lab: Lab, client: Client,
     trusted = lab.start(good, HARDENED, authorized={DEPLOY_USER: client.public})
     lab.start(bad, HARDENED, authorized={DEPLOY_USER: client.public})
     client.trust(trusted.known_line())
-    app = write_project(tmp_path / "app", client, [good, bad])
+    app = host_project(tmp_path / "app", client, [good, bad])
     done = run(app, client, "deploy")
-    assert done.returncode == 3, done.stderr
+    assert done.code == 3, done.stderr
     assert "stand-in kamal ran" not in done.stdout
     assert f"host {bad}" in done.stderr
     assert "KS802" in done.stderr
@@ -46,9 +40,9 @@ def test_gate_passes_hardened_host(lab: Lab, client: Client, tmp_path: Path) -> 
     addr = next_addr()
     client.trust(lab.start(addr, HARDENED, authorized={DEPLOY_USER: client.public})
                  .known_line())
-    app = write_project(tmp_path / "app", client, [addr])
+    app = host_project(tmp_path / "app", client, [addr])
     done = run(app, client, "deploy", "-h", addr)
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "stand-in kamal ran with 3 argument(s): [deploy] [-h]" in done.stdout
     assert "checking hosts" not in done.stderr  # no progress display when not a terminal
 
@@ -58,9 +52,9 @@ def test_scan_hosts_filter_and_offline(lab: Lab, client: Client, tmp_path: Path)
     addr, other = next_addr(), next_addr()
     client.trust(lab.start(addr, HARDENED, authorized={DEPLOY_USER: client.public})
                  .known_line())
-    app = write_project(tmp_path / "app", client, [addr, other])
+    app = host_project(tmp_path / "app", client, [addr, other])
     done = run(app, client, "scan", "--format", "json", "-h", addr)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert f'"host": "{addr}"' in done.stdout
     assert other not in done.stdout
     offline = run(app, client, "scan", "--offline")
@@ -68,9 +62,9 @@ def test_scan_hosts_filter_and_offline(lab: Lab, client: Client, tmp_path: Path)
 
 
 def test_gate_offline_env_skips_loudly(client: Client, tmp_path: Path) -> None:
-    app = write_project(tmp_path / "app", client, ["127.55.250.250"])
+    app = host_project(tmp_path / "app", client, ["127.55.250.250"])
     done = run(app, client, "deploy", KAMAL_SECURE_OFFLINE="1")
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "NOT checked" in done.stderr
 
 
@@ -91,19 +85,19 @@ def test_paramiko_only_in_remote() -> None:
 
 
 def test_erb_host_cannot_be_checked(client: Client, tmp_path: Path) -> None:
-    app = write_project(tmp_path / "app", client, ["127.55.250.251"])
+    app = host_project(tmp_path / "app", client, ["127.55.250.251"])
     deploy = app / "config" / "deploy.yml"
     deploy.write_text(deploy.read_text().replace("127.55.250.251", '<%= ENV["WEB_IP"] %>'))
     done = run(app, client, "scan", "--format", "json")
-    assert done.returncode == 3, done.stderr
+    assert done.code == 3, done.stderr
     assert "comes from ERB" in done.stdout
     assert "<ERB at config/deploy.yml:5>" in done.stdout
 
 
 def test_break_glass_does_not_cover_unchecked_hosts(client: Client, tmp_path: Path) -> None:
-    app = write_project(tmp_path / "app", client, ["127.55.250.252"])
+    app = host_project(tmp_path / "app", client, ["127.55.250.252"])
     deploy = app / "config" / "deploy.yml"
     deploy.write_text(deploy.read_text().replace("127.55.250.252", '<%= ENV["WEB_IP"] %>'))
     done = run(app, client, "deploy", KAMAL_SECURE_SKIP="hotfix", KAMAL_SECURE_FAIL_ON="low")
-    assert done.returncode == 3, done.stderr
+    assert done.code == 3, done.stderr
     assert "stand-in kamal ran" not in done.stdout

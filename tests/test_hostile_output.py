@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, cli, run_ks, write_project, write_standin
+from testing.cli import REPO, run_cli
+from testing.project import write_project
+from testing.standin import run_ks, write_standin
 
 TOKEN = "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5"
 ESC = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"  # retitle, clear screen, red
@@ -37,7 +39,7 @@ def test_a_malformed_alias_error_does_not_print_its_token(tmp_path: Path) -> Non
 
 
 def test_control_characters_in_an_error_are_escaped(tmp_path: Path) -> None:
-    run = cli("scan", "--offline", "-c", f"conf{ESC}.yml", cwd=tmp_path)
+    run = run_cli(["scan", "--offline", "-c", f"conf{ESC}.yml"], tmp_path)
     assert run.code == 2
     assert not RAW.search(run.stdout + run.stderr), repr(run.stderr)
     assert "\\x1b" in run.stderr
@@ -64,7 +66,7 @@ env:
 @pytest.mark.parametrize("fmt", ["text", "github", "json", "sarif"])
 def test_no_raw_control_characters_in_any_format(fmt: str, tmp_path: Path) -> None:
     root = write_project(tmp_path, {"config/deploy.yml": HOSTILE})
-    run = cli("scan", "--offline", "--format", fmt, cwd=root)
+    run = run_cli(["scan", "--offline", "--format", fmt], root)
     assert run.code == 1, run.stderr
     out = run.stdout + run.stderr
     assert not RAW.search(out), repr(RAW.search(out))
@@ -122,7 +124,7 @@ def test_shellcheck_messages_are_redacted_and_literal_tokens_flagged(tmp_path: P
     hook = (f"#!/bin/sh\n. /opt/{TOKEN}/env.sh\n"
             f"curl -H \"Authorization: token {TOKEN}\" https://api.github.com/\n")
     root = write_project(tmp_path, {".kamal/hooks/pre-deploy": hook})
-    run = cli("scan", "--offline", "--format", "json", cwd=root)
+    run = run_cli(["scan", "--offline", "--format", "json"], root)
     found = json.loads(run.stdout)["findings"]
     assert any(f["rule"] == "KS517" for f in found)
     assert not leaks(run.stdout + run.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from testing.cli import REPO
 
 HEAVY = ("yaml", "jsonschema", "rich", "paramiko", "sh", "ruamel")
 PROBE = (

@@ -14,7 +14,8 @@ from kamal_secure.config.edit import set_ssh_key
 from kamal_secure.facts import kamal_version as kv
 from kamal_secure.rules.base import PROJECT_KINDS
 from kamal_secure.rules.registry import ALL_RULES
-from tests.helpers import run_ks, write_project, write_standin
+from testing.project import write_project
+from testing.standin import run_ks, write_standin
 
 # the newest patch of every Kamal 2 minor release in the table
 MINORS = sorted({v[:2]: v for v in kv.known_versions()}.values())

@@ -15,7 +15,8 @@ from kamal_secure.config.edit import set_ssh_key
 from kamal_secure.config.load import parse_file
 from kamal_secure.errors import UsageError
 from kamal_secure.remediate import keygen
-from tests.helpers import CORPUS, run_ks
+from testing.project import CORPUS
+from testing.standin import run_ks
 
 
 def ks(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Any:

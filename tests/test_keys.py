@@ -13,25 +13,17 @@ import pytest
 
 from kamal_secure.audit.static import run_static
 from kamal_secure.report.model import Finding
+from testing.project import SECURE_CONFIG
+from testing.sshd import keygen
 
-CONFIG = """\
-service: shop
-image: acme/shop
-servers:
-  - 127.0.0.1
-ssh:
-  user: deploy
-  keys: ["{key}"]
-  keys_only: true
-  forward_agent: false
-"""
+CONFIG = SECURE_CONFIG.replace("~/.ssh/kamal_deploy_key", "{key}")
 
 
-def keygen(path: Path, kind: str = "ed25519", *extra: str, comment: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    date = dt.date.today().isoformat()
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, *extra, "-N", "", "-C",
-                    comment or f"kamal-deploy:shop:{date}", "-f", str(path)], check=True)
+def key_at(path: Path, kind: str = "ed25519", *options: str,
+           comment: str | None = None) -> Path:
+    """A new key at ``path`` with a dated kamal-deploy comment unless told; returns ``path``."""
+    keygen(path, comment or f"kamal-deploy:shop:{dt.date.today().isoformat()}", kind=kind,
+           options=options)
     return path
 
 
@@ -56,7 +48,7 @@ def rules(found: list[Finding]) -> set[str]:
 
 
 def test_secure_key_has_no_findings(tmp_path: Path, home: Path) -> None:
-    keygen(home / ".ssh" / "deploy")
+    key_at(home / ".ssh" / "deploy")
     assert findings(tmp_path, "~/.ssh/deploy") == []
 
 
@@ -64,7 +56,7 @@ def test_fingerprint_matches_ssh_keygen(tmp_path: Path, home: Path) -> None:
     from kamal_secure.facts.keys import gather
 
     for kind, extra in (("ed25519", ()), ("rsa", ("-b", "3072")), ("ecdsa", ())):
-        key = keygen(home / ".ssh" / kind, kind, *extra)
+        key = key_at(home / ".ssh" / kind, kind, *extra)
         out = subprocess.run(["ssh-keygen", "-lf", str(key)], capture_output=True, text=True,
                              check=True).stdout.split()
         facts = gather([str(key)], tmp_path, home)[0]
@@ -78,13 +70,13 @@ def test_fingerprint_matches_ssh_keygen(tmp_path: Path, home: Path) -> None:
 @pytest.mark.parametrize(("mode", "hit"), [(0o600, False), (0o400, False), (0o640, True),
                                             (0o644, True), (0o606, True)])
 def test_key_mode(mode: int, hit: bool, tmp_path: Path, home: Path) -> None:
-    key = keygen(home / ".ssh" / "deploy")
+    key = key_at(home / ".ssh" / "deploy")
     key.chmod(mode)
     assert ("KS603" in rules(findings(tmp_path, str(key)))) is hit
 
 
 def test_ssh_dir_and_parent_dirs(tmp_path: Path, home: Path) -> None:
-    key = keygen(home / ".ssh" / "deploy")
+    key = key_at(home / ".ssh" / "deploy")
     (home / ".ssh").chmod(0o755)
     assert rules(findings(tmp_path, "~/.ssh/deploy")) == {"KS606"}
     (home / ".ssh").chmod(0o777)
@@ -94,7 +86,7 @@ def test_ssh_dir_and_parent_dirs(tmp_path: Path, home: Path) -> None:
     other = tmp_path / "shared"
     other.mkdir(mode=0o777)
     other.chmod(0o777)
-    moved = keygen(other / "sub" / "deploy")
+    moved = key_at(other / "sub" / "deploy")
     assert "KS605" in rules(findings(tmp_path, str(moved)))
     assert key.exists()
 
@@ -114,7 +106,7 @@ def other_user() -> Iterator[pwd.struct_passwd]:
 
 def test_key_owned_by_another_user(tmp_path: Path, home: Path,
                                    other_user: pwd.struct_passwd) -> None:
-    key = keygen(home / ".ssh" / "deploy")
+    key = key_at(home / ".ssh" / "deploy")
     os.chown(key, other_user.pw_uid, other_user.pw_gid)
     found = findings(tmp_path, str(key))
     assert "KS604" in rules(found)
@@ -126,12 +118,12 @@ def test_key_owned_by_another_user(tmp_path: Path, home: Path,
     ("ecdsa", ("-b", "384"), False), ("ed25519", (), False)])
 def test_key_type_and_size(kind: str, extra: tuple[str, ...], hit: bool, tmp_path: Path,
                            home: Path) -> None:
-    key = keygen(home / ".ssh" / f"k_{kind}", kind, *extra)
+    key = key_at(home / ".ssh" / f"k_{kind}", kind, *extra)
     assert ("KS607" in rules(findings(tmp_path, str(key)))) is hit
 
 
 def test_default_identity_by_fingerprint_not_name(tmp_path: Path, home: Path) -> None:
-    default = keygen(home / ".ssh" / "id_ed25519")
+    default = key_at(home / ".ssh" / "id_ed25519")
     copy = home / ".ssh" / "innocent_name"
     copy.write_bytes(default.read_bytes())
     copy.chmod(0o600)
@@ -141,8 +133,8 @@ def test_default_identity_by_fingerprint_not_name(tmp_path: Path, home: Path) ->
 
 
 def test_pub_for_another_key(tmp_path: Path, home: Path) -> None:
-    key = keygen(home / ".ssh" / "deploy")
-    other = keygen(home / ".ssh" / "other")
+    key = key_at(home / ".ssh" / "deploy")
+    other = key_at(home / ".ssh" / "other")
     Path(f"{key}.pub").write_bytes(Path(f"{other}.pub").read_bytes())
     found = [f for f in findings(tmp_path, str(key)) if f.rule == "KS608"]
     assert len(found) == 1
@@ -151,8 +143,7 @@ def test_pub_for_another_key(tmp_path: Path, home: Path) -> None:
 
 def test_encrypted_key_is_info(tmp_path: Path, home: Path) -> None:
     key = home / ".ssh" / "enc"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", str(key)],
-                   check=True)
+    keygen(key, passphrase="pass phrase")
     found = findings(tmp_path, str(key))
     assert rules(found) == {"KS610"}
     Path(f"{key}.pub").unlink()
@@ -160,11 +151,11 @@ def test_encrypted_key_is_info(tmp_path: Path, home: Path) -> None:
 
 
 def test_age_from_comment_then_mtime(tmp_path: Path, home: Path) -> None:
-    old = keygen(home / ".ssh" / "old", comment="kamal-deploy:shop:2020-01-01")
+    old = key_at(home / ".ssh" / "old", comment="kamal-deploy:shop:2020-01-01")
     found = [f for f in findings(tmp_path, str(old)) if f.rule == "KS611"]
     assert "from the key comment" in found[0].message
     assert findings(tmp_path, str(old), {"key_rotation_days": 10_000}) == []
-    plain = keygen(home / ".ssh" / "plain", comment="me@laptop")
+    plain = key_at(home / ".ssh" / "plain", comment="me@laptop")
     stamp = (dt.datetime.now() - dt.timedelta(days=200)).timestamp()
     os.utime(plain, (stamp, stamp))
     found = [f for f in findings(tmp_path, str(plain)) if f.rule == "KS611"]
@@ -185,7 +176,7 @@ def test_bad_key_files_are_findings_not_crashes(case: str, tmp_path: Path, home:
         pem.chmod(0o600)
         target[case] = str(pem)
     if case == "crlf":
-        key = keygen(ssh / "crlf")
+        key = key_at(ssh / "crlf")
         key.write_bytes(key.read_bytes().replace(b"\n", b"\r\n"))
         target[case] = str(key)
     found = rules(findings(tmp_path, target[case]))
@@ -198,7 +189,7 @@ def test_bad_key_files_are_findings_not_crashes(case: str, tmp_path: Path, home:
 
 
 def test_mode_000_is_reported_even_for_root(tmp_path: Path, home: Path) -> None:
-    key = keygen(home / ".ssh" / "deploy")
+    key = key_at(home / ".ssh" / "deploy")
     key.chmod(0o000)
     found = [f for f in findings(tmp_path, str(key)) if f.rule == "KS603"]
     assert "mode 0000" in found[0].message

@@ -11,7 +11,7 @@ import pytest
 from kamal_secure import cli
 from kamal_secure.config import load
 from kamal_secure.facts import shellcheck
-from tests.helpers import MINIMAL, write_project
+from testing.project import MINIMAL, write_project
 
 HOOK = "#!/bin/sh\necho $1\n"  # SC2086: a note ShellCheck always has
 

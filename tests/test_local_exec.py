@@ -12,12 +12,11 @@ import ast
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import next_addr
-from tests.helpers import REPO
+from testing.cli import REPO, run_cli
+from testing.sshd import next_addr
 
 PACKAGE = REPO / "kamal_secure"
 DOC = REPO / "docs" / "local-execution.md"
@@ -126,12 +125,11 @@ sys.exit(code)
 
 
 def _scan(root: Path, *args: str) -> tuple[int, str, list[list[object]]]:
-    env = dict(os.environ, PATH=f"bin:{os.environ.get('PATH', '')}", HOME=str(root / "home"))
-    env.pop("SSH_AUTH_SOCK", None)
-    out = subprocess.run([sys.executable, "-c", AUDITED, "scan", *args], cwd=root, env=env,
-                         capture_output=True, text=True, check=False, timeout=300)
+    out = run_cli(["scan", *args], root,
+                  {"PATH": f"bin:{os.environ.get('PATH', '')}", "HOME": str(root / "home")},
+                  timeout=300, program=[sys.executable, "-c", AUDITED])
     events = json.loads(out.stderr.rsplit("EVENTS ", 1)[1])
-    return out.returncode, out.stdout + out.stderr, events
+    return out.code, out.stdout + out.stderr, events
 
 
 def test_offline_scan_runs_nothing_from_the_repository(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +14,8 @@ import pytest
 from kamal_secure.report import github
 from kamal_secure.report.model import Finding, Location, Report, Severity
 from kamal_secure.resources import schema_text
-from tests.helpers import REPO, run_ks
+from testing.cli import REPO, Main
+from testing.standin import run_ks
 
 SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-2.1.0.json"
 GOLDEN = Path(__file__).parent / "golden"
@@ -48,9 +50,16 @@ def app(tmp_path: Path) -> Path:
     return root
 
 
-def scan(app: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    run = run_ks(["scan", "--offline", *args], app, [], app.parent / "rec.json", env=env)
-    return run.code, run.stdout, run.stderr
+Scan = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def scan(main: Main) -> Scan:
+    """``scan --offline ARGS`` in this process: exit code, stdout, stderr."""
+    def run(app: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        done = main(["scan", "--offline", *args], app, {"KAMAL_SECURE_OFFLINE": "1", **(env or {})})
+        return done.code, done.stdout, done.stderr
+    return run
 
 
 def sarif_validate(data: dict[str, object]) -> None:
@@ -78,7 +87,7 @@ def _normalise(text: str, app: Path) -> str:
             .replace(SOON, "EXPIRY"))
 
 
-def test_golden_files_for_every_format(app: Path) -> None:
+def test_golden_files_for_every_format(app: Path, scan: Scan) -> None:
     expires = SOON
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text(policy_text(expires))
@@ -97,7 +106,7 @@ def test_golden_files_for_every_format(app: Path) -> None:
             json.dumps(sarif["runs"][0]["results"], indent=2, sort_keys=True) + "\n")
 
 
-def test_sarif_rules_and_suppressions(app: Path) -> None:
+def test_sarif_rules_and_suppressions(app: Path, scan: Scan) -> None:
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text(policy_text(SOON))
     _, out, _ = scan(app, "--format", "sarif")
@@ -125,7 +134,7 @@ def test_sarif_rules_and_suppressions(app: Path) -> None:
         [r["partialFingerprints"] for r in run["results"]]
 
 
-def test_fingerprints_survive_line_shifts(app: Path) -> None:
+def test_fingerprints_survive_line_shifts(app: Path, scan: Scan) -> None:
     first = json.loads(scan(app, "--format", "json")[1])
     (app / "config" / "deploy.yml").write_text("# a new comment\n\n" + FIXTURE)
     second = json.loads(scan(app, "--format", "json")[1])
@@ -134,7 +143,7 @@ def test_fingerprints_survive_line_shifts(app: Path) -> None:
     assert [f["line"] for f in first["findings"]] != [f["line"] for f in second["findings"]]
 
 
-def test_inline_waivers(app: Path) -> None:
+def test_inline_waivers(app: Path, scan: Scan) -> None:
     _, out, _ = scan(app, "--format", "json")
     data = json.loads(out)
     rules = {f["rule"]: f for f in data["findings"]}
@@ -152,7 +161,7 @@ def test_inline_waivers(app: Path) -> None:
     assert rules["KS103"]["suppressed"] is None
 
 
-def test_expired_waiver_counts_again_and_says_so(app: Path) -> None:
+def test_expired_waiver_counts_again_and_says_so(app: Path, scan: Scan) -> None:
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text(policy_text(PAST))
     code, out, _ = scan(app, "--format", "json")
@@ -164,7 +173,7 @@ def test_expired_waiver_counts_again_and_says_so(app: Path) -> None:
     assert code == 1
 
 
-def test_unused_waiver_is_reported(app: Path) -> None:
+def test_unused_waiver_is_reported(app: Path, scan: Scan) -> None:
     extra = ("  - rule: KS101\n    reason: never matches anything\n"
              f"    expires: {SOON}\n    owner: me\n")
     (app / ".kamal").mkdir()
@@ -189,7 +198,8 @@ def test_unused_waiver_is_reported(app: Path) -> None:
     ("rules:\n  KS998: {enabled: false}\n", ".kamal/secure.yml:2: rules.KS998: no such rule"),
     ("- a list\n", "(top level): must be a mapping"),
 ])
-def test_bad_policy_is_exit_2_naming_the_line(app: Path, policy: str, message: str) -> None:
+def test_bad_policy_is_exit_2_naming_the_line(app: Path, policy: str, message: str,
+                                              scan: Scan) -> None:
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text(policy)
     code, _, err = scan(app)
@@ -198,7 +208,7 @@ def test_bad_policy_is_exit_2_naming_the_line(app: Path, policy: str, message: s
     assert "Traceback" not in err
 
 
-def test_rule_switches_and_severity_overrides(app: Path) -> None:
+def test_rule_switches_and_severity_overrides(app: Path, scan: Scan) -> None:
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text(
         "inline_waivers: false\nrules:\n  KS103: {enabled: false}\n  KS104: {severity: low}\n"
@@ -209,19 +219,20 @@ def test_rule_switches_and_severity_overrides(app: Path) -> None:
     assert rules["KS102"]["severity"] == "critical"
 
 
-def test_thresholds_soft_fail_and_report_on(app: Path) -> None:
+def test_thresholds_soft_fail_and_report_on(app: Path, scan: Scan) -> None:
     (app / ".kamal").mkdir()
     (app / ".kamal" / "secure.yml").write_text("fail_on: critical\nreport_on: high\n")
     code, out, _ = scan(app, "--format", "json")
     data = json.loads(out)
     assert code == 0
+    assert data["findings"], "the fixture has findings at high and below"
     assert all(f["severity"] in ("high", "critical") or f["suppressed"]
                for f in data["findings"])
     assert scan(app, "--fail-on", "high")[0] == 1
     assert scan(app, "--fail-on", "high", "--soft-fail")[0] == 0
 
 
-def test_baseline_round_trip(app: Path) -> None:
+def test_baseline_round_trip(app: Path, scan: Scan) -> None:
     base = app / "baseline.json"
     code, out, _ = scan(app, "--write-baseline", str(base))
     assert code == 0
@@ -238,7 +249,7 @@ def test_baseline_round_trip(app: Path) -> None:
     assert scan(app, "--baseline", str(app / "bad.json"))[0] == 2
 
 
-def test_several_formats_in_one_run(app: Path) -> None:
+def test_several_formats_in_one_run(app: Path, scan: Scan) -> None:
     code, out, err = scan(app, "--format", "sarif", "--output", str(app / "r.sarif"),
                           "--format", "json", "--output", str(app / "r.json"))
     assert code == 1, err

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECURE_CONFIG
-from tests.helpers import REPO, run_ks
+from testing.cli import REPO, clean_env
+from testing.project import SECURE_CONFIG
+from testing.standin import run_ks
 
 PASSTHROUGH = [
     ["version"],
@@ -181,12 +182,12 @@ def test_recursion_guard_skips_our_own_shim(tmp_path: Path, standin_dir: Path,
 
 def test_shim_first_on_path_reaches_the_real_kamal(tmp_path: Path, standin_dir: Path,
                                                    record: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    env.update(PATH=os.pathsep.join([str(REPO / "bin"), str(standin_dir), "/usr/bin", "/bin"]),
-               KAMAL_STANDIN_RECORD=str(record), PYTHONPATH=str(REPO))
     bindir = Path(sys.executable).parent
-    env["PATH"] = os.pathsep.join([env["PATH"].split(os.pathsep)[0], str(standin_dir),
-                                   "/usr/bin", "/bin", str(bindir)])
+    env = clean_env({
+        "PATH": os.pathsep.join([str(REPO / "bin"), str(standin_dir), "/usr/bin", "/bin",
+                                 str(bindir)]),
+        "KAMAL_STANDIN_RECORD": str(record)})
+    # PATH is searched with the clean environment: the shim in bin/ is the first kamal
     proc = subprocess.run(["kamal", "app", "logs", "-h", "x"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr

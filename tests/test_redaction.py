@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, run_ks, write_project, write_standin
-from tests.test_guard import FAKE
+from testing.cli import run_cli
+from testing.project import write_project
+from testing.standin import FAKE_RUBY_KAMAL, run_ks, write_standin
 
 SECRETS = {
     "aws": "AKIAQ3EGRTYUIOPLKJHG",
@@ -69,7 +70,7 @@ def _assert_clean(text: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_no_secret_in_output(project: Path, fmt: str) -> None:
-    run = cli("scan", "--offline", "--format", fmt, "--color", cwd=project)
+    run = run_cli(["scan", "--offline", "--format", fmt, "--color"], project)
     assert run.code == 1
     _assert_clean(run.stdout + run.stderr)
     if fmt == "json":
@@ -78,7 +79,7 @@ def test_no_secret_in_output(project: Path, fmt: str) -> None:
 
 
 def test_no_secret_in_output_file(project: Path) -> None:
-    run = cli("scan", "--offline", "--format", "json", "--output", "report.json", cwd=project)
+    run = run_cli(["scan", "--offline", "--format", "json", "--output", "report.json"], project)
     assert run.code == 1
     _assert_clean((project / "report.json").read_text())
 
@@ -92,7 +93,7 @@ def test_no_secret_in_the_gate_output(project: Path, kamal: str, tmp_path: Path)
             pytest.skip("ruby is installed by scripts/system-deps.sh")
         directory = tmp_path / "fake-bin"
         directory.mkdir()
-        (directory / "kamal").write_text(FAKE)
+        (directory / "kamal").write_text(FAKE_RUBY_KAMAL)
         (directory / "kamal").chmod(0o755)
     else:
         directory = write_standin(tmp_path / "standin-bin").parent

@@ -10,26 +10,18 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kamal_secure.remediate.rotate import STEPS
-from tests.conftest import Client, next_addr
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab
+from testing.cli import Result, run_cli
+from testing.live import USER_FILE, configured_key, host_project, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, next_addr
 
 pytestmark = pytest.mark.sshd
-USER_FILE = f"Match User {DEPLOY_USER}\n  AuthorizedKeysFile .ssh/authorized_keys\n"
 
-
-def keys_file(host: Host) -> Path:
-    """This host's own authorized_keys (each host has its own ~/.ssh)."""
-    return host.user_ssh / "authorized_keys"
 
 
 def setup(lab: Lab, client: Client, tmp_path: Path, n: int = 2) -> tuple[Path, list[Host]]:
@@ -40,37 +32,15 @@ def setup(lab: Lab, client: Client, tmp_path: Path, n: int = 2) -> tuple[Path, l
         keys_file(host).write_text(client.public + "\n")
         os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
         keys_file(host).chmod(0o600)
-    return write_project(tmp_path / "app", client, [h.addr for h in hosts]), hosts
+    return host_project(tmp_path / "app", client, [h.addr for h in hosts]), hosts
 
 
 def rotate(app: Path, client: Client, *args: str, crash: str | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HOME=str(client.home), NO_COLOR="1")
-    env.pop("SSH_AUTH_SOCK", None)
+           ) -> Result:
+    env = {"HOME": str(client.home)}
     if crash:
         env["KAMAL_SECURE_TEST_CRASH_AFTER"] = crash
-    return subprocess.run([sys.executable, "-m", "kamal_secure", "rotate-key", *args], cwd=app,
-                          env=env, capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
-
-
-def logs_in(key: Path, host: Host, client: Client) -> bool:
-    if not key.exists():
-        return False
-    done = subprocess.run(
-        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={client.home / '.ssh' / 'known_hosts'}",
-         "-o", "StrictHostKeyChecking=yes", "-F", "/dev/null", f"{DEPLOY_USER}@{host.addr}",
-         "true"], capture_output=True, timeout=30, check=False,
-        env=dict(os.environ, HOME=str(client.home), SSH_AUTH_SOCK=""))
-    return done.returncode == 0
-
-
-def configured_key(app: Path) -> Path:
-    text = (app / "config" / "deploy.yml").read_text()
-    match = re.search(r'keys: \[ ?"([^"]+)" ?\]', text)
-    assert match, text
-    return Path(match.group(1))
+    return run_cli(["rotate-key", *args], app, env)
 
 
 def held_keys(client: Client) -> list[Path]:
@@ -95,7 +65,7 @@ def test_full_rotation(lab: Lab, client: Client, tmp_path: Path) -> None:
     shared.chmod(0o600)
     (app / "config" / "deploy.yml").symlink_to(shared)
     done = rotate(app, client, "--yes")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     assert (app / "config" / "deploy.yml").is_symlink()
     assert stat.S_IMODE(shared.stat().st_mode) == 0o600
     new = configured_key(app)
@@ -115,12 +85,12 @@ def test_full_rotation(lab: Lab, client: Client, tmp_path: Path) -> None:
 def test_crash_then_resume(step: str, lab: Lab, client: Client, tmp_path: Path) -> None:
     app, hosts = setup(lab, client, tmp_path)
     crashed = rotate(app, client, "--yes", crash=step)
-    assert crashed.returncode == 99, crashed.stdout + crashed.stderr
+    assert crashed.code == 99, crashed.stdout + crashed.stderr
     assert json.loads((app / ".kamal" / "secure-rotation.json").read_text())["step"] == step
     assert_invariant(app, hosts, client)
-    assert rotate(app, client, "--yes").returncode == 2  # a rotation is in progress
+    assert rotate(app, client, "--yes").code == 2  # a rotation is in progress
     resumed = rotate(app, client, "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
     assert_invariant(app, hosts, client)
     assert configured_key(app) != client.key
     assert not (app / ".kamal" / "secure-rotation.json").exists()
@@ -134,9 +104,9 @@ def test_crash_then_abort(step: str, lab: Lab, client: Client, tmp_path: Path) -
     deploy.write_text(deploy.read_text().replace(f'keys: ["{client.key}"]',
                                                  f'keys: [ "{client.key}" ]   # deploy key'))
     before = deploy.read_text()
-    assert rotate(app, client, "--yes", crash=step).returncode == 99
+    assert rotate(app, client, "--yes", crash=step).code == 99
     aborted = rotate(app, client, "--abort")
-    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert aborted.code == 0, aborted.stdout + aborted.stderr
     assert (app / "config" / "deploy.yml").read_text() == before  # byte for byte
     assert held_keys(client) == [client.key]
     assert all(keys_file(h).read_text().splitlines() == [client.public] for h in hosts)
@@ -145,12 +115,12 @@ def test_crash_then_abort(step: str, lab: Lab, client: Client, tmp_path: Path) -
 
 def test_abort_after_retirement_is_refused(lab: Lab, client: Client, tmp_path: Path) -> None:
     app, hosts = setup(lab, client, tmp_path, n=1)
-    assert rotate(app, client, "--yes", crash="retired").returncode == 99
+    assert rotate(app, client, "--yes", crash="retired").code == 99
     refused = rotate(app, client, "--abort")
-    assert refused.returncode == 3
+    assert refused.code == 3
     assert "too late to abort" in refused.stderr
     assert_invariant(app, hosts, client)
-    assert rotate(app, client, "--resume").returncode == 0
+    assert rotate(app, client, "--resume").code == 0
     assert_invariant(app, hosts, client)
 
 
@@ -161,7 +131,7 @@ def test_host_down_before_the_switch_rolls_back(lab: Lab, client: Client, tmp_pa
     deploy.write_text(before.replace(f"    - {hosts[0].addr}\n",
                                      f"    - {hosts[0].addr}\n    - {next_addr()}\n"))
     done = rotate(app, client, "--yes")
-    assert done.returncode == 3
+    assert done.code == 3
     assert "rolled back: deploy.yml names the old key" in done.stderr
     assert f"  {hosts[0].addr}: the old key logs in; the new key is removed" in done.stderr
     assert held_keys(client) == [client.key]
@@ -172,10 +142,10 @@ def test_host_down_before_the_switch_rolls_back(lab: Lab, client: Client, tmp_pa
 def test_a_host_down_at_the_verify_step_is_the_one_blamed(lab: Lab, client: Client,
                                                           tmp_path: Path) -> None:
     app, hosts = setup(lab, client, tmp_path, n=2)
-    assert rotate(app, client, "--yes", crash="added").returncode == 99
+    assert rotate(app, client, "--yes", crash="added").code == 99
     lab.stop(hosts[1])  # it drops before the verify step
     resumed = rotate(app, client, "--resume")
-    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert resumed.code == 3, resumed.stdout + resumed.stderr
     blamed = resumed.stderr
     assert f"{hosts[1].addr}: the new key alone cannot log in" in blamed
     assert "the automatic rollback did not finish" in blamed
@@ -183,10 +153,10 @@ def test_a_host_down_at_the_verify_step_is_the_one_blamed(lab: Lab, client: Clie
     assert f"{hosts[0].addr}: cannot" not in blamed
     assert f"{hosts[0].addr}: the new" not in blamed
     assert configured_key(app) == client.key  # never switched to a key not proven everywhere
-    assert rotate(app, client, "--resume").returncode == 3  # an abort has started: finish it
+    assert rotate(app, client, "--resume").code == 3  # an abort has started: finish it
     lab.respawn(hosts[1])
     aborted = rotate(app, client, "--abort")
-    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert aborted.code == 0, aborted.stdout + aborted.stderr
     assert held_keys(client) == [client.key]
     assert all(keys_file(h).read_text().splitlines() == [client.public] for h in hosts)
     assert_invariant(app, hosts, client)

@@ -17,17 +17,14 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
-from tests.test_rotate_key import USER_FILE, configured_key, keys_file, logs_in
+from testing.cli import Result, run_cli
+from testing.live import USER_FILE, configured_key, host_project, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.sshd
 JOURNAL = Path(".kamal/secure-rotation.json")
@@ -44,16 +41,13 @@ class Tally:
 
 
 def run(app: Path, home: Path, *args: str, kill: int | None = None,
-        drop: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HOME=str(home), NO_COLOR="1")
-    env.pop("SSH_AUTH_SOCK", None)
+        drop: int | None = None) -> Result:
+    env = {"HOME": str(home)}
     if kill is not None:
         env["KAMAL_SECURE_TEST_KILL_POINT"] = str(kill)
     if drop is not None:
         env["KAMAL_SECURE_TEST_DROP_STDIN"] = str(drop)
-    return subprocess.run([sys.executable, "-m", "kamal_secure", "rotate-key", *args],
-                          cwd=app, env=env, capture_output=True, text=True, timeout=300,
-                          check=False, stdin=subprocess.DEVNULL)
+    return run_cli(["rotate-key", *args], app, env, timeout=300)
 
 
 class Scenario:
@@ -70,19 +64,19 @@ class Scenario:
             keys_file(host).write_text(public + "\n")
             os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
             keys_file(host).chmod(0o600)
-        self.app = write_project(tmp / name, self.client, [h.addr for h in lab_hosts])
+        self.app = host_project(tmp / name, self.client, [h.addr for h in lab_hosts])
         self.before = (self.app / "config" / "deploy.yml").read_text()
 
     def step(self, *args: str, kill: int | None = None, drop: int | None = None) -> int:
         done = run(self.app, self.client.home, *args, kill=kill, drop=drop)
         self.tally.runs += 1
-        if done.returncode in (98, 99):
+        if done.code in (98, 99):
             self.tally.interrupted += 1
         label = f"{' '.join(args)} kill={kill} drop={drop}"
-        assert done.returncode in (0, 3, 98, 99), f"{self.name} {label}: {done.returncode} " \
+        assert done.code in (0, 3, 98, 99), f"{self.name} {label}: {done.code} " \
             f"{done.stdout}{done.stderr}"
         self.check(label)
-        return done.returncode
+        return done.code
 
     def held(self) -> list[Path]:
         return [p for p in self.client.key.parent.iterdir()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INSECURE_CONFIG
-from tests.helpers import REPO
+from testing.cli import REPO
+from testing.project import INSECURE_CONFIG
 
 
 @pytest.mark.slow

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client
-from tests.e2e.ruby import rubylib
-from tests.e2e.test_real_kamal import BIN, _same, live_env, run, start
-from tests.sshd_hosts import DEPLOY_USER, Lab
-from tests.test_binstub import BUNDLER_BINSTUB
+from testing.e2e import BIN, live_env, run, same, start
+from testing.ruby import rubylib
+from testing.sshd import DEPLOY_USER, Client, Lab
+from testing.standin import BUNDLER_BINSTUB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 # The e2e Kamal is unpacked Debian gems, not a Bundler install (its native gems are older
@@ -46,8 +45,8 @@ def test_binstub_goes_through_the_gate(lab: Lab, client: Client, tmp_path: Path,
     for args in (["version"], ["config"], ["docs", "ssh"]):  # passthrough, byte-exact
         before = run([str(real_kamal), *args], app, env)
         after = run(["bin/kamal", *args], app, env)
-        assert (after.returncode, _same(after.stdout), _same(after.stderr)) == (
-            before.returncode, _same(before.stdout), _same(before.stderr)), args
+        assert (after.returncode, same(after.stdout), same(after.stderr)) == (
+            before.returncode, same(before.stdout), same(before.stderr)), args
     clean = run(["bin/kamal", "server", "exec", "whoami"], app, env)
     output = clean.stdout + clean.stderr
     assert clean.returncode == 0, output

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.e2e.test_real_kamal import BIN, KAMAL_HARDENED, TRAP, env_for, run
-from tests.sshd_hosts import DEPLOY_USER, Host, Lab
+from testing.e2e import BIN, KAMAL_HARDENED, TRAP, commit_all, env_for, run
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, next_addr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 DEBUG = KAMAL_HARDENED.replace("LogLevel VERBOSE", "LogLevel DEBUG1")
@@ -128,10 +126,7 @@ def write_variant(root: Path, files: dict[str, str], values: dict[str, str]) -> 
         path.write_text(text.replace("{CONFIG}", "false"))
     (root / ".kamal").mkdir(exist_ok=True)
     (root / ".kamal" / "secrets").write_text("KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n")
-    git = ["git", "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
-    subprocess.run([*git, "init", "-q", str(root)], check=True)
-    subprocess.run([*git, "-C", str(root), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
+    commit_all(root)
 
 
 def _lab(lab: Lab, client: Client) -> tuple[Host, Host]:

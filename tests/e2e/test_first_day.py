@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import next_addr
-from tests.e2e.test_real_kamal import BIN, env_for, run
-from tests.sshd_hosts import DEPLOY_USER, Lab, keygen
+from testing.e2e import BIN, commit_all, env_for, run
+from testing.sshd import DEPLOY_USER, Lab, keygen, next_addr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 SUDO = f"{DEPLOY_USER} ALL=(root) NOPASSWD: ALL\n"
@@ -62,10 +61,7 @@ def _rails_app(root: Path, real_kamal: Path, env: dict[str, str], addr: str) -> 
     text = deploy.read_text()
     assert "192.168.0.1" in text  # Kamal's own template
     deploy.write_text(text.replace("192.168.0.1", addr))  # the user's server
-    git = ["git", "-C", str(root), "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "kamal init"], check=True)
-    return root
+    return commit_all(root, "kamal init")
 
 
 def _printed(output: str, command: str) -> str:

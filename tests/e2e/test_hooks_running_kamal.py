@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.e2e.test_real_kamal import BIN, TRAP, live_env, run, start
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+from testing.e2e import BIN, TRAP, live_env, run, start
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, next_addr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sshd]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kamal_secure.remote.ssh_config import SshConfigError, lookup
-from tests.e2e.ruby import run_json
+from testing.ruby import run_json
 
 pytestmark = pytest.mark.e2e
 SEED = int(os.environ.get("KS_MODEL_SEED", "11"))

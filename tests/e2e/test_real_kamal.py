@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, next_addr
-from tests.helpers import REPO
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
+from testing.e2e import (
+    BIN,
+    KAMAL_HARDENED,
+    TRAP,
+    commit_all,
+    env_for,
+    live_app,
+    live_env,
+    run,
+    same,
+    start,
+)
+from testing.sshd import DEPLOY_USER, Client, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.e2e
-BIN = str(Path(sys.executable).parent)
 INSECURE = """\
 service: shop
 image: acme/shop
@@ -42,24 +46,7 @@ def app(tmp_path: Path) -> Path:
     (root / ".kamal").mkdir()
     (root / "config" / "deploy.yml").write_text(INSECURE)
     (root / ".kamal" / "secrets").write_text("KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n")
-    git = ["git", "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
-    subprocess.run([*git, "init", "-q", str(root)], check=True)
-    subprocess.run([*git, "-C", str(root), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
-    return root
-
-
-def env_for(real_kamal: Path, **extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KAMAL_SECURE")}
-    environ.update(PATH=os.pathsep.join([BIN, str(real_kamal.parent), "/usr/bin", "/bin"]),
-                   PYTHONPATH=str(REPO), NO_COLOR="1",
-                   KAMAL_REGISTRY_PASSWORD="reg-e2e-Vq7Lm2Xz9Tn4", **extra)
-    return environ
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
-                          check=False)
+    return commit_all(root)
 
 
 @pytest.mark.parametrize("args", [["version"], ["config"], ["-h", "127.0.0.1", "details"],
@@ -70,13 +57,8 @@ def test_passthrough_matches_real_kamal_exactly(args: list[str], app: Path,
     direct = run([str(real_kamal), *args], app, env)
     ours = run([f"{BIN}/kamal-secure", *args], app, env)
     assert ours.returncode == direct.returncode
-    assert _same(ours.stdout) == _same(direct.stdout)
-    assert _same(ours.stderr) == _same(direct.stderr)
-
-
-def _same(text: str) -> str:
-    """Kamal tags each command with a random id: [dc541f25]."""
-    return re.sub(r"\[[0-9a-f]{8}\]", "[id]", text)
+    assert same(ours.stdout) == same(direct.stdout)
+    assert same(ours.stderr) == same(direct.stderr)
 
 
 def test_gated_command_refused_before_kamal_starts(app: Path, real_kamal: Path) -> None:
@@ -85,47 +67,6 @@ def test_gated_command_refused_before_kamal_starts(app: Path, real_kamal: Path) 
     assert result.returncode == 1
     assert "KS103" in result.stderr
     assert "INFO" not in result.stdout + result.stderr  # kamal never ran
-
-
-TRAP = {"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"}
-# Kamal's net-ssh speaks curve25519 only with the x25519 gem, which Debian's Kamal lacks:
-# a host offering only curve25519/sntrup key exchange locks Kamal out ("could not settle on
-# kex algorithm"). Hardened for Kamal means keeping an ECDH (or DH group exchange) kex too.
-KAMAL_HARDENED = HARDENED.replace(
-    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,",
-    "KexAlgorithms sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,curve25519-sha256,")
-
-
-def live_app(root: Path, client: Client, addr: str) -> Path:
-    """A Kamal project for one loopback host, committed to git as kamal requires."""
-    write_project(root, client, [addr], extra_ssh="  forward_agent: false\n")
-    deploy = root / "config" / "deploy.yml"
-    deploy.write_text(deploy.read_text() + "registry:\n  username: acme\n  password:\n"
-                      "    - KAMAL_REGISTRY_PASSWORD\nbuilder:\n  arch: amd64\n")
-    (root / ".kamal" / "secrets").write_text(
-        "KAMAL_REGISTRY_PASSWORD=$KAMAL_REGISTRY_PASSWORD\n")
-    git = ["git", "-c", "user.email=e2e@example.com", "-c", "user.name=e2e"]
-    subprocess.run([*git, "init", "-q", str(root)], check=True)
-    subprocess.run([*git, "-C", str(root), "add", "-A"], check=True)
-    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
-    return root
-
-
-def start(lab: Lab, client: Client, tmp_path: Path, hardened: bool = True) -> tuple[Host, Path]:
-    """One loopback host (hardened for Kamal, or with the cloud-init trap), pinned, and an app."""
-    addr = next_addr()
-    host = lab.start(addr, KAMAL_HARDENED, files=None if hardened else TRAP,
-                     authorized={DEPLOY_USER: client.public})
-    client.trust(host.known_line())
-    return host, live_app(tmp_path / "app", client, addr)
-
-
-def live_env(real_kamal: Path, client: Client) -> dict[str, str]:
-    # the deploy key is the only key (no agent); critical: the test hosts' other settings are
-    # not what this test is about
-    env = env_for(real_kamal, HOME=str(client.home), KAMAL_SECURE_FAIL_ON="critical")
-    env.pop("SSH_AUTH_SOCK", None)
-    return env
 
 
 @pytest.mark.sshd

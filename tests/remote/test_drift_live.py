@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -19,9 +18,9 @@ import pytest
 
 from kamal_secure.audit.hosts import audit_hosts
 from kamal_secure.report.model import Finding, Severity
-from tests.conftest import Client, next_addr
-from tests.live import write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Host, Lab, keygen
+from testing.cli import REPO, Result, run_cli
+from testing.live import host_project
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.sshd
 STANDIN = Path(__file__).resolve().parents[2] / "examples" / "bin" / "kamal"
@@ -30,12 +29,8 @@ SUDOERS = f"{DEPLOY_USER} ALL=(root) NOPASSWD: /usr/sbin/sshd\n"
 ECDSA = "HostKey /etc/ssh/ssh_host_ecdsa_key\n"
 
 
-def ks(app: Path, client: Client, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = dict(os.environ, HOME=str(client.home), KAMAL_SECURE_KAMAL=str(STANDIN))
-    for name in ("KAMAL_SECURE_SKIP", "KAMAL_SECURE_OFFLINE", "KAMAL_SECURE_FAIL_ON"):
-        environ.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "kamal_secure", *args], cwd=app, env=environ,
-                          capture_output=True, text=True, timeout=120, check=False)
+def ks(app: Path, client: Client, *args: str) -> Result:
+    return run_cli(args, app, {"HOME": str(client.home), "KAMAL_SECURE_KAMAL": str(STANDIN)})
 
 
 def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
@@ -44,9 +39,7 @@ def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
     for _ in range(hosts):
         host = lab.start(next_addr(), HARDENED, authorized={DEPLOY_USER: client.public},
                          sudoers=SUDOERS, netns=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f",
-                        str(host.etc / "ssh_host_ecdsa_key")], input="y\n", text=True,
-                       capture_output=True, check=True)
+        keygen(host.etc / "ssh_host_ecdsa_key", kind="ecdsa", replace=True)
         host.write("sshd_config.d/20-hostkeys.conf", ECDSA)
         client.trust(host.known_line())
         started.append(host)
@@ -54,7 +47,7 @@ def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
     relay = " ".join(f"{h.addr}={h.process.pid}" for h in started if h.process)
     extra = (f"  proxy_command: \"{sys.executable} {NS_RELAY} {relay} %h %p\"\n"
              "  forward_agent: false\n")
-    app = write_project(tmp_path / "app", client, [h.addr for h in started], extra_ssh=extra)
+    app = host_project(tmp_path / "app", client, [h.addr for h in started], extra_ssh=extra)
     # the relay is this test's own proxy_command: consent, as a user would in the policy
     (app / ".kamal").mkdir(exist_ok=True)
     # and KS404 off: these apps have no proxy section (not what drift watch is about)
@@ -63,7 +56,7 @@ def start(lab: Lab, client: Client, tmp_path: Path, hosts: int = 1
 
 
 POLICY = "rules:\n  KS404: {enabled: false}\nhosts:\n  allow_proxy_command: true\n"
-NS_RELAY = Path(__file__).resolve().parents[1] / "ns_relay.py"
+NS_RELAY = REPO / "testing" / "ns_relay.py"
 
 
 def scan(app: Path) -> list[Finding]:
@@ -83,7 +76,7 @@ def new(before: list[Finding], after: list[Finding]) -> list[tuple[str, Severity
 
 def approve(app: Path, client: Client) -> str:
     done = ks(app, client, "snapshot", "--approve")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.code == 0, done.stdout + done.stderr
     return done.stdout
 
 
@@ -159,9 +152,7 @@ def test_each_change_is_one_finding_and_reverting_clears_it(
 
     # a replaced host key (not the one the connection verifies: that one stops at KS803)
     saved = {p: p.read_bytes() for p in host.etc.glob("ssh_host_ecdsa_key*")}
-    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f",
-                    str(host.etc / "ssh_host_ecdsa_key")], input="y\n", text=True,
-                   capture_output=True, check=True)
+    keygen(host.etc / "ssh_host_ecdsa_key", kind="ecdsa", replace=True)
     [(rule, severity, message)] = new(baseline, scan(app))
     assert (rule, severity) == ("KS752", Severity.HIGH)
     assert "changed host key: ecdsa-sha2-nistp256" in message
@@ -218,7 +209,7 @@ def test_approve_again_makes_it_normal_and_round_trips(lab: Lab, client: Client,
     keys.write_text(keys.read_text() + f'from="127.0.0.0/8" {other}\n')
     assert [f.rule for f in scan(app) if f.rule.startswith("KS75")] == ["KS751"]
     pending = ks(app, client, "snapshot")  # shows what --approve would accept
-    assert pending.returncode == 0
+    assert pending.code == 0
     assert f"host {host.addr} gained authorized key for {DEPLOY_USER}" in pending.stderr
     approve(app, client)
     assert [f.rule for f in scan(app) if f.rule.startswith("KS75")] == []
@@ -242,7 +233,7 @@ def test_scan_drift_one_connection_per_host_and_waivers(lab: Lab, client: Client
     with listener(hosts[0], 9123):
         done = ks(app, client, "scan", "--drift", "--format", "json", "--fail-on", "medium")
         assert [logins(h) for h in hosts] == [n + 1 for n in before]
-        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.code == 1, done.stdout + done.stderr
         assert '"rule": "KS755"' in done.stdout
         expires = (dt.date.today() + dt.timedelta(days=30)).isoformat()
         (app / ".kamal" / "secure.yml").write_text(
@@ -252,7 +243,7 @@ def test_scan_drift_one_connection_per_host_and_waivers(lab: Lab, client: Client
         waived = ks(app, client, "scan", "--drift", "--fail-on", "medium", "--format", "json")
         assert '"rule": "KS755"' in waived.stdout
         assert '"suppressed": {' in waived.stdout
-    assert waived.returncode == 0, waived.stdout + waived.stderr  # the only drift is waived
+    assert waived.code == 0, waived.stdout + waived.stderr  # the only drift is waived
 
 
 def test_host_sets_and_unknown_facts(lab: Lab, client: Client, tmp_path: Path) -> None:
@@ -290,11 +281,11 @@ def test_gate_refuses_deploy_on_drift_and_root_keys_count(lab: Lab, client: Clie
                                                           tmp_path: Path) -> None:
     [host], app = start(lab, client, tmp_path)
     missing = ks(app, client, "scan", "--drift")
-    assert missing.returncode == 2
+    assert missing.code == 2
     assert "secure-state.json does not exist" in missing.stderr
     approve(app, client)
     passes = ks(app, client, "deploy")
-    assert passes.returncode == 0, passes.stdout + passes.stderr
+    assert passes.code == 0, passes.stdout + passes.stderr
     assert "stand-in kamal ran" in passes.stdout
     root_keys = host.etc / "authorized_keys" / "root"  # AuthorizedKeysFile .../%u, for root
     root_keys.write_text(keygen(tmp_path / "rootkey", "backdoor") + "\n")
@@ -304,7 +295,7 @@ def test_gate_refuses_deploy_on_drift_and_root_keys_count(lab: Lab, client: Clie
     assert (rule, severity) == ("KS751", Severity.HIGH)
     assert message.startswith(f"host {host.addr} gained authorized key for root: ")
     done = ks(app, client, "deploy")  # the gate compares too, because the state file exists
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.code == 1, done.stdout + done.stderr
     assert "stand-in kamal ran" not in done.stdout
     assert "KS751" in done.stderr
     root_keys.unlink()
@@ -324,7 +315,7 @@ def test_approve_writes_nothing_when_a_host_cannot_be_read(lab: Lab, client: Cli
     deploy.write_text(deploy.read_text().replace(f"    - {host.addr}\n",
                                                  f"    - {host.addr}\n    - {silent}\n"))
     done = ks(app, client, "snapshot", "--approve")
-    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.code == 3, done.stdout + done.stderr
     assert f"could not read {silent}" in done.stderr
     assert "nothing approved" in done.stderr
     assert state.read_bytes() == before
@@ -359,6 +350,6 @@ def test_destinations_share_one_state_file(lab: Lab, client: Client, tmp_path: P
     keys.write_text(keys.read_text() + keygen(tmp_path / "k2", "staging-ops") + "\n")
     prod_before = json.loads(state.read_text())["hosts"][prod.addr]
     done = ks(app, client, "snapshot", "--approve", "-d", "staging")
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     assert "staging-ops" in state.read_text()
     assert json.loads(state.read_text())["hosts"][prod.addr] == prod_before  # kept as is

@@ -17,9 +17,9 @@ from kamal_secure.config.load import load_project
 from kamal_secure.facts.host import SOURCE_HOSTKEY, HostFacts
 from kamal_secure.remote.fleet import check_fleet
 from kamal_secure.report.model import Severity
-from tests.conftest import Client, next_addr
-from tests.live import rules_by_host, scan_hosts, write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+from testing.cli import REPO, clean_env
+from testing.live import host_project, rules_by_host, scan_hosts
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, next_addr
 
 pytestmark = pytest.mark.sshd
 
@@ -32,7 +32,7 @@ def test_hardened_host(lab: Lab, client: Client, tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert report.problems == []
     assert {(f.rule, f.severity) for f in report.findings} == {("KS720", Severity.INFO)}
     assert report.checked == [f"host {addr}: {SOURCE_HOSTKEY}"]
@@ -44,7 +44,7 @@ def test_cloud_init_trap(lab: Lab, client: Client, tmp_path: Path) -> None:
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
                      files={"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     found = {f.rule: f for f in report.findings}
     assert found["KS701"].severity is Severity.CRITICAL
     assert "password" in (found["KS701"].evidence or "")
@@ -56,7 +56,7 @@ def test_match_user_turns_password_on(lab: Lab, client: Client, tmp_path: Path) 
     config = HARDENED + f"Match User {DEPLOY_USER}\n  PasswordAuthentication yes\n"
     host = lab.start(addr, config, authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert "KS701" in rules_by_host(report)[addr]
 
 
@@ -66,7 +66,7 @@ def test_keyboard_interactive_with_pam(lab: Lab, client: Client, tmp_path: Path)
     host = lab.start(addr, HARDENED, files=files,
                      authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     found = {f.rule: f for f in report.findings}
     assert "keyboard-interactive" in (found["KS702"].evidence or "")
 
@@ -77,7 +77,7 @@ def test_root_login_allowed_read_as_root(lab: Lab, client: Client, tmp_path: Pat
         "AllowUsers kshdeploy", "AllowUsers kshdeploy root")
     host = lab.start(addr, config, authorized={"root": deploy_line(client)})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr], user="root"))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr], user="root"))
     assert "KS704" in rules_by_host(report)[addr]
     assert report.checked == [f"host {addr}: sshd -T (as root)"]
 
@@ -88,7 +88,7 @@ def test_unreadable_config_is_unknown_not_guessed(lab: Lab, client: Client,
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
                      main_mode=0o600)
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert {(f.rule, f.severity) for f in report.findings} == {("KS722", Severity.HIGH)}
     derived = next(f for f in report.findings if f.rule == "KS722")
     assert "could not read /etc/ssh/sshd_config" in (derived.evidence or "")
@@ -114,7 +114,7 @@ def test_unreadable_drop_in_fails_closed(lab: Lab, client: Client, tmp_path: Pat
     assert subprocess.run(["su", "-s", "/bin/sh", DEPLOY_USER, "-c", "sudo -n true"],
                           capture_output=True, check=False).returncode != 0
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert report.checked == [f"host {addr}: live probe only"]
     found = {f.rule: f for f in report.findings}
     assert found["KS722"].severity is Severity.HIGH
@@ -135,7 +135,7 @@ def test_unreadable_drop_in_severity_from_policy(lab: Lab, client: Client,
     host = lab.start(addr, HARDENED, files=files, authorized={DEPLOY_USER: deploy_line(client)})
     (host.etc / "sshd_config.d" / "50-cloud-init.conf").chmod(0o600)
     client.trust(host.known_line())
-    root = write_project(tmp_path / "app", client, [addr])
+    root = host_project(tmp_path / "app", client, [addr])
     (root / ".kamal" / "secure.yml").write_text(
         "hosts:\n  timeout: 5\n  unknown_severity: critical\n")
     report = scan_hosts(root)
@@ -149,7 +149,7 @@ def test_not_reloaded_reports_both(lab: Lab, client: Client, tmp_path: Path) -> 
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
     host.write("sshd_config.d/50-cloud-init.conf", "PasswordAuthentication yes\n")
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     found = {f.rule: f for f in report.findings}
     assert "after a reload" in found["KS701"].message
     assert "KS721" in found
@@ -164,7 +164,7 @@ def test_jump_host(lab: Lab, client: Client, tmp_path: Path) -> None:
         client.trust(lab.start(addr, HARDENED, authorized={
             DEPLOY_USER: deploy_line(client)}).known_line())
     extra = f"  proxy: {DEPLOY_USER}@{jump_addr}\n"
-    report = scan_hosts(write_project(tmp_path / "app", client, targets, extra_ssh=extra))
+    report = scan_hosts(host_project(tmp_path / "app", client, targets, extra_ssh=extra))
     assert report.problems == []
     assert rules_by_host(report) == {addr: {"KS720"} for addr in targets}
     assert jump.log().count("Accepted publickey for kshdeploy") == 3  # one per target
@@ -176,7 +176,7 @@ def test_unknown_jump_host_key_stops_that_host(lab: Lab, client: Client,
     lab.start(jump_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
     target = lab.start(target_addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(target.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [target_addr],
+    report = scan_hosts(host_project(tmp_path / "app", client, [target_addr],
                                       extra_ssh=f"  proxy: {DEPLOY_USER}@{jump_addr}\n"))
     assert [p.what.split()[0] for p in report.problems] == ["KS802"]
     assert jump_addr in report.problems[0].message
@@ -189,7 +189,7 @@ def test_sudo_n_path(lab: Lab, client: Client, tmp_path: Path) -> None:
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)},
                      main_mode=0o600, sudoers=sudoers)
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert report.checked == [f"host {addr}: sshd -T (sudo -n)"]
     assert {f.rule for f in report.findings} == {"KS720"}
 
@@ -202,7 +202,7 @@ def test_one_connection_and_one_command_per_host(lab: Lab, client: Client,
     for addr in addrs:
         client.trust(lab.start(addr, HARDENED, files={"sshd_config.d/10-keys.conf": tokens},
                                authorized={DEPLOY_USER: deploy_line(client)}).known_line())
-    app = write_project(tmp_path / "app", client, addrs)
+    app = host_project(tmp_path / "app", client, addrs)
     inventory = build_inventory(load_project(root=app))
     result = check_fleet(inventory, app, progress=False)
     assert result.problems == []
@@ -219,7 +219,7 @@ def test_a_host_busy_past_the_deadline_is_a_problem_and_the_others_are_kept(
     for addr in addrs:
         client.trust(lab.start(addr, HARDENED,
                                authorized={DEPLOY_USER: deploy_line(client)}).known_line())
-    inventory = build_inventory(load_project(root=write_project(tmp_path / "app", client,
+    inventory = build_inventory(load_project(root=host_project(tmp_path / "app", client,
                                                                 addrs)))
     release = threading.Event()
 
@@ -246,9 +246,9 @@ def test_proxy_command(lab: Lab, client: Client, tmp_path: Path,
     monkeypatch.setenv("KS_RELAY_LOG", str(tmp_path / "relay.log"))
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(host.known_line())
-    relay = Path(__file__).resolve().parent.parent / "proxy_relay.py"
+    relay = REPO / "testing" / "proxy_relay.py"
     extra = f"  proxy_command: \"{sys.executable} {relay} %h %p\"\n"
-    app = write_project(tmp_path / "app", client, [addr], extra_ssh=extra)
+    app = host_project(tmp_path / "app", client, [addr], extra_ssh=extra)
     refused = scan_hosts(app)  # a local command from the repository: not run unless allowed
     assert [p.what.split()[0] for p in refused.problems] == ["KS801"]
     assert "--allow-proxy-command" in refused.problems[0].message
@@ -268,14 +268,15 @@ def test_agent_keys_from_many_threads(lab: Lab, client: Client, tmp_path: Path,
                if line.startswith(("SSH_AUTH_SOCK=", "SSH_AGENT_PID=")))
     try:
         monkeypatch.setenv("SSH_AUTH_SOCK", env["SSH_AUTH_SOCK"])
-        subprocess.run(["ssh-add", "-q", str(client.key)], check=True, env=dict(
-            os.environ, SSH_AUTH_SOCK=env["SSH_AUTH_SOCK"]), capture_output=True)
+        subprocess.run(["ssh-add", "-q", str(client.key)], check=True,
+                       env=clean_env({"SSH_AUTH_SOCK": env["SSH_AUTH_SOCK"]}),
+                       capture_output=True)
         client.key.rename(client.key.with_name("not_a_default_name"))  # agent only
         addrs = [next_addr() for _ in range(5)]
         for addr in addrs:
             client.trust(lab.start(addr, HARDENED, authorized={
                 DEPLOY_USER: deploy_line(client)}).known_line())
-        app = write_project(tmp_path / "app", client, addrs)
+        app = host_project(tmp_path / "app", client, addrs)
         deploy = app / "config" / "deploy.yml"
         deploy.write_text(deploy.read_text().replace("keys_only: true", "keys_only: false")
                           .replace(f'  keys: ["{client.key}"]\n', ""))
@@ -292,6 +293,6 @@ def test_match_address_uses_our_address_as_the_host_sees_it(lab: Lab, client: Cl
     config = HARDENED + "Match Address 127.0.0.0/8\n  PermitRootLogin yes\n"
     host = lab.start(addr, config, authorized={DEPLOY_USER: deploy_line(client)})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     found = {f.rule: f for f in report.findings}
     assert "permitrootlogin yes" in (found["KS704"].evidence or "")

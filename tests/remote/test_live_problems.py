@@ -11,9 +11,8 @@ import pytest
 
 from kamal_secure.errors import EXIT_INCOMPLETE
 from kamal_secure.report.model import Problem, Severity
-from tests.conftest import Client, next_addr
-from tests.live import rules_by_host, scan_hosts, write_project
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab, keygen
+from testing.live import host_project, rules_by_host, scan_hosts
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.sshd
 
@@ -30,7 +29,7 @@ def test_unknown_host_key_prints_fingerprint_and_pin(lab: Lab, client: Client,
                                                      tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized=authorized(client))
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert rules(report.problems) == ["KS802"]
     message = report.problems[0].message
     fingerprint = host.public_key.split()[1]
@@ -43,7 +42,7 @@ def test_unknown_host_key_prints_fingerprint_and_pin(lab: Lab, client: Client,
 def test_pinned_project_known_hosts(lab: Lab, client: Client, tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized=authorized(client))
-    app = write_project(tmp_path / "app", client, [addr])
+    app = host_project(tmp_path / "app", client, [addr])
     (app / ".kamal" / "known_hosts").write_text(host.known_line())
     assert scan_hosts(app).problems == []
 
@@ -53,7 +52,7 @@ def test_changed_host_key_names_both(lab: Lab, client: Client, tmp_path: Path) -
     host = lab.start(addr, HARDENED, authorized=authorized(client))
     old = keygen(tmp_path / "old_host_key")
     client.trust(f"{addr} {' '.join(old.split()[:2])}\n")
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert rules(report.problems) == ["KS803"]
     message = report.problems[0].message
     assert "HOST KEY CHANGED" in message
@@ -67,11 +66,11 @@ def test_odd_port_on_127_0_0_1_is_not_exempt(lab: Lab, client: Client, tmp_path:
         port = probe.getsockname()[1]
     host = lab.start("127.0.0.1", HARDENED, port=port, authorized=authorized(client))
     client.trust(f"127.0.0.1 {host.public_key}\n")  # the port-22 name must not match
-    report = scan_hosts(write_project(tmp_path / "app", client, ["127.0.0.1"], port=port))
+    report = scan_hosts(host_project(tmp_path / "app", client, ["127.0.0.1"], port=port))
     assert rules(report.problems) == ["KS802"]
     assert f"[127.0.0.1]:{port}" in report.problems[0].message
     client.trust(host.known_line())
-    assert scan_hosts(write_project(tmp_path / "app", client, ["127.0.0.1"],
+    assert scan_hosts(host_project(tmp_path / "app", client, ["127.0.0.1"],
                                     port=port)).problems == []
 
 
@@ -84,7 +83,7 @@ def test_down_silent_and_healthy_hosts_together(lab: Lab, client: Client,
     lab.silent(silent)
     client.trust(host.known_line())
     started = time.monotonic()
-    report = scan_hosts(write_project(tmp_path / "app", client, [down, silent, good],
+    report = scan_hosts(host_project(tmp_path / "app", client, [down, silent, good],
                                       timeout=2))
     elapsed = time.monotonic() - started
     by_host = {p.host: p for p in report.problems}
@@ -101,7 +100,7 @@ def test_login_refused(lab: Lab, client: Client, tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized={DEPLOY_USER: keygen(tmp_path / "other")})
     client.trust(host.known_line())
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert rules(report.problems) == ["KS804"]
 
 
@@ -111,7 +110,7 @@ def test_thirty_hosts_at_once(lab: Lab, client: Client, tmp_path: Path) -> None:
         client.trust(lab.start(addr, HARDENED, authorized={
             DEPLOY_USER: f'from="127.0.0.0/8" {client.public}'}).known_line())
     started = time.monotonic()
-    report = scan_hosts(write_project(tmp_path / "app", client, addrs))
+    report = scan_hosts(host_project(tmp_path / "app", client, addrs))
     elapsed = time.monotonic() - started
     assert report.problems == []
     assert len(report.checked) == 30
@@ -128,13 +127,13 @@ def test_hashed_known_hosts_entries(lab: Lab, client: Client, tmp_path: Path) ->
                    capture_output=True)
     client.trust("garbage line\n@cert-authority * ssh-ed25519 AAAA\nx ssh-rsa !!!\n")
     assert addr not in known.read_text()
-    assert scan_hosts(write_project(tmp_path / "app", client, [addr])).problems == []
+    assert scan_hosts(host_project(tmp_path / "app", client, [addr])).problems == []
 
 
 def test_revoked_host_key(lab: Lab, client: Client, tmp_path: Path) -> None:
     addr = next_addr()
     host = lab.start(addr, HARDENED, authorized=authorized(client))
     client.trust(host.known_line(), f"@revoked * {host.public_key}\n")
-    report = scan_hosts(write_project(tmp_path / "app", client, [addr]))
+    report = scan_hosts(host_project(tmp_path / "app", client, [addr]))
     assert rules(report.problems) == ["KS803"]
     assert "REVOKED" in report.problems[0].message

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.remote import hostkeys, session, sshd
 from kamal_secure.remote.sshd_config import ConnInfo
-from tests.conftest import Client, next_addr
-from tests.sshd_hosts import DEPLOY_USER, HARDENED, Lab
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, next_addr
 
 HOSTILE = ["; rm -rf /", "$(touch pwned)", "`touch pwned`", "a\nb; touch pwned", "'", '"',
            "x' ; touch pwned ; '", "-h", "--", "${IFS}", "*", "~root", "a b", "%h %p"]
@@ -67,6 +66,7 @@ def test_authorized_keys_paths_are_arguments(home: str, user: str) -> None:
     sshd.read_authorized_keys(recorder, facts)
     argv = recorder.calls[0]
     assert argv[2] == sshd.CAT_SCRIPT
+    assert argv[4:], argv  # the paths fetched
     assert all(path.startswith(home or "/h") for path in argv[4:])
 
 

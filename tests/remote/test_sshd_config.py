@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from kamal_secure.facts.host import SshdConfig
-from tests.hostfacts import sshd_of
+from testing.hostfacts import sshd_of
 
 
 def test_first_value_wins_case_insensitive() -> None:

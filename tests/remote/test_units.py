@@ -15,6 +15,7 @@ from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.remote import hostkeys, sshd
 from kamal_secure.remote.authorized import parse_authorized_keys
 from kamal_secure.remote.ssh_config import SshConfigError, resolve
+from testing.sshd import keygen
 
 KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIMH53MTM+mUgJEFq8528noV8LT2xl+IFvsp3Hb+tvh88"
 
@@ -174,12 +175,10 @@ def _key() -> paramiko.PKey:
 
 
 def _keyfile() -> Path:
-    import subprocess
     import tempfile
 
     path = Path(tempfile.mkdtemp()) / "k"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                   check=True)
+    keygen(path)
     return path
 
 

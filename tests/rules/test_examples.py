@@ -9,7 +9,7 @@ import pytest
 
 from kamal_secure.rules.base import PROJECT_KINDS, Rule
 from kamal_secure.rules.registry import ALL_RULES
-from tests.helpers import ids, scan, write_project
+from testing.project import ids, scan, write_project
 
 # File modes cannot be written in an example; their fixtures cover them.
 MODE_RULES = {"KS510", "KS511"}

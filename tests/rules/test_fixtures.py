@@ -15,7 +15,7 @@ import pytest
 
 from kamal_secure.audit.static import run_static
 from kamal_secure.rules.base import PROJECT_KINDS
-from tests.helpers import FIXTURES
+from testing.project import FIXTURES
 
 EXPECT = re.compile(r"#\s*expect:\s*([A-Z0-9, ]+)")
 CASES = sorted((FIXTURES / "rules").glob("KS*/*/*"))
@@ -68,5 +68,8 @@ def test_every_static_rule_has_fixtures() -> None:
 
     have = {p.name for p in (FIXTURES / "rules").iterdir()}
     static = [r for r in ALL_RULES if r.kind in PROJECT_KINDS]
+    assert static, "no project rule found"
     missing = [r.id for r in static if r.id not in have]
     assert missing == []
+    # every rule folder holds cases (the parametrized test above runs once per case)
+    assert {c.parts[-3] for c in CASES} == have

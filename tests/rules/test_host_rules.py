@@ -11,7 +11,7 @@ from kamal_secure.report.model import Location, Severity
 from kamal_secure.rules import host
 from kamal_secure.rules.base import Rule
 from kamal_secure.rules.host_base import HostThresholds
-from tests.hostfacts import HARDENED, facts
+from testing.hostfacts import HARDENED, facts
 
 WHERE = Location("config/deploy.yml", 4, 7, host="web-1")
 SSHD_EXAMPLE_RULES = [r for r in host.RULES
@@ -49,7 +49,7 @@ def test_cloud_init_drop_in_wins() -> None:
     main = "Include /etc/ssh/sshd_config.d/*.conf\n" + HARDENED
     drop = {"/etc/ssh/sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n",
             "/etc/ssh/sshd_config.d/99-hardening.conf": "PasswordAuthentication no\n"}
-    from tests.hostfacts import sshd_of
+    from testing.hostfacts import sshd_of
 
     f = facts(offered=("publickey", "password"), sshd=sshd_of(main, files=drop))
     assert "KS701" in ids(f)

@@ -11,18 +11,20 @@ from kamal_secure.errors import ConfigError
 from kamal_secure.report.model import Location, Severity
 from kamal_secure.rules import docs
 from kamal_secure.rules.registry import ALL_RULES, get
-from tests.corpus import destinations, items, scan
-from tests.helpers import CORPUS, cli, write_project
+from testing.cli import Main
+from testing.corpus import destinations, items, scan
+from testing.project import CORPUS, write_project
 
 
-def test_rules_lists_every_level_each_rule_emits(tmp_path: Path) -> None:
-    rows = json.loads(cli("rules", "--format", "json", cwd=tmp_path).stdout)
+def test_rules_lists_every_level_each_rule_emits(tmp_path: Path, main: Main) -> None:
+    rows = json.loads(main(["rules", "--format", "json"], tmp_path).stdout)
     for row, rule in zip(rows, ALL_RULES, strict=True):
+        assert row["id"] == rule.id
         assert row["severity"] == rule.severity.label
         assert row["severities"] == [level.label for level in rule.levels]
         page = docs.page(rule)
         assert all(f"**{level.label}**" in page for level in rule.levels), rule.id
-    text = cli("rules", cwd=tmp_path).stdout
+    text = main(["rules"], tmp_path).stdout
     assert "KS207  high/medium/low " in text
 
 
@@ -37,16 +39,17 @@ def test_a_rule_cannot_emit_a_level_it_does_not_declare(rule: object) -> None:
         assert rule.finding("x", Location("f", 1, 1), severity=level).severity == level
 
 
-def test_ks207_emits_both_declared_levels(tmp_path: Path) -> None:
+def test_ks207_emits_both_declared_levels(tmp_path: Path, main: Main) -> None:
     token = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYz9Xq2LkW"  # an example, not a real secret
     write_project(tmp_path, {".kamal/secrets": f"RAILS_ENV=production\nTOKEN={token}\n"})
-    run = cli("scan", "--offline", "--format", "json", cwd=tmp_path)
+    run = main(["scan", "--offline", "--format", "json"], tmp_path)
     found = {(f["rule"], f["severity"]) for f in json.loads(run.stdout)["findings"]}
     assert {("KS207", "low"), ("KS207", "high")} <= found
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not beside checkout")
 def test_corpus_findings_carry_declared_levels(tmp_path: Path) -> None:
+    checked = 0
     for item in items():
         if item.kind == "other":
             continue
@@ -55,4 +58,6 @@ def test_corpus_findings_carry_declared_levels(tmp_path: Path) -> None:
             if isinstance(result, ConfigError):
                 continue
             for finding in result.findings:
+                checked += 1
                 assert finding.severity in get(finding.rule).levels, finding.rule
+    assert checked > 100, checked  # the corpus has findings to check

@@ -15,7 +15,7 @@ from pathlib import Path
 from kamal_secure.audit.static import run_static
 from kamal_secure.errors import ConfigError
 from kamal_secure.report.model import Report
-from tests.helpers import CORPUS, MINIMAL
+from testing.project import CORPUS, MINIMAL
 
 
 @dataclass(frozen=True)

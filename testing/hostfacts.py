@@ -6,23 +6,11 @@ from dataclasses import replace
 
 from kamal_secure.facts.host import SOURCE_ROOT, HostFacts, SshdConfig
 from kamal_secure.remote.sshd_config import ConnInfo, derive
+from testing import sshd
 
-HARDENED = """\
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin no
-AllowUsers deploy
-MaxAuthTries 3
-AllowAgentForwarding no
-AllowTcpForwarding no
-LoginGraceTime 30
-ClientAliveInterval 300
-ClientAliveCountMax 2
-LogLevel VERBOSE
-Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr
-MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
-KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org
-"""
+# the live hosts' baseline (whose BASE sets KbdInteractiveAuthentication), for user "deploy"
+HARDENED = "KbdInteractiveAuthentication no\n" + sshd.HARDENED.replace(
+    f"AllowUsers {sshd.DEPLOY_USER}", "AllowUsers deploy")
 
 
 def sshd_of(text: str, user: str = "deploy", addr: str = "192.0.2.7",

@@ -9,6 +9,7 @@ reaped. Only loopback addresses are ever used.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import socket
@@ -69,10 +70,39 @@ def remove_user(name: str) -> None:
     subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 
-def keygen(path: Path, comment: str = "kamal-deploy:test") -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
-                    str(path)], check=True)
+def keygen(path: Path, comment: str = "kamal-deploy:test", *, kind: str = "ed25519",
+           options: tuple[str, ...] = (), passphrase: str = "", replace: bool = False) -> str:
+    """A new key pair at ``path`` (ssh-keygen ``-t kind``, ``options`` such as ``-b 2048``);
+    ``replace``: over an existing one. Returns the public line."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if replace:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".pub").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, *options, "-N", passphrase, "-C", comment,
+                    "-f", str(path)], check=True)
     return (path.with_name(path.name + ".pub")).read_text().strip()
+
+
+_addresses = itertools.count(os.getpid() % 50 * 100)
+
+
+def next_addr() -> str:
+    """A loopback address no other test of this run uses."""
+    n = next(_addresses)
+    return f"127.55.{n // 200 % 250}.{n % 200 + 2}"
+
+
+@dataclass
+class Client:
+    """The machine kamal-secure runs on: its HOME, deploy key and known_hosts."""
+
+    home: Path
+    key: Path
+    public: str  # "ssh-ed25519 AAAA... comment"
+
+    def trust(self, *lines: str) -> None:
+        with (self.home / ".ssh" / "known_hosts").open("a") as handle:
+            handle.writelines(lines)
 
 
 @dataclass
@@ -82,7 +112,7 @@ class Host:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     public_key: str = ""  # "ssh-ed25519 AAAA..."
-    netns: bool = False  # own network namespace: reach it with tests/ns_relay.py
+    netns: bool = False  # own network namespace: reach it with testing/ns_relay.py
 
     @property
     def etc(self) -> Path:

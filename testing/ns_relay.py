@@ -1,7 +1,7 @@
 """ssh.proxy_command for test hosts in their own network namespace (Lab.start(netns=True)).
 
 ``ns_relay.py ADDR=PID... HOST PORT``: enter the namespace of the sshd that serves HOST and
-relay stdin/stdout there (tests/proxy_relay.py). Loopback only, like every test connection.
+relay stdin/stdout there (testing/proxy_relay.py). Loopback only, like every test connection.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ from kamal_secure.errors import EXIT_DECLINED, UsageError
 from kamal_secure.remediate import authorize as ops
 
 if TYPE_CHECKING:
-    import paramiko
-
+    from kamal_secure.remote.actions import Credential
     from kamal_secure.remote.session import Connector, Session
 
 
@@ -35,10 +34,10 @@ def _deploy_key(inventory: Inventory) -> Path:
     return Path(inventory.ssh.keys[0]).expanduser()
 
 
-def _credentials(identities: list[Path], deploy_key: Path) -> list[paramiko.PKey]:
+def _credentials(identities: list[Path], deploy_key: Path) -> list[Credential]:
     from kamal_secure.remote import actions, session
 
-    keys: list[paramiko.PKey] = []
+    keys: list[Credential] = []
     for path in identities:
         found = actions.key_from_file(path)
         if not found:

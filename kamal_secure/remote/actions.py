@@ -17,8 +17,10 @@ from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import CheckIncomplete, UsageError
 from kamal_secure.remote import hostkeys, session
 
+Credential = paramiko.PKey  # a private key we may log in with
 
-def key_from_file(path: Path) -> list[paramiko.PKey]:
+
+def key_from_file(path: Path) -> list[Credential]:
     """A private key file (or, when encrypted, the agent's copy of it)."""
     return session.key_file(path.expanduser(), session.agent_keys())
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import ConfigError, UsageError
+from kamal_secure.policy.file import CertificatePolicy, load_policy
 from kamal_secure.remediate import ca, certs
 from testing.cli import clean_env
 from testing.live import logs_in
@@ -211,3 +212,20 @@ def test_a_real_sshd_that_trusts_the_ca_accepts_the_certificate_alone(
     assert not logs_in(client.key, host, client)  # from the wrong address
     mint_to(client.key, ca_key, now=dt.datetime.now(dt.UTC), principal="someone-else")
     assert not logs_in(client.key, host, client)
+
+
+def test_the_policy_certificates_section(tmp_path: Path) -> None:
+    path = tmp_path / "secure.yml"
+    path.write_text("version: 1\n")
+    assert load_policy(path).certificates == CertificatePolicy(15, 5, None, None)
+    path.write_text("certificates:\n  validity: 30\n  minimum: 10\n"
+                    "  source_address: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32']\n"
+                    "  ca: ~/cas/kamal_ca\n")
+    got = load_policy(path).certificates
+    assert got == CertificatePolicy(30, 10, ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32"),
+                                    Path.home() / "cas" / "kamal_ca")
+    path.write_text("certificates: {validity: 6}\n")  # the minimum stays at its default, 5
+    assert load_policy(path).certificates == CertificatePolicy(6, 5, None, None)
+    path.write_text("certificates: {validity: 4}\n")
+    with pytest.raises(ConfigError, match=r"minimum \(5 minutes\) must be less than validity \(4"):
+        load_policy(path)

@@ -7,6 +7,8 @@ import datetime as dt
 import os
 import stat
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -229,3 +231,63 @@ def test_the_policy_certificates_section(tmp_path: Path) -> None:
     path.write_text("certificates: {validity: 4}\n")
     with pytest.raises(ConfigError, match=r"minimum \(5 minutes\) must be less than validity \(4"):
         load_policy(path)
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real ssh-agent of this test's own (stopped by its pid)."""
+    sock = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=clean_env({}))
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), "ssh-agent did not start"
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield str(sock)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
+def test_ca_in_an_ssh_agent_signs_without_touching_disk(
+        tmp_path: Path, deploy_key: Path, agent: str, kind: str) -> None:
+    ca_key = tmp_path / "agent_ca" / "ca"
+    keygen(ca_key, "agent-ca", kind=kind)
+    ca_pub = pub_path(ca_key)
+    source = certs.CaSource(agent=ca_pub)
+    with pytest.raises(UsageError, match="is not in the ssh-agent"):
+        certs.mint(source, pub(deploy_key), DEPLOY_USER, 15, KEY_ID, 7)
+    subprocess.run(["ssh-add", "-q", str(ca_key)], check=True, capture_output=True,
+                   env=clean_env({"SSH_AUTH_SOCK": agent}))
+    expected = fingerprint(ca_key)
+    ca_key.unlink()  # only the agent holds it now
+    cert = certs.mint(source, pub(deploy_key), DEPLOY_USER, 15, KEY_ID, 7, ("10.1.0.0/16",),
+                      pty=True, now=NOW)
+    got = listed(certs.write_cert(deploy_key, cert))
+    assert got["Signing CA"][0].split()[1] == expected
+    assert got["Key ID"] == [f'"{KEY_ID}"']
+    assert got["Serial"] == ["7"]
+    assert got["Principals"] == [DEPLOY_USER]
+    assert got["Critical Options"] == ["source-address 10.1.0.0/16"]
+    assert got["Extensions"] == ["permit-pty"]
+    if kind == "rsa":
+        assert got["Signing CA"][0].endswith("(using rsa-sha2-512)")
+
+
+def test_a_real_sshd_accepts_a_certificate_the_agent_signed(
+        lab: Lab, client: Client, tmp_path: Path, agent: str) -> None:
+    ca_key = tmp_path / "agent_ca" / "ca"
+    keygen(ca_key, "agent-ca")
+    subprocess.run(["ssh-add", "-q", str(ca_key)], check=True, capture_output=True,
+                   env=clean_env({"SSH_AUTH_SOCK": agent}))
+    host = lab.start(next_addr(), HARDENED + "TrustedUserCAKeys /etc/ssh/kamal_ca.pub\n",
+                     files={"kamal_ca.pub": pub(ca_key)}, own_home=True)
+    client.trust(host.known_line())
+    ca_key.unlink()
+    cert = certs.mint(certs.CaSource(agent=pub_path(ca_key)), client.public, DEPLOY_USER, 15,
+                      KEY_ID, certs.serial_now())
+    certs.write_cert(client.key, cert)
+    assert logs_in(client.key, host, client)

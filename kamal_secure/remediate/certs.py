@@ -18,23 +18,32 @@ The CA key comes from a file (its passphrase, if any, from an environment variab
 from an environment variable holding the OpenSSH private key text itself (a CI secret):
 that variable is removed from the environment as soon as it is read, so neither Kamal
 nor anything else started later inherits it, and the key object is dropped after
-signing. (Python cannot zero an immutable string; the text lives until it is collected.)
-Signing with an ssh-agent is not here yet.
+signing (Python cannot zero an immutable string; the text lives until it is collected),
+or from an ssh-agent holding it (``ssh-add``), named by the CA's public key: the private
+key never touches this machine's disk nor this process. The builder needs a private key,
+so the agent path lets it encode every field, signed by a throwaway key, then puts the
+CA's public key in place of the throwaway one, has the agent sign that body, and checks
+the signature with cryptography before the certificate is used.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kamal_secure.errors import UsageError
+from kamal_secure.errors import InternalError, UsageError
 from kamal_secure.fileio import write_atomic
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.serialization import SSHCertificate
+    from cryptography.hazmat.primitives.serialization import (
+        SSHCertificate,
+        SSHCertificateBuilder,
+    )
     from cryptography.hazmat.primitives.serialization.ssh import (
         SSHCertPrivateKeyTypes,
         SSHCertPublicKeyTypes,
@@ -47,19 +56,20 @@ MAX_KEY_ID = 200
 
 @dataclass(frozen=True)
 class CaSource:
-    """Where the CA private key is: exactly one of ``path`` and ``env``."""
+    """Where the CA private key is: exactly one of ``path``, ``env`` and ``agent``."""
 
     path: Path | None = None
     env: str | None = None  # the name of a variable holding the private key text
+    agent: Path | None = None  # the CA's .pub: its private key is in the ssh-agent
     passphrase: bytes | None = None  # for an encrypted key (from the environment, never argv)
 
     def describe(self) -> str:
+        if self.agent is not None:
+            return f"the CA key {self.agent} in the ssh-agent"
         return f"the CA key in ${self.env}" if self.env else f"the CA key {self.path}"
 
 
 def _private_bytes(source: CaSource) -> bytes:
-    if (source.path is None) == (source.env is None):
-        raise UsageError("the CA key: give exactly one of a file and an environment variable")
     if source.env is not None:
         value = os.environ.pop(source.env, None)  # read once; nothing started later sees it
         if not value:
@@ -151,12 +161,60 @@ def mint(ca: CaSource, deploy_key_pub: str, principal: str, validity: int, key_i
                                               ",".join(source_address).encode())
     if pty:
         builder = builder.add_extension(b"permit-pty", b"")
+    if [ca.path, ca.env, ca.agent].count(None) != 2:
+        raise UsageError("the CA key: give exactly one of a file, an environment variable "
+                         "and an ssh-agent key")
+    if ca.agent is not None:
+        return _sign_with_agent(builder, ca.agent) + b"\n"
     private = _load_ca(ca)
     try:
         cert = builder.sign(private)
     finally:
         del private
     return cert.public_bytes() + b"\n"
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+ED25519_SIGNATURE = len(_ssh_string(_ssh_string(b"ssh-ed25519") + _ssh_string(bytes(64))))
+
+
+def _sign_with_agent(builder: SSHCertificateBuilder, ca_pub: Path) -> bytes:
+    """The certificate ``builder`` describes, signed by the agent's key ``ca_pub``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from kamal_secure.remote.session import agent_keys
+
+    try:
+        wanted = base64.b64decode(ca_pub.expanduser().read_text().split()[1], validate=True)
+    except (OSError, ValueError, IndexError):
+        raise UsageError(f"{ca_pub}: not a readable OpenSSH public key") from None
+    key = next((k for k in agent_keys() if k.asbytes() == wanted), None)
+    if key is None:
+        raise UsageError(f"the CA key {ca_pub} is not in the ssh-agent (SSH_AUTH_SOCK)",
+                         hint="ssh-add the CA's private key, or give the CA as a file")
+    placeholder = Ed25519PrivateKey.generate()
+    draft_line = builder.sign(placeholder).public_bytes().split()
+    draft = base64.b64decode(draft_line[1])
+    signer = _ssh_string(base64.b64decode(placeholder.public_key().public_bytes(
+        Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1]))
+    tail = len(signer) + ED25519_SIGNATURE
+    if draft[-tail:-ED25519_SIGNATURE] != signer:
+        raise InternalError("the certificate builder's layout is not the one expected")
+    body = draft[:-tail] + _ssh_string(wanted)
+    algorithm = "rsa-sha2-512" if key.get_name() == "ssh-rsa" else None
+    signature = key.sign_ssh_data(body, algorithm)
+    raw = signature.asbytes() if hasattr(signature, "asbytes") else bytes(signature)
+    line = draft_line[0] + b" " + base64.b64encode(body + _ssh_string(raw))
+    try:
+        parse(line).verify_cert_signature()
+    except (ValueError, InvalidSignature):
+        raise UsageError(f"the ssh-agent's signature with {ca_pub} does not verify") from None
+    return line
 
 
 def parse(data: bytes) -> SSHCertificate:

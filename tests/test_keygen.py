@@ -1,4 +1,5 @@
-"""`kamal-secure keygen`: real keys checked with real ssh-keygen, atomic writes, config edits."""
+"""`kamal-secure keygen` and `ca init` (the same engine): real keys checked with real
+ssh-keygen, atomic writes, config edits; a CA key never inside the repository."""
 
 from __future__ import annotations
 
@@ -31,23 +32,28 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def test_creates_a_dedicated_ed25519_key(tmp_path: Path, home: Path) -> None:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "deploy.yml").write_text("service: shop\nimage: a/b\n")
-    run = ks(["keygen"], tmp_path)
-    assert run.code == 0, run.stderr
-    key = home / ".ssh" / "kamal_deploy_key"
+def new_key(key: Path, comment: str) -> str:
+    """Checks a key we made (0600 in a 0700 directory, ed25519, its .pub matches, the comment
+    starts with ``comment``) with the real ssh-keygen; returns its fingerprint."""
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     listed = subprocess.run(["ssh-keygen", "-lf", str(key)], capture_output=True, text=True,
                             check=True).stdout.split()
     assert listed[0] == "256"
     assert listed[-1] == "(ED25519)"
-    assert listed[2].startswith("kamal-deploy:shop:")
-    assert listed[1] in run.stdout
+    assert listed[2].startswith(comment)
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True,
                              text=True, check=True).stdout.split()
     assert derived[:2] == Path(f"{key}.pub").read_text().split()[:2]
+    return listed[1]
+
+
+def test_creates_a_dedicated_ed25519_key(tmp_path: Path, home: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "deploy.yml").write_text("service: shop\nimage: a/b\n")
+    run = ks(["keygen"], tmp_path)
+    assert run.code == 0, run.stderr
+    assert new_key(home / ".ssh" / "kamal_deploy_key", "kamal-deploy:shop:") in run.stdout
     assert 'keys: ["~/.ssh/kamal_deploy_key"]' in run.stdout  # the snippet
     assert "ssh-copy-id" not in run.stdout
     out = run.stdout  # the path to green, in the order that works
@@ -188,3 +194,79 @@ def test_interrupted_keygen_never_leaves_a_half_written_key(
 def test_keygen_refuses_a_directory(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="exists already"):
         keygen.create(tmp_path, "c")
+
+
+# `kamal-secure ca init`: the CA key, made by keygen's engine
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "app"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "config").mkdir()
+    return repo
+
+
+def test_init_writes_the_ca_outside_the_repo_and_prints_its_public_key(
+        repo: Path, home: Path) -> None:
+    run = ks(["ca", "init"], repo)
+    assert run.code == 0, run.stderr
+    key = home / ".ssh" / "kamal_ca"
+    assert f"Fingerprint: {new_key(key, 'kamal-secure-ca:')}\n" in run.stdout
+    public = Path(f"{key}.pub").read_text().strip()
+    assert f"\n{public}\n" in run.stdout
+    assert "PRIVATE KEY" not in run.stdout + run.stderr
+    assert sorted(p.name for p in repo.iterdir()) == [".git", "config"]
+
+
+def test_init_refuses_a_path_inside_the_git_repository(repo: Path, home: Path) -> None:
+    for path in ("config/ca", str(repo / "ca"), "new/dir/ca"):
+        run = ks(["ca", "init", "--path", path], repo / "config")
+        assert run.code == 2, (path, run.stderr)
+        assert "inside the git repository" in run.stderr
+    assert sorted(p.name for p in repo.rglob("*")) == [".git", "config"]
+    forced = ks(["ca", "init", "--path", "config/ca", "--force"], repo)
+    assert forced.code == 0, forced.stderr
+    assert stat.S_IMODE((repo / "config" / "ca").stat().st_mode) == 0o600
+
+
+def test_init_refuses_to_replace_a_ca_and_force_keeps_a_backup(
+        tmp_path: Path, home: Path) -> None:
+    path = tmp_path / "cas" / "ca"
+    assert ks(["ca", "init", "--path", str(path)], tmp_path).code == 0
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # we made it
+    old = path.read_bytes()
+    again = ks(["ca", "init", "--path", str(path)], tmp_path)
+    assert again.code == 2
+    assert "refusing to replace a CA key" in again.stderr
+    assert path.read_bytes() == old
+    forced = ks(["ca", "init", "--path", str(path), "--force"], tmp_path)
+    assert forced.code == 0, forced.stderr
+    assert path.read_bytes() != old
+    assert old in [b.read_bytes() for b in path.parent.glob("ca.bak-*")]
+
+
+def test_init_passphrase_comes_from_the_environment(tmp_path: Path, home: Path) -> None:
+    secret = "ca passphrase 91 correct horse"
+    path = tmp_path / "ca"
+    run = ks(["ca", "init", "--path", str(path), "--passphrase-from-env", "CAPW"], tmp_path,
+             env={"CAPW": secret})
+    assert run.code == 0, run.stderr
+    assert secret not in run.stdout + run.stderr
+    wrong = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(path)],
+                           capture_output=True, check=False)
+    assert wrong.returncode != 0
+    right = subprocess.run(["ssh-keygen", "-y", "-P", secret, "-f", str(path)],
+                           capture_output=True, check=False)
+    assert right.returncode == 0
+    missing = ks(["ca", "init", "--path", str(tmp_path / "ca2"), "--passphrase-from-env",
+                  "NOPE"], tmp_path)
+    assert missing.code == 2
+    assert "NOPE: the variable is not set or empty" in missing.stderr
+    assert not (tmp_path / "ca2").exists()
+
+
+def test_ca_needs_an_action(tmp_path: Path, home: Path) -> None:
+    run = ks(["ca"], tmp_path)
+    assert run.code == 2
+    assert "kamal-secure ca" in run.stderr
+    assert not (home / ".ssh").exists()

@@ -197,6 +197,13 @@ def test_unused_waiver_is_reported(app: Path, scan: Scan) -> None:
     ("fail_on: severe\n", ".kamal/secure.yml:1: fail_on: must be one of"),
     ("rules:\n  KS998: {enabled: false}\n", ".kamal/secure.yml:2: rules.KS998: no such rule"),
     ("- a list\n", "(top level): must be a mapping"),
+    ("certificates:\n  validity: 0\n", ".kamal/secure.yml:2: certificates.validity: "),
+    ("certificates:\n  lifetime: 10\n", ".kamal/secure.yml:1: certificates: "),
+    ("certificates:\n  validity: 10\n  minimum: 10\n",
+     ".kamal/secure.yml:3: certificates: minimum (10 minutes) must be less than validity"),
+    ("certificates:\n  minimum: 20\n", "minimum (20 minutes) must be less than validity (15"),
+    ("certificates:\n  source_address: [10.0.0.0/8, 'a,b']\n",
+     ".kamal/secure.yml:2: certificates.source_address[1]: 'a,b' is not an address"),
 ])
 def test_bad_policy_is_exit_2_naming_the_line(app: Path, policy: str, message: str,
                                               scan: Scan) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -10,7 +9,7 @@ from typing import TextIO
 from kamal_secure.commands import Parser
 from kamal_secure.config.edit import set_ssh_key, snippet
 from kamal_secure.config.load import read_text
-from kamal_secure.errors import EXIT_CLEAN, ConfigError, UsageError
+from kamal_secure.errors import EXIT_CLEAN, ConfigError
 from kamal_secure.fileio import write_atomic
 from kamal_secure.remediate import keygen
 
@@ -46,18 +45,9 @@ def _service(config_file: str, given: str | None) -> str:
     return value if isinstance(value, str) and value.isprintable() else "app"
 
 
-def _passphrase(var: str | None) -> bytes | None:
-    if var is None:
-        return None
-    value = os.environ.get(var)
-    if not value:
-        raise UsageError(f"--passphrase-from-env {var}: the variable is not set or empty")
-    return value.encode()
-
-
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
-    passphrase = _passphrase(opts.passphrase_from_env)
+    passphrase = keygen.passphrase_from_env(opts.passphrase_from_env)
     comment = keygen.comment_for(_service(opts.config_file, opts.service))
     new = keygen.create(Path(opts.path), comment, passphrase, opts.force)
     out = sys.stdout

@@ -60,6 +60,8 @@ OWN_COMMAND_TABLE: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
                                   "a new deploy key everywhere, no downtime")),
     ("harden", "harden", ("[--allow-from CIDR]", "the sshd baseline on every host, no lockout")),
     ("pin-hosts", "pin_hosts", ("[--expect FP]", "pin host keys so Kamal itself verifies them")),
+    ("ca", "ca", ("init [--path P]", "create the SSH certificate authority's key\n"
+                                     "(for short-lived deploy certificates)")),
     ("init-policy", "init", ("", "write a commented starter .kamal/secure.yml")),
     ("snapshot", "snapshot", ("[--approve]", "the hosts' security state; --approve records it\n"
                                              "in .kamal/secure-state.json (drift watch)")),

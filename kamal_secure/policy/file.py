@@ -46,6 +46,16 @@ class HostPolicy(HostThresholds):
 
 
 @dataclass(frozen=True)
+class CertificatePolicy:
+    """``certificates:``: short-lived deploy certificates (minutes)."""
+
+    validity: int = 15  # a minted certificate is valid this long
+    minimum: int = 5  # a deploy never starts with a certificate expiring sooner
+    source_address: tuple[str, ...] | None = None  # the source-address critical option
+    ca: Path | None = None  # the CA private key file; None: remediate.ca.DEFAULT_PATH
+
+
+@dataclass(frozen=True)
 class Policy:
     source: str | None = None  # the file it came from, None for defaults
     fail_on: Severity = Severity.HIGH
@@ -55,6 +65,7 @@ class Policy:
     disabled: frozenset[str] = frozenset()
     severities: dict[str, Severity] = field(default_factory=dict)
     hosts: HostPolicy = field(default_factory=HostPolicy)
+    certificates: CertificatePolicy = field(default_factory=CertificatePolicy)
     waivers: tuple[Waiver, ...] = ()
 
     def settings(self) -> dict[str, Any]:
@@ -126,6 +137,8 @@ def _build(data: dict[str, Any], loaded: yamlsafe.Loaded, name: str, today: dt.d
                     enumerate(data.get("waivers", [])))
     built: dict[str, Any] = {"source": name, "waivers": waivers,
                              "hosts": _hosts(data.get("hosts") or {}, name)}
+    if "certificates" in data:
+        built["certificates"] = _certificates(data["certificates"] or {}, loaded, name)
     for key in ("fail_on", "report_on"):
         if key in data:
             built[key] = Severity.parse(data[key])
@@ -167,6 +180,33 @@ def _hosts(section: dict[str, Any], name: str) -> HostPolicy:
                               f"(known: {', '.join(sorted(known))})")
         changes[key] = _coerce(value, getattr(default, key), f"{name}: hosts.{key}")
     return replace(default, **changes)
+
+
+def _certificates(section: dict[str, Any], loaded: yamlsafe.Loaded,
+                  name: str) -> CertificatePolicy:
+    """The schema checked the types and ranges; what it cannot say is checked here."""
+    import ipaddress
+
+    default = CertificatePolicy()
+    validity = section.get("validity", default.validity)
+    minimum = section.get("minimum", default.minimum)
+    if minimum >= validity:
+        line = _line(loaded, ("certificates", "minimum" if "minimum" in section else "validity"))
+        raise ConfigError(f"{name}:{line}: certificates: minimum ({minimum} minutes) must be "
+                          f"less than validity ({validity} minutes), or no certificate is "
+                          "ever fresh enough")
+    addresses = section.get("source_address")
+    for index, text in enumerate(addresses or ()):
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            line = _line(loaded, ("certificates", "source_address", index))
+            raise ConfigError(f"{name}:{line}: certificates.source_address[{index}]: {text!r} "
+                              "is not an address or a CIDR block (as 10.0.0.0/8)") from None
+    ca = section.get("ca")
+    return CertificatePolicy(validity, minimum,
+                             None if addresses is None else tuple(addresses),
+                             None if ca is None else Path(ca).expanduser())
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

@@ -26,6 +26,17 @@ class NewKey:
     backups: tuple[Path, ...]
 
 
+def passphrase_from_env(var: str | None) -> bytes | None:
+    """The passphrase in the environment variable ``var`` (``--passphrase-from-env VAR``):
+    a passphrase never comes from argv, where every local user can read it."""
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise UsageError(f"--passphrase-from-env {var}: the variable is not set or empty")
+    return value.encode()
+
+
 def comment_for(service: str, today: dt.date | None = None) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in service) or "app"
     return f"kamal-deploy:{safe}:{(today or dt.date.today()).isoformat()}"

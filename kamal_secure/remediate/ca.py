@@ -1,0 +1,60 @@
+"""`kamal-secure ca init`: the SSH certificate authority's ed25519 key, outside the repository.
+
+The key is made exactly as `keygen` makes a deploy key (:func:`keygen.create`: the .pub
+first, the private key last, each written whole and 0600/0644, the passphrase from the
+environment); this module adds what a CA needs on top: a default path outside the
+repository, a refusal to put the key inside the current git repository (where it would be
+committed), and a comment that names it as a CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from kamal_secure.errors import UsageError
+from kamal_secure.remediate import keygen
+
+DEFAULT_PATH = "~/.ssh/kamal_ca"
+
+
+def comment_for(today: dt.date | None = None) -> str:
+    return f"kamal-secure-ca:{(today or dt.date.today()).isoformat()}"
+
+
+def git_root(start: Path) -> Path | None:
+    """The work tree holding ``start`` (the nearest ancestor with a ``.git`` entry), found
+    without running git: git would read the repository's own config (fsmonitor, hooks)."""
+    here = start.resolve()
+    for directory in (here, *here.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    nearest = path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    return (nearest.resolve() / path.name).is_relative_to(root)
+
+
+def init(path: Path, passphrase: bytes | None = None, force: bool = False,
+         cwd: Path | None = None) -> keygen.NewKey:
+    """Create the CA key at ``path``; refuses an existing key or a path inside the current
+    git repository unless ``force``."""
+    path = path.expanduser()
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(
+            f"{path} exists already; refusing to replace a CA key (every certificate it "
+            "signed, and every host that trusts it, depend on it)",
+            hint="give another --path; --force replaces it (the old pair is kept as a "
+            "timestamped backup)")
+    root = git_root(cwd or Path.cwd())
+    if root is not None and _inside(path, root) and not force:
+        raise UsageError(
+            f"{path} is inside the git repository {root}; a CA private key there is one "
+            "`git add .` away from being published",
+            hint=f"keep it outside the repository (the default is {DEFAULT_PATH}); --force "
+            "writes it there anyway")
+    return keygen.create(path, comment_for(), passphrase, force)

@@ -16,6 +16,7 @@ kamal-secure's own model (:mod:`kamal_secure.gate.fallback`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -79,7 +80,10 @@ def detect(path: str, environ: dict[str, str]) -> Kind:
 
 def _probe(path: str, environ: dict[str, str]) -> Kind:
     read, write = os.pipe()
-    env = dict(environ, RUBYOPT=guard_rubyopt(environ), **{GUARD_ENV: f"probe::{write}"})
+    # without RubyGems the probe answers in a fraction of the time; the guard is still loaded
+    # by the same -r, at the same point, in the process the wrapper starts
+    env = dict(environ, RUBYOPT=f"--disable-gems {guard_rubyopt(environ)}",
+               **{GUARD_ENV: f"probe::{write}"})
     try:
         proc = subprocess.Popen([path, "version"], env=env, pass_fds=(write,),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -123,14 +127,17 @@ def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
 
     Where the real kamal cannot be guarded, say so and fall back to our own model,
     which refuses whatever it cannot resolve unambiguously. Imports nothing heavy:
-    the verdict process loads the checks while Kamal boots."""
+    the verdict process, forked before the detection, loads the checks while the
+    detection runs and Kamal boots."""
     from kamal_secure.gate.kamal import find_real_kamal
 
     environ = dict(os.environ if env is None else env)
     path = find_real_kamal(environ)
+    verdict = start_verdict(args, environ)
     kind = detect(path, environ)
     if kind.guardable:
-        exec_guarded(args, environ, path)
+        exec_guarded(args, environ, path, verdict)
+    verdict.close()  # the verdict process sees end of file and exits, having connected nowhere
     sys.stderr.write(f"kamal-secure: the real kamal ({path}) cannot be guarded: {kind.why}; "
                      "checking with kamal-secure's own model of Kamal instead, which refuses "
                      "what it cannot resolve unambiguously\n")
@@ -139,27 +146,40 @@ def run_resolved(args: list[str], env: dict[str, str] | None = None) -> int:
     return run_fallback(args, environ, path)
 
 
-def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
-    """Fork the verdict process, then exec the real kamal with the guard. Never returns."""
-    from kamal_secure.gate.kamal import exec_kamal
+@dataclass
+class VerdictProcess:
+    """Our ends of a verdict process forked before the exec: the socket the guard inherits,
+    and the write end of the pipe that lets it connect to hosts (only once the real kamal
+    is known to be guardable and is about to be exec'd)."""
 
+    theirs: socket.socket
+    go: int
+
+    def close(self) -> None:
+        self.theirs.close()
+        os.close(self.go)
+
+
+def start_verdict(args: list[str], environ: dict[str, str]) -> VerdictProcess:
+    """Fork the verdict process (double fork: init reaps it). It loads the checks at once;
+    it connects to hosts only after :meth:`exec_guarded` said go, and ends at the end of
+    file on its socket (the guard's end closed: kamal exited, or was never exec'd)."""
     ours, theirs = socket.socketpair()
-    os.set_inheritable(theirs.fileno(), True)
+    go_read, go_write = os.pipe()  # not inheritable: exec closes the write end
     served = {k: v for k, v in environ.items() if k != GUARD_ENV}
-    environ = dict(environ, RUBYOPT=guard_rubyopt(environ),
-                   **{GUARD_ENV: f"v1:{os.getpid()}:{theirs.fileno()}"})
     sys.stdout.flush()
     sys.stderr.flush()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked processes
         try:
             theirs.close()
+            os.close(go_write)
             if os.fork() == 0:  # the grandchild serves; init reaps it
                 code = 0
                 try:
                     from kamal_secure.gate.oracle.verdict import serve
 
-                    serve(ours, served, args)
+                    serve(ours, served, args, go_read)
                 except BaseException:
                     code = 3
                 finally:
@@ -169,4 +189,19 @@ def exec_guarded(args: list[str], environ: dict[str, str], path: str) -> None:
             os._exit(0)
     os.waitpid(child, 0)
     ours.close()
+    os.close(go_read)
+    return VerdictProcess(theirs, go_write)
+
+
+def exec_guarded(args: list[str], environ: dict[str, str], path: str,
+                 verdict: VerdictProcess) -> None:
+    """Tell ``verdict`` to go, then exec the real kamal with the guard. Never returns."""
+    from kamal_secure.gate.kamal import exec_kamal
+
+    theirs = verdict.theirs
+    os.set_inheritable(theirs.fileno(), True)
+    environ = dict(environ, RUBYOPT=guard_rubyopt(environ),
+                   **{GUARD_ENV: f"v1:{os.getpid()}:{theirs.fileno()}"})
+    with contextlib.suppress(OSError):  # the verdict process is gone: the guard stops kamal
+        os.write(verdict.go, b"go")
     exec_kamal(args, environ, path)

@@ -11,7 +11,9 @@ waivers, baseline, break glass and exit codes as for ``kamal-secure <command>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -133,37 +135,47 @@ def resolved_host(record: Any) -> Resolved:
 
 
 class Speculation:
-    """While Kamal boots: load the checks and check the hosts our own model expects.
+    """While Kamal boots: check the hosts our own model expects, and load the checks.
 
-    A result is used only for a host whose hostname, port, user, keys and proxy, as
-    Kamal resolved them, are exactly those checked here; anything else is checked
-    after Kamal's answer. Only successes are kept (a failure is checked again)."""
+    The host check starts first, as soon as kamal-secure says the real kamal is being
+    exec'd under the guard (``go``: a pipe it writes "go" to; end of file means no), and
+    the checks for the command are imported while the hosts answer. A result is used
+    only for a host whose hostname, port, user, keys and proxy, as Kamal resolved them,
+    are exactly those checked here; anything else is checked after Kamal's answer. Only
+    successes are kept (a failure is checked again)."""
 
-    def __init__(self, environ: dict[str, str], args: list[str]) -> None:
+    def __init__(self, environ: dict[str, str], args: list[str], go: int | None = None
+                 ) -> None:
         self.done = threading.Event()
+        self.warm = threading.Event()  # the checks are imported (or failed to be)
         self.facts: dict[tuple[SshSettings, str], Any] = {}
-        threading.Thread(target=self._run, args=(environ, args), daemon=True).start()
+        threading.Thread(target=self._run, args=(environ, args, go), daemon=True).start()
 
-    def _run(self, environ: dict[str, str], args: list[str]) -> None:
+    def _run(self, environ: dict[str, str], args: list[str], go: int | None) -> None:
+        found: dict[tuple[SshSettings, str], Any] = {}
+        checking: threading.Thread | None = None
         try:
-            self._check(environ, args)
-        except BaseException:  # speculation only: the real check happens regardless
-            self.facts.clear()
+            with contextlib.suppress(Exception):  # speculation: the real check happens anyway
+                checking = self._start(environ, args, go, found)
+                _warm_up()
         finally:
+            self.warm.set()
+            if checking is not None:
+                checking.join()
+            self.facts = found
             self.done.set()
 
-    def _check(self, environ: dict[str, str], args: list[str]) -> None:
-        from kamal_secure.audit import static  # noqa: F401 - loaded while Kamal boots
+    def _start(self, environ: dict[str, str], args: list[str], go: int | None,
+               found: dict[tuple[SshSettings, str], Any]) -> threading.Thread | None:
+        """The check of the hosts our model expects, started in a thread; None if none."""
         from kamal_secure.audit.hosts import OFFLINE_ENV
-        from kamal_secure.gate import run  # noqa: F401 - loaded while Kamal boots
         from kamal_secure.gate.kamal import Invocation
-        from kamal_secure.policy import waivers  # noqa: F401 - loaded while Kamal boots
         from kamal_secure.policy.file import load_policy
         from kamal_secure.remote.fleet import check_fleet
         from kamal_secure.remote.ssh_config import resolve
 
         if environ.get(OFFLINE_ENV) == "1":
-            return
+            return None
         inv = Invocation(args)
         project = load_project(inv.config_file, inv.destination)
         inventory = build_inventory(project, inv.hosts, inv.roles)
@@ -174,13 +186,47 @@ class Speculation:
             if not target.dynamic:
                 hostname, _ = resolve(target.name, inventory.ssh)
                 targets.setdefault(hostname, Target(hostname, target.origin))
-        if not targets or len(targets) > policy.concurrency:
-            return
-        result = check_fleet(Inventory(tuple(targets.values()), ssh), project.root,
-                             policy.concurrency, policy.timeout, progress=False,
-                             allow_proxy_command=True)  # Kamal runs it right after us
-        for checked, facts in result.facts:
-            self.facts[(ssh, checked.name)] = facts
+        if not targets or len(targets) > policy.concurrency or not _told_to_go(go):
+            return None
+
+        def check() -> None:
+            try:
+                result = check_fleet(Inventory(tuple(targets.values()), ssh), project.root,
+                                     policy.concurrency, policy.timeout, progress=False,
+                                     allow_proxy_command=True)  # Kamal runs it right after us
+                for checked, facts in result.facts:
+                    found[(ssh, checked.name)] = facts
+            except BaseException:  # speculation only: the real check happens regardless
+                found.clear()
+
+        checking = threading.Thread(target=check, daemon=True)
+        checking.start()
+        return checking
+
+
+def _told_to_go(go: int | None) -> bool:
+    """True once kamal-secure wrote "go" (it is exec'ing the guarded kamal); False at end of
+    file (the kamal cannot be guarded, or kamal-secure is gone). No pipe: go."""
+    if go is None:
+        return True
+    data = b""
+    try:
+        while len(data) < 2:
+            chunk = os.read(go, 2 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(go)
+    return data == b"go"
+
+
+def _warm_up() -> None:
+    """Import what the verdict on the command needs, while Kamal boots."""
+    from kamal_secure.audit import hosts, static  # noqa: F401
+    from kamal_secure.gate import run  # noqa: F401
+    from kamal_secure.policy import waivers  # noqa: F401
+    from kamal_secure.report import text  # noqa: F401
 
 
 @dataclass
@@ -240,6 +286,8 @@ class Server:
         from kamal_secure.report import text
 
         assert self.project is not None
+        if self.speculation is not None:  # its imports and ours must not interleave
+            self.speculation.warm.wait()
         environ = self.environ
         policy, fail_on, known, skip = gate_settings(environ)
         offline = environ.get(OFFLINE_ENV) == "1"
@@ -328,10 +376,12 @@ def _origins(project: Project) -> dict[str, Origin]:
         return {}
 
 
-def serve(sock: socket.socket, environ: dict[str, str], args: list[str]) -> None:
-    """Answer the guard until kamal exits (end of file on the socket)."""
+def serve(sock: socket.socket, environ: dict[str, str], args: list[str],
+          go: int | None = None) -> None:
+    """Answer the guard until kamal exits (end of file on the socket). ``go``: see
+    :class:`Speculation`."""
     stream = sock.makefile("rwb")
-    server = Server(environ, Speculation(environ, args))
+    server = Server(environ, Speculation(environ, args, go))
     while True:
         line = stream.readline(MAX_LINE)
         if not line:

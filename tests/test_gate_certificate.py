@@ -177,14 +177,16 @@ def test_refuses_to_replace_a_certificate_it_did_not_write(
     assert cert_of(home).read_bytes() == before
 
 
-def test_a_refused_command_leaves_no_certificate(tmp_path: Path, home: Path, ca_key: Path,
-                                                 standin_dir: Path, record: Path) -> None:
+@pytest.mark.parametrize(("fail_on", "code"), [("low", 1), ("bogus", 2)])
+def test_a_refused_command_leaves_no_certificate(fail_on: str, code: int, tmp_path: Path,
+                                                 home: Path, ca_key: Path, standin_dir: Path,
+                                                 record: Path) -> None:
     app = project(tmp_path / "app", ca_key)
     (app / "config" / "deploy.yml").write_text(SECURE_CONFIG.replace(
         "  forward_agent: false\n", "  forward_agent: true\n"))
     run = gate(["server", "exec", "whoami"], app, home, standin_dir, record,
-               KAMAL_SECURE_FAIL_ON="low")
-    assert run.code == 1, run.stderr
+               KAMAL_SECURE_FAIL_ON=fail_on)  # a finding, or a check that raises
+    assert run.code == code, run.stderr
     assert run.record is None
     assert not cert_of(home).exists()
 

@@ -144,14 +144,17 @@ def run_gate(inv: Invocation, env: dict[str, str] | None = None, path: str | Non
     environ = dict(os.environ if env is None else env)
     _require_text(inv)
     minted = _mint(inv, environ)
-    verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
-    options = {k: v for k, v in inv.options.items() if k != "version"}
-    if proceed(verdict, "running kamal", inv.words[:2], options):
-        if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
-            _record_digest(inv, environ)
-        exec_kamal(inv.args, environ, path)
-    if minted is not None:
-        minted.unlink(missing_ok=True)  # refused: the certificate goes too
+    try:
+        verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
+        options = {k: v for k, v in inv.options.items() if k != "version"}
+        if proceed(verdict, "running kamal", inv.words[:2], options):
+            if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
+                _record_digest(inv, environ)
+            minted = None  # Kamal's now
+            exec_kamal(inv.args, environ, path)
+    finally:
+        if minted is not None:
+            minted.unlink(missing_ok=True)  # refused: the certificate goes too
     sys.stderr.write(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
                      "(see the findings above; `kamal-secure scan` repeats them)\n")
     return verdict.code

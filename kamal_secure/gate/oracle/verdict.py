@@ -230,9 +230,12 @@ class Server:
         minted = mint_for([h.ssh for h in hosts], self.command, needs_pty(
             self.command, isinstance(options, dict) and options.get("interactive") is True),
             self.environ)
-        reply = self.verdict(hosts, static=True)
-        if minted is not None and reply.get("allow") is not True:
-            minted.unlink(missing_ok=True)  # refused: the certificate goes too
+        reply: dict[str, Any] = {}
+        try:
+            reply = self.verdict(hosts, static=True)
+        finally:
+            if minted is not None and reply.get("allow") is not True:
+                minted.unlink(missing_ok=True)  # refused: the certificate goes too
         return reply
 
     def on_connect(self, message: dict[str, Any]) -> dict[str, Any]:

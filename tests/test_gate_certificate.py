@@ -68,13 +68,13 @@ def ca_key(tmp_path: Path) -> Path:
     return path
 
 
-def project(root: Path, ca_path: Path | None) -> Path:
+def app_with(root: Path, ca_path: Path | None, extra: str = "") -> Path:
     (root / "config").mkdir(parents=True)
     (root / ".kamal").mkdir()
     (root / "config" / "deploy.yml").write_text(SECURE_CONFIG)
     if ca_path is not None:
         (root / ".kamal" / "secure.yml").write_text(
-            f"certificates:\n  validity: 10\n  ca: {ca_path}\n")
+            f"certificates:\n  validity: 10\n  ca: {ca_path}\n{extra}")
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     git = ["git", "-C", str(root), "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "add", "-A"], check=True)
@@ -99,7 +99,7 @@ def gate(args: list[str], app: Path, home: Path, standin_dir: Path, record: Path
 
 def test_the_gate_mints_before_kamal_starts(tmp_path: Path, home: Path, ca_key: Path,
                                             standin_dir: Path, record: Path) -> None:
-    app = project(tmp_path / "app", ca_key)
+    app = app_with(tmp_path / "app", ca_key)
     commit = subprocess.run(["git", "-C", str(app), "rev-parse", "HEAD"], capture_output=True,
                             text=True, check=True).stdout.strip()
     run = gate(["server", "exec", "whoami"], app, home, standin_dir, record)
@@ -123,7 +123,7 @@ def test_the_gate_mints_before_kamal_starts(tmp_path: Path, home: Path, ca_key: 
 
 def test_a_ca_from_the_environment_is_never_kamals(tmp_path: Path, home: Path, ca_key: Path,
                                                   standin_dir: Path, record: Path) -> None:
-    app = project(tmp_path / "app", None)
+    app = app_with(tmp_path / "app", None)
     secret = ca_key.read_text()
     run = gate(["server", "exec", "whoami"], app, home, standin_dir, record,
                KAMAL_SECURE_CA_ENV=CA_SECRET_ENV, **{CA_SECRET_ENV: secret})
@@ -139,17 +139,31 @@ def test_a_ca_from_the_environment_is_never_kamals(tmp_path: Path, home: Path, c
 
 def test_without_a_ca_nothing_is_minted(tmp_path: Path, home: Path, standin_dir: Path,
                                         record: Path) -> None:
-    app = project(tmp_path / "app", None)
+    app = app_with(tmp_path / "app", None)
     run = gate(["server", "exec", "whoami"], app, home, standin_dir, record)
     assert run.code == 0, run.stderr
     assert not cert_of(home).exists()
+
+
+def test_a_ca_in_the_ssh_agent(tmp_path: Path, home: Path, ca_key: Path, agent: str,
+                               standin_dir: Path, record: Path) -> None:
+    app = app_with(tmp_path / "app", ca_key, "  source_address: [10.1.0.0/16]\n")
+    subprocess.run(["ssh-add", "-q", str(ca_key)], check=True, capture_output=True,
+                   env=clean_env({"SSH_AUTH_SOCK": agent}))
+    ca_key.unlink()  # only the agent holds it: the policy's path names its .pub
+    run = gate(["server", "exec", "whoami"], app, home, standin_dir, record,
+               KAMAL_SECURE_CA_AGENT="1", SSH_AUTH_SOCK=agent)
+    assert run.code == 0, run.stderr
+    shown = listed(cert_of(home))
+    assert "source-address 10.1.0.0/16" in shown
+    assert "kamal-secure:alice@" in shown
 
 
 @pytest.mark.parametrize("case", ["missing-ca-file", "unset-env", "no-public-key"])
 def test_refuses_and_never_starts_kamal_when_minting_fails(
         case: str, tmp_path: Path, home: Path, ca_key: Path, standin_dir: Path,
         record: Path) -> None:
-    app = project(tmp_path / "app", tmp_path / "nowhere" if case == "missing-ca-file"
+    app = app_with(tmp_path / "app", tmp_path / "nowhere" if case == "missing-ca-file"
                   else ca_key)
     env = {"KAMAL_SECURE_CA_ENV": CA_SECRET_ENV} if case == "unset-env" else {}
     if case == "no-public-key":
@@ -163,7 +177,7 @@ def test_refuses_and_never_starts_kamal_when_minting_fails(
 
 def test_refuses_to_replace_a_certificate_it_did_not_write(
         tmp_path: Path, home: Path, ca_key: Path, standin_dir: Path, record: Path) -> None:
-    app = project(tmp_path / "app", ca_key)
+    app = app_with(tmp_path / "app", ca_key)
     theirs = tmp_path / "their_ca"
     keygen(theirs)
     subprocess.run(["ssh-keygen", "-q", "-s", str(theirs), "-I", "ops-team", "-n", DEPLOY_USER,
@@ -181,7 +195,7 @@ def test_refuses_to_replace_a_certificate_it_did_not_write(
 def test_a_refused_command_leaves_no_certificate(fail_on: str, code: int, tmp_path: Path,
                                                  home: Path, ca_key: Path, standin_dir: Path,
                                                  record: Path) -> None:
-    app = project(tmp_path / "app", ca_key)
+    app = app_with(tmp_path / "app", ca_key)
     (app / "config" / "deploy.yml").write_text(SECURE_CONFIG.replace(
         "  forward_agent: false\n", "  forward_agent: true\n"))
     run = gate(["server", "exec", "whoami"], app, home, standin_dir, record,

@@ -28,10 +28,10 @@ from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
 from kamal_secure.gate.kamal import CA_ENV
 
-CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
 if TYPE_CHECKING:
     from kamal_secure.remediate.certs import CaSource
 
+CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
 INTERACTIVE = frozenset({"-i", "--interactive"})
 
 

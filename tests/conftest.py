@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from testing.cli import Main
+from testing.cli import Main, clean_env
 from testing.project import INSECURE_CONFIG
 from testing.sshd import DEPLOY_USER, Client, Lab, can_run_sshd, ensure_user, keygen, remove_user
 from testing.standin import write_standin
@@ -24,6 +25,24 @@ def standin_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "standin-bin"
     write_standin(directory)
     return directory
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real ssh-agent of this test's own (stopped by its pid)."""
+    sock = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=clean_env({}))
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), "ssh-agent did not start"
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield str(sock)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

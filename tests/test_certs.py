@@ -7,8 +7,6 @@ import datetime as dt
 import os
 import stat
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -231,24 +229,6 @@ def test_the_policy_certificates_section(tmp_path: Path) -> None:
     path.write_text("certificates: {validity: 4}\n")
     with pytest.raises(ConfigError, match=r"minimum \(5 minutes\) must be less than validity \(4"):
         load_policy(path)
-
-
-@pytest.fixture
-def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real ssh-agent of this test's own (stopped by its pid)."""
-    sock = tmp_path / "agent.sock"
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=clean_env({}))
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sock.exists(), "ssh-agent did not start"
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        yield str(sock)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
@@ -52,6 +53,19 @@ def running_config(environ: dict[str, str]) -> tuple[str, str | None]:
     return config_file, destination
 
 
+def _mint(config_file: str, destination: str | None, command: list[str],
+          environ: dict[str, str]) -> Path | None:
+    """Certificate mode under plain ``kamal`` (see gate/certificate.py)."""
+    from kamal_secure.config.inventory import ssh_settings
+    from kamal_secure.config.load import load_project
+    from kamal_secure.gate.certificate import interactive_flag, mint_for, needs_pty
+    from kamal_secure.gate.parent import running_kamal
+
+    args = running_kamal().args
+    return mint_for([ssh_settings(load_project(config_file, destination))], command,
+             needs_pty(command, interactive_flag(args)), environ)
+
+
 @loaded_once()  # reads only: each project is loaded once
 def run(args: list[str]) -> int:
     parser = Parser(prog="kamal-secure hook", description="Run the gate inside a Kamal hook.")
@@ -70,12 +84,17 @@ def run(args: list[str]) -> int:
                          "kamal-secure wrapper for this config; static checks only\n")
     # KAMAL_HOSTS is Kamal's final list (after -h/-r): check exactly those hosts
     exact = ("KAMAL_HOSTS", hosts) if hosts else None
-    verdict = decide(config_file, destination, environ, [], [], live=live, exact_hosts=exact)
     command = [w for w in (environ.get("KAMAL_COMMAND"), environ.get("KAMAL_SUBCOMMAND")) if w]
+    minted = None
+    if live and opts.name == "pre-connect":  # plain kamal: net-ssh loads the key after us
+        minted = _mint(config_file, destination, command, environ)
+    verdict = decide(config_file, destination, environ, [], [], live=live, exact_hosts=exact)
     options = {"hook": opts.name, "destination": destination or "",
                "hosts": environ.get("KAMAL_HOSTS", ""), "config_file": config_file}
     if proceed(verdict, f"letting Kamal continue past {opts.name}", command, options):
         return EXIT_CLEAN
+    if minted is not None:
+        minted.unlink(missing_ok=True)  # refused: the certificate goes too
     dest = f" -d {destination}" if destination else ""
     conf = f" -c {config_file}" if config_file != "config/deploy.yml" else ""
     sys.stderr.write(f"kamal-secure hook {opts.name}: refused (exit {verdict.code}); "

@@ -258,10 +258,17 @@ def _check_explicit(path: str, skip: set[str]) -> str:
     return path
 
 
+# certificate mode (gate/certificate.py): the name of the variable holding the CA key
+CA_ENV = "KAMAL_SECURE_CA_ENV"
+
+
 def exec_kamal(args: list[str], env: dict[str, str] | None = None,
                path: str | None = None) -> None:
     """Replace this process with the real kamal, argv exactly as typed. Never returns."""
     environ = dict(os.environ if env is None else env)
+    named = environ.pop(CA_ENV, None)  # certificate mode's CA secret is never Kamal's
+    if named:
+        environ.pop(named, None)
     path = path or find_real_kamal(environ)
     seen = _recursed_paths(environ) | {os.path.realpath(path)}
     environ[EXEC_MARKER] = f"{os.getpid()}:{os.pathsep.join(sorted(seen))}"

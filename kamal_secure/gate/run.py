@@ -143,15 +143,33 @@ def _fallback_alias(inv: Invocation) -> str:
 def run_gate(inv: Invocation, env: dict[str, str] | None = None, path: str | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     _require_text(inv)
-    verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
-    options = {k: v for k, v in inv.options.items() if k != "version"}
-    if proceed(verdict, "running kamal", inv.words[:2], options):
-        if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
-            _record_digest(inv, environ)
-        exec_kamal(inv.args, environ, path)
+    minted = _mint(inv, environ)
+    try:
+        verdict = decide(inv.config_file, inv.destination, environ, inv.hosts, inv.roles)
+        options = {k: v for k, v in inv.options.items() if k != "version"}
+        if proceed(verdict, "running kamal", inv.words[:2], options):
+            if verdict.code == 0 and environ.get(OFFLINE_ENV) != "1":
+                _record_digest(inv, environ)
+            minted = None  # Kamal's now
+            exec_kamal(inv.args, environ, path)
+    finally:
+        if minted is not None:
+            minted.unlink(missing_ok=True)  # refused: the certificate goes too
     sys.stderr.write(f"kamal-secure: refused to run `kamal {' '.join(inv.words[:2])}` "
                      "(see the findings above; `kamal-secure scan` repeats them)\n")
     return verdict.code
+
+
+def _mint(inv: Invocation, environ: dict[str, str]) -> Path | None:
+    """Certificate mode: the deploy key's certificate, before the live checks log in with
+    it and before Kamal does (see gate/certificate.py)."""
+    from kamal_secure.config.inventory import ssh_settings
+    from kamal_secure.config.load import load_project
+    from kamal_secure.gate.certificate import interactive_flag, mint_for, needs_pty
+
+    ssh = ssh_settings(load_project(inv.config_file, inv.destination))
+    return mint_for([ssh], inv.words[:2], needs_pty(inv.words, interactive_flag(inv.args)),
+                    environ)
 
 
 def _record_digest(inv: Invocation, environ: dict[str, str]) -> None:

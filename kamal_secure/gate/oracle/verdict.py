@@ -270,7 +270,19 @@ class Server:
         project.data = overlay(raw, project.data)
         self.project = project
         hosts = [resolved_host(r) for r in message.get("hosts") or []]
-        return self.verdict(hosts, static=True)
+        from kamal_secure.gate.certificate import mint_for, needs_pty
+
+        # certificate mode: before our live checks and Kamal log in with the deploy key
+        minted = mint_for([h.ssh for h in hosts], self.command, needs_pty(
+            self.command, isinstance(options, dict) and options.get("interactive") is True),
+            self.environ)
+        reply: dict[str, Any] = {}
+        try:
+            reply = self.verdict(hosts, static=True)
+        finally:
+            if minted is not None and reply.get("allow") is not True:
+                minted.unlink(missing_ok=True)  # refused: the certificate goes too
+        return reply
 
     def on_connect(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.project is None:

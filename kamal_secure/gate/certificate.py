@@ -1,0 +1,132 @@
+"""Certificate mode (issue #17): mint the deploy key's short-lived certificate for a command.
+
+Certificate mode is on when a CA is named: the policy's ``certificates.ca`` (a private key
+file), or, for CI, the environment: ``KAMAL_SECURE_CA_ENV=NAME`` (the variable ``NAME``
+holds the CA's private key text) or ``KAMAL_SECURE_CA_AGENT=1`` (an ssh-agent holds the
+CA; its public key is ``certificates.ca`` + ``.pub``, by default ``~/.ssh/kamal_ca.pub``).
+The environment wins over the policy. The gate cannot take options of its own (argv goes
+to Kamal untouched), hence variables.
+
+``mint_for`` is the one way every gate path mints: the guarded path (the verdict process,
+once Kamal said which command it runs and how it reaches the hosts), the fallback path
+(``gate/run.py: run_gate``) and our pre-connect hook under plain ``kamal``. It mints
+before the gate's own live host checks, because they log in with the same key (paramiko,
+like net-ssh, loads ``KEY-cert.pub`` beside the key); a refused command's certificate is
+removed again. ``gate/kamal.py: exec_kamal`` drops the CA variable from every Kamal it
+starts. Any failure in certificate mode refuses (exit 3): Kamal never runs without
+the certificate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kamal_secure.config.inventory import SshSettings
+from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
+from kamal_secure.gate.kamal import CA_ENV
+
+if TYPE_CHECKING:
+    from kamal_secure.remediate.certs import CaSource
+
+CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
+INTERACTIVE = frozenset({"-i", "--interactive"})
+
+
+def ca_source(policy_ca: Path | None, environ: MutableMapping[str, str]) -> CaSource | None:
+    """The CA (a ``remediate.certs.CaSource``) when in certificate mode, else None."""
+    from kamal_secure.remediate.ca import DEFAULT_PATH
+    from kamal_secure.remediate.certs import CaSource
+
+    named, agent = environ.get(CA_ENV), environ.get(CA_AGENT)
+    if named is not None and agent is not None:
+        raise UsageError(f"{CA_ENV} and {CA_AGENT} are both set: name one CA")
+    if named is not None:
+        if not named.strip() or "=" in named:
+            raise UsageError(f"{CA_ENV} must be the name of the variable holding the CA key")
+        return CaSource(env=named)
+    if agent is not None:
+        if agent != "1":
+            raise UsageError(f"{CA_AGENT} must be 1 (sign with the CA key in the ssh-agent)")
+        return CaSource(agent=Path(f"{policy_ca or DEFAULT_PATH}.pub"))
+    return CaSource(path=policy_ca) if policy_ca is not None else None
+
+
+def needs_pty(words: list[str], interactive: bool) -> bool:
+    """``permit-pty`` only for a terminal: ``console`` and ``... exec -i``."""
+    return words[:1] == ["console"] or (interactive and "exec" in words[:2])
+
+
+def interactive_flag(args: list[str]) -> bool:
+    """Whether a command line asks for ``-i``/``--interactive`` (before ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in INTERACTIVE or arg.startswith("--interactive="):
+            return arg.partition("=")[2].lower() not in ("false", "no")
+    return False
+
+
+def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
+             environ: MutableMapping[str, str]) -> Path | None:
+    """In certificate mode, write ``KEY-cert.pub`` for the deploy key (the first of
+    ``ssh.keys``) with principal ``ssh.user``; None when not in certificate mode.
+
+    ``ssh``: how the command reaches its hosts (as Kamal resolved it where known).
+    ``command``: the command words for the key id (never its arguments: no secrets).
+    The CA variable is removed from ``environ`` (and ``os.environ``) as it is read."""
+    from kamal_secure.policy.file import load_policy
+
+    policy = load_policy().certificates
+    source = ca_source(policy.ca, environ)
+    if source is None:
+        return None
+    try:
+        return _mint(source, list(ssh), command, pty, policy.validity, policy.minimum,
+                     policy.source_address, environ)
+    except KamalSecureError as err:
+        raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
+                              hint=err.hint or "Kamal was not started") from None
+    except OSError as err:
+        raise CheckIncomplete(f"certificate mode: no certificate was minted: "
+                              f"{err.strerror or err}") from None
+    finally:
+        named = environ.pop(CA_ENV, None)
+        if named:
+            environ.pop(named, None)
+            os.environ.pop(named, None)
+
+
+def _mint(source: CaSource, ssh: list[SshSettings], command: list[str], pty: bool,
+          validity: int, minimum: int, source_address: tuple[str, ...] | None,
+          environ: MutableMapping[str, str]) -> Path | None:
+    from kamal_secure.gate.run import _git_commit, account_name
+    from kamal_secure.remediate import certs
+
+    pairs = {(s.keys[0] if s.keys else "", s.user) for s in ssh}
+    if not pairs:
+        return None  # no host to log in to
+    if len(pairs) > 1:
+        raise UsageError("the hosts are reached with different users or deploy keys "
+                         f"({', '.join(sorted(u + ' ' + k for k, u in pairs))}); one "
+                         "certificate names one user")
+    (key, user), = pairs
+    if not key:
+        raise UsageError("ssh.keys names no deploy key: certificate mode certifies the "
+                         "first key of ssh.keys")
+    key_path = Path(key).expanduser()
+    try:
+        public = key_path.with_name(key_path.name + ".pub").read_text()
+    except OSError as err:
+        raise UsageError(f"{key_path}.pub: {err.strerror or err} (the certificate is for "
+                         "the deploy key's public half)") from None
+    if source.env is not None and source.env in environ:
+        os.environ[source.env] = environ[source.env]  # certs reads it from here, once
+    cert = certs.mint(source, public, user, validity,
+                      certs.key_id(account_name(), _git_commit() or "",
+                                   " ".join(command) or "kamal"),
+                      certs.serial_now(), source_address, pty)
+    certs.ensure_lasts(cert, minimum)
+    return certs.write_cert(key_path, cert)

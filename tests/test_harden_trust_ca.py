@@ -76,6 +76,11 @@ def test_trusts_the_ca_and_a_certificate_alone_logs_in(lab: Lab, client: Client,
     host = key_host(lab, client)
     ca_pub = ca(client)
     app = host_project(tmp_path / "app", client, [host.addr])
+    dry = harden(app, client, "--dry-run", "--trust-ca", str(ca_pub), "--remove-static-keys")
+    assert dry.code == 0, dry.stdout + dry.stderr
+    assert f"/etc/ssh/kamal-secure-principals/{DEPLOY_USER}: {DEPLOY_USER}\n" in dry.stdout
+    assert "then the deploy key leaves authorized_keys" in dry.stdout
+    untouched(host, client)
     done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--rollback-after", "30")
     assert done.code == 0, done.stdout + done.stderr
     assert "a new login with a certificate alone works" in done.stdout

@@ -22,7 +22,12 @@ CIPHERS = ("chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@open
            "aes256-ctr,aes192-ctr,aes128-ctr")
 MACS = "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com"
 
-READ = f'if [ -f {DROPIN} ]; then echo present; cat {DROPIN}; else echo absent; fi'
+# `harden --trust-ca`: the CA sshd trusts and the principals each user may log in as (root's
+# files, 0644; sshd's StrictModes wants them root-owned and not group/world writable).
+CA_FILE = "/etc/ssh/kamal-secure-ca.pub"
+PRINCIPALS_DIR = "/etc/ssh/kamal-secure-principals"
+# $1 a path: "present" and its text, or "absent".
+READ = 'if [ -f "$1" ]; then echo present; cat "$1"; else echo absent; fi'
 INCLUDED = ("grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\\.d/\\*\\.conf' "
             "/etc/ssh/sshd_config")
 VALIDATE = "sshd -t 2>&1"
@@ -58,10 +63,17 @@ STATE = "/etc/ssh/kamal-secure-rollback"
 RESTORE = RELOAD_FN + f"""s={STATE}; f={DROPIN}
 [ "$(cat "$s/token" 2>/dev/null)" = "$1" ] || exit 0
 mkdir "$s/fired" 2>/dev/null || exit 0
-if [ -f "$s/previous" ]; then
-  cp "$s/previous" "$s/restore" && chmod 644 "$s/restore" && mv -f "$s/restore" "$f"
-else
-  rm -f "$f"
+back() {{  # $1 the saved copy (none: the file did not exist), $2 the file
+  if [ -f "$1" ]; then
+    cp "$1" "$s/restore" && chmod 644 "$s/restore" && mv -f "$s/restore" "$2"
+  else
+    rm -f "$2"
+  fi
+}}
+back "$s/previous" "$f"
+i=0
+if [ -f "$s/files" ]; then
+  while IFS= read -r p; do i=$((i + 1)); back "$s/previous.$i" "$p"; done < "$s/files"
 fi
 sync 2>/dev/null || true
 rc=0; if [ "$2" != files ]; then reload_sshd || rc=$?; fi
@@ -76,9 +88,10 @@ fi
 rm -rf "$s"
 exit "$rc"
 """
-# $1 seconds, $2 token, $3 "absent" to roll back to no drop-in whatever the file holds,
-# $4 the RESTORE script. Exit 8 (and the seconds left, or "expired") when an earlier run's
-# switch is still armed.
+# $1 seconds, $2 token, $3 "absent" to roll back to no drop-in (and none of the other files)
+# whatever the files hold, $4 the RESTORE script, $5... other files the rollback restores
+# (`--trust-ca`: the CA and the principals file) or removes when they did not exist.
+# Exit 8 (and the seconds left, or "expired") when an earlier run's switch is still armed.
 PENDING = f"""s={STATE}
 if [ -e "$s" ]; then
   left=$(( $(cat "$s/deadline" 2>/dev/null || echo 0) - $(date +%s) ))
@@ -93,6 +106,11 @@ umask 077
 mkdir "$s"
 trap 'rm -rf -- "$s"' EXIT  # not armed (a full disk?): no state left behind
 if [ -f "$f" ] && [ "$3" != absent ]; then cp "$f" "$s/previous"; fi
+a=$3; shift 4; i=0
+for p in "$@"; do
+  i=$((i + 1)); printf '%s\n' "$p" >> "$s/files"
+  if [ -f "$p" ] && [ "$a" != absent ]; then cp "$p" "$s/previous.$i"; fi
+done
 echo "$tok" > "$s/token"
 echo $(( $(date +%s) + n )) > "$s/deadline"
 sync 2>/dev/null || true
@@ -145,11 +163,17 @@ class Baseline:
         return want
 
 
+def principals_file(user: str) -> str:
+    """The file listing the certificate principals ``user`` may log in as."""
+    return f"{PRINCIPALS_DIR}/{user}"
+
+
 def baseline(user: str, allow_from: list[str], extra_users: list[str],
-             thresholds: dict[str, int], tcp_forwarding: str = "no") -> Baseline:
+             thresholds: dict[str, int], tcp_forwarding: str = "no",
+             trust_ca: bool = False) -> Baseline:
     allow = [user] if not allow_from else [f"{user}@{_cidr(c)}" for c in allow_from]
     allow.extend(extra_users)
-    settings = (
+    settings: tuple[tuple[str, str], ...] = (
         ("PasswordAuthentication", "no"), ("KbdInteractiveAuthentication", "no"),
         ("PermitEmptyPasswords", "no"),
         ("PermitRootLogin", "prohibit-password" if user == "root" else "no"),
@@ -164,6 +188,9 @@ def baseline(user: str, allow_from: list[str], extra_users: list[str],
         ("PermitTunnel", "no"), ("GatewayPorts", "no"), ("LogLevel", "VERBOSE"),
         ("Ciphers", CIPHERS), ("MACs", MACS), ("KexAlgorithms", KEX),
     )
+    if trust_ca:  # additive: the same drop-in, so one switch rolls back all of it
+        settings += (("TrustedUserCAKeys", CA_FILE),
+                     ("AuthorizedPrincipalsFile", principals_file("%u")))
     return Baseline(user, tuple(allow), settings)
 
 

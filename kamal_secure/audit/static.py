@@ -108,7 +108,7 @@ def evaluate(
             from kamal_secure.audit.hosts import audit_hosts, merge
 
             merge(report, audit_hosts(config_file, name, hosts, roles,
-                                      policy=policy.hosts,
+                                      policy=policy.hosts, ca=policy.certificates.ca,
                                       allow_proxy_command=allow_proxy_command,
                                       exact=exact_hosts, drift=drift))
         reports.append((name, report))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 MAX_KEY_BYTES = 64 * 1024
 DEFAULT_IDENTITIES = ("id_ed25519", "id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519_sk", "id_dsa")
-COMMENT_RE = re.compile(r"kamal-deploy:[^:\s]*:(\d{4}-\d{2}-\d{2})")
+# the creation date in our comments: deploy keys (keygen) and the CA (ca init)
+COMMENT_RE = re.compile(r"(?:kamal-deploy:[^:\s]*|kamal-secure-ca):(\d{4}-\d{2}-\d{2})")
 
 
 @dataclass(frozen=True)

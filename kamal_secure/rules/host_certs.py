@@ -104,7 +104,8 @@ def _static(keys: tuple[AuthorizedKey, ...]) -> list[AuthorizedKey]:
     "expire in minutes. While a static key stays in authorized_keys, whoever holds a copy of "
     "it (an old laptop, a CI cache) still logs in, for as long as the file keeps it.",
     fix="Once every host trusts the CA (KS724 clear) and a certificate deploy worked, remove "
-    "the static keys: `kamal-secure authorize --remove-static-keys`.",
+    "the static keys from the deploy user's authorized_keys (the file is listed in the "
+    "finding); keep an admin account's own key for a way in that does not need the CA.",
     insecure="# ~deploy/.ssh/authorized_keys in certificate mode\n"
     "ssh-ed25519 AAAAC3Nza... kamal-deploy:shop\n",
     secure="# ~deploy/.ssh/authorized_keys: empty (the CA in TrustedUserCAKeys lets in)\n",

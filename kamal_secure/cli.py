@@ -71,6 +71,10 @@ Gate settings come from the environment, never from kamal's argv:
                                  (see `scan --write-baseline`)
   KAMAL_SECURE_CONFIG=FILE       for the hooks: the config file when it is not
                                  config/deploy.yml
+  KAMAL_SECURE_CA_ENV=NAME       certificate mode: the variable NAME holds the CA
+                                 key; a certificate is minted for each command
+  KAMAL_SECURE_CA_AGENT=1        certificate mode: the ssh-agent holds the CA
+                                 (docs/certificates.md)
 Set by kamal-secure for kamal and its hooks (never set them yourself):
   KAMAL_SECURE_EXEC, KAMAL_SECURE_GATE_DIGEST, KAMAL_SECURE_GATE_HOSTS
 

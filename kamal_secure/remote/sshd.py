@@ -82,10 +82,13 @@ done
 exit 0
 """
 CAT_SCRIPT = r'for f do printf "\n%s %s\n" "$0" "$f"; cat -- "$f" 2>/dev/null; done'
-# One file for the sshd_config fallback: "absent", "unreadable" (exists, cannot be read) or
-# "ok" followed by the text; the three must never be confused (fail closed).
+# One file (the sshd_config fallback, the files TrustedUserCAKeys and RevokedKeys name):
+# "absent", "unreadable" (exists, or we cannot look: its nearest existing directory is not
+# searchable) or "ok" followed by the text; the three must never be confused (fail closed).
 READ_SCRIPT = r"""
-if [ ! -e "$1" ] && [ ! -L "$1" ]; then printf '\n%s absent\n' "$0"
+d=$(dirname -- "$1")
+while [ ! -d "$d" ] && [ "$d" != / ] && [ "$d" != . ]; do d=$(dirname -- "$d"); done
+if [ ! -e "$1" ] && [ ! -L "$1" ] && [ -x "$d" ]; then printf '\n%s absent\n' "$0"
 elif [ -r "$1" ] && [ ! -d "$1" ] && T=$(cat -- "$1" 2>/dev/null; echo x); then
   printf '\n%s ok\n%s' "$0" "${T%x}"
 else printf '\n%s unreadable\n' "$0"; fi

@@ -146,8 +146,10 @@ def principals(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
     "KS728", Severity.HIGH, "The RevokedKeys file is absent",
     rationale="sshd refuses public key authentication for everyone when the RevokedKeys file "
     "cannot be read: a missing file locks every key and certificate out (and whoever deletes "
-    "it denies all logins). In certificate mode, without RevokedKeys a leaked certificate or "
-    "key cannot be revoked before it expires (low).",
+    "it denies all logins). Our own login is refused then too, so such a host usually shows "
+    "as KS804 (login failed); this rule names the cause when the facts could still be read. "
+    "In certificate mode, without RevokedKeys a leaked certificate or key cannot be revoked "
+    "before it expires (low).",
     fix="Create the file (`ssh-keygen -k -f /etc/ssh/revoked_keys` writes an empty KRL; "
     "root-owned, 0644), or remove the RevokedKeys line. In certificate mode keep one, so "
     "that a certificate can be revoked: `ssh-keygen -k -u -f /etc/ssh/revoked_keys -s CA "

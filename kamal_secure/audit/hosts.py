@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import Project, load_project
+from kamal_secure.facts.keys import CaFacts, gather_ca
 from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.report.model import Location, Problem, Report
 from kamal_secure.rules import host, host_access
@@ -35,9 +36,12 @@ def audit_hosts(
     allow_proxy_command: bool = False,
     exact: tuple[str, list[str]] | None = None,
     drift: bool | None = None,
+    ca: Path | None = None,
 ) -> Report:
     """``exact``: (where they come from, host names): check exactly these hosts (a Kamal
-    hook's KAMAL_HOSTS), also those the config does not name, instead of -h/-r filters."""
+    hook's KAMAL_HOSTS), also those the config does not name, instead of -h/-r filters.
+    ``ca``: the policy's ``certificates.ca`` (both read from the policy file when ``policy``
+    is None)."""
     project = load_project(config_file, destination, root)
     hosts, roles = list(hosts), list(roles)
     inventory = build_inventory(project, hosts, roles)
@@ -45,7 +49,8 @@ def audit_hosts(
         inventory = exact_hosts(inventory, exact[1], exact[0])
     # the gate has read .kamal/secure.yml already: use its hosts: part, don't read it again
     if policy is None:
-        policy = policy_for(project.root).hosts
+        full = policy_for(project.root)
+        policy, ca = full.hosts, full.certificates.ca
     from kamal_secure.remote.fleet import check_fleet
 
     allow = allow_proxy_command or policy.allow_proxy_command
@@ -53,7 +58,8 @@ def audit_hosts(
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
                          allow_proxy_command=allow,
                          collect=watch.collect if watch is not None else None)
-    report = fleet_report(result, policy, registry=local_registry(project))
+    report = fleet_report(result, policy, registry=local_registry(project),
+                          ca=gather_ca(ca, project.root))
     if watch is not None:  # drift watch (issue 18): live facts against the approved state
         found, checked = watch.findings(result, inventory.targets,
                                          bool(hosts or roles or exact))
@@ -63,14 +69,15 @@ def audit_hosts(
 
 
 def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None = None,
-                 registry: str | None = None) -> Report:
+                 registry: str | None = None, ca: CaFacts | None = None) -> Report:
     """The host rules over what the fleet check gathered; problems kept as problems.
-    ``registry``: the config's local registry (KS713 allows the forwarding it needs)."""
+    ``registry``: the config's local registry (KS713 allows the forwarding it needs).
+    ``ca``: the project's CA in certificate mode (the KS724-KS728 certificate rules)."""
     report = Report() if report is None else report
     for target, facts in result.facts:
         origin = target.origin
         where = Location(origin.file, origin.line, origin.column, host=facts.label)
-        report.findings.extend(host.check_host(facts, policy, where, registry))
+        report.findings.extend(host.check_host(facts, policy, where, registry, ca))
         source = facts.sshd.source if facts.sshd is not None else "live probe only"
         report.checked.append(f"host {facts.label}: {source}")
         unknown = host_access.undecided(facts)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kamal_secure.config.load import EmptyConfig, Project, destination_names, load_project
-from kamal_secure.facts.keys import gather
+from kamal_secure.facts.keys import gather, gather_ca
 from kamal_secure.policy import waivers
 from kamal_secure.policy.file import Policy
 from kamal_secure.report.model import Finding, Report
@@ -28,9 +28,11 @@ def run_static(
 
 def static_report(project: Project, settings: dict[str, Any] | None = None) -> Report:
     """Every static rule on an already loaded project (ours, or Kamal's own resolution)."""
+    settings = settings or {}
     keys = gather(project.get("ssh", "keys"), project.root)
-    ctx = Context(project, settings or {}, keys,
-                  agent_socket=bool(os.environ.get("SSH_AUTH_SOCK")))
+    ca = gather_ca(settings.get("ca"), project.root)
+    ctx = Context(project, settings, keys, agent_socket=bool(os.environ.get("SSH_AUTH_SOCK")),
+                  ca=ca)
     report = Report(findings=list(run_checks(ALL_RULES, ctx)))
     report.checked.extend(source.name for source in project.sources)
     report.sources.extend((source.name, source.masked.text) for source in project.sources)
@@ -108,7 +110,7 @@ def evaluate(
             from kamal_secure.audit.hosts import audit_hosts, merge
 
             merge(report, audit_hosts(config_file, name, hosts, roles,
-                                      policy=policy.hosts,
+                                      policy=policy.hosts, ca=policy.certificates.ca,
                                       allow_proxy_command=allow_proxy_command,
                                       exact=exact_hosts, drift=drift))
         reports.append((name, report))

@@ -106,6 +106,20 @@ class HostKey:
     base64: str = ""  # the key itself, as in a known_hosts line
 
 
+# What reading a file named by sshd's configuration found: "unreadable" is unknown, never
+# "absent" (fail closed).
+FileState = Literal["ok", "absent", "unreadable"]
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """A file sshd's configuration names (TrustedUserCAKeys, RevokedKeys) and what it holds."""
+
+    path: str
+    state: FileState
+    keys: tuple[AuthorizedKey, ...] = ()  # the public keys in it (TrustedUserCAKeys)
+
+
 @dataclass(frozen=True)
 class HostFacts:
     name: str  # as in deploy.yml
@@ -117,6 +131,9 @@ class HostFacts:
     host_key: HostKey | None = None
     authorized_keys: tuple[AuthorizedKey, ...] | None = None  # None: could not read
     deploy_fingerprints: tuple[str, ...] = ()  # fingerprints of ssh.keys
+    # the files named by TrustedUserCAKeys and RevokedKeys; None: not set, or sshd unknown
+    trusted_ca: HostFile | None = None
+    revoked_keys: HostFile | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

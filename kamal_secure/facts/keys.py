@@ -15,12 +15,14 @@ import re
 import stat
 import struct
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_KEY_BYTES = 64 * 1024
 DEFAULT_IDENTITIES = ("id_ed25519", "id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519_sk", "id_dsa")
-COMMENT_RE = re.compile(r"kamal-deploy:[^:\s]*:(\d{4}-\d{2}-\d{2})")
+# the creation date in our comments: deploy keys (keygen) and the CA (ca init)
+COMMENT_RE = re.compile(r"(?:kamal-deploy:[^:\s]*|kamal-secure-ca):(\d{4}-\d{2}-\d{2})")
 
 
 @dataclass(frozen=True)
@@ -301,3 +303,67 @@ def gather(keys: object, root: Path, home: Path | None = None) -> tuple[KeyFacts
     defaults = _defaults(home)
     return tuple(gather_one(i, k, root, home, defaults) for i, k in enumerate(keys)
                  if isinstance(k, str) and k and not is_dynamic(k))
+
+
+# Certificate mode's CA (issue #17): where its private key lives by default.
+DEFAULT_CA_PATH = "~/.ssh/kamal_ca"
+
+
+def git_root(start: Path) -> Path | None:
+    """The work tree holding ``start`` (the nearest ancestor with a ``.git`` entry), found
+    without running git: git would read the repository's own config (fsmonitor, hooks)."""
+    here = start.resolve()
+    for directory in (here, *here.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (which need not exist) is under ``root``, symlinks resolved."""
+    nearest = path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    return (nearest.resolve() / path.name).is_relative_to(root.resolve())
+
+
+@dataclass(frozen=True)
+class CaFacts:
+    """Certificate mode's CA, as named by the policy or the environment (never its key)."""
+
+    source: str  # how certificate mode was named: "certificates.ca", "KAMAL_SECURE_CA_ENV", ...
+    key: KeyFacts | None  # the CA private key file (and its .pub); None: the CA is in a variable
+    env_info: KeyInfo | None = None  # the CA key held in the variable, when readable
+    repository: Path | None = None  # the repository (or project) the key file sits in
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The CA's public key fingerprint; None when it could not be read."""
+        if self.env_info is not None:
+            return self.env_info.fingerprint
+        if self.key is None:
+            return None
+        info = self.key.pub_info or self.key.info
+        return info.fingerprint if info is not None else None
+
+
+def gather_ca(policy_ca: Path | None, root: Path, environ: Mapping[str, str] | None = None,
+              home: Path | None = None) -> CaFacts | None:
+    """The CA in certificate mode (the same rules as the gate's ``ca_source``: the
+    environment wins over the policy), None when not in certificate mode."""
+    from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
+
+    environ = os.environ if environ is None else environ
+    home = home or Path.home()
+    named, agent = environ.get(CA_ENV), environ.get(CA_AGENT)
+    if named:
+        data = environ.get(named, "").encode()
+        info = read_private(data)[0] if data else None
+        return CaFacts(CA_ENV, None, env_info=info)
+    if agent is None and policy_ca is None:
+        return None
+    path = str(policy_ca) if policy_ca is not None else DEFAULT_CA_PATH
+    key = gather_one(0, path, root, home, {})
+    repository = git_root(root) or root
+    return CaFacts(CA_AGENT if agent is not None else "certificates.ca", key,
+                   repository=repository if inside(key.path, repository) else None)

@@ -26,18 +26,17 @@ from typing import TYPE_CHECKING
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
-from kamal_secure.gate.kamal import CA_ENV
+from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
 
 if TYPE_CHECKING:
     from kamal_secure.remediate.certs import CaSource
 
-CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
 INTERACTIVE = frozenset({"-i", "--interactive"})
 
 
 def ca_source(policy_ca: Path | None, environ: MutableMapping[str, str]) -> CaSource | None:
     """The CA (a ``remediate.certs.CaSource``) when in certificate mode, else None."""
-    from kamal_secure.remediate.ca import DEFAULT_PATH
+    from kamal_secure.facts.keys import DEFAULT_CA_PATH
     from kamal_secure.remediate.certs import CaSource
 
     named, agent = environ.get(CA_ENV), environ.get(CA_AGENT)
@@ -50,7 +49,7 @@ def ca_source(policy_ca: Path | None, environ: MutableMapping[str, str]) -> CaSo
     if agent is not None:
         if agent != "1":
             raise UsageError(f"{CA_AGENT} must be 1 (sign with the CA key in the ssh-agent)")
-        return CaSource(agent=Path(f"{policy_ca or DEFAULT_PATH}.pub"))
+        return CaSource(agent=Path(f"{policy_ca or DEFAULT_CA_PATH}.pub"))
     return CaSource(path=policy_ca) if policy_ca is not None else None
 
 

@@ -260,6 +260,7 @@ def _check_explicit(path: str, skip: set[str]) -> str:
 
 # certificate mode (gate/certificate.py): the name of the variable holding the CA key
 CA_ENV = "KAMAL_SECURE_CA_ENV"
+CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
 
 
 def exec_kamal(args: list[str], env: dict[str, str] | None = None,

@@ -52,7 +52,8 @@ class CertificatePolicy:
     validity: int = 15  # a minted certificate is valid this long
     minimum: int = 5  # a deploy never starts with a certificate expiring sooner
     source_address: tuple[str, ...] | None = None  # the source-address critical option
-    ca: Path | None = None  # the CA private key file; None: remediate.ca.DEFAULT_PATH
+    ca: Path | None = None  # the CA private key file; None: facts.keys.DEFAULT_CA_PATH
+    rotation_days: int = 365  # the CA key's age limit (KS615)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class Policy:
 
     def settings(self) -> dict[str, Any]:
         """What rules may read (Context.settings)."""
-        return {"key_rotation_days": self.key_rotation_days}
+        return {"key_rotation_days": self.key_rotation_days,
+                "ca_rotation_days": self.certificates.rotation_days,
+                "ca": self.certificates.ca}
 
 
 @lru_cache(maxsize=1)
@@ -206,7 +209,8 @@ def _certificates(section: dict[str, Any], loaded: yamlsafe.Loaded,
     ca = section.get("ca")
     return CertificatePolicy(validity, minimum,
                              None if addresses is None else tuple(addresses),
-                             None if ca is None else Path(ca).expanduser())
+                             None if ca is None else Path(ca).expanduser(),
+                             section.get("rotation_days", default.rotation_days))
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

@@ -13,30 +13,14 @@ import datetime as dt
 from pathlib import Path
 
 from kamal_secure.errors import UsageError
+from kamal_secure.facts.keys import DEFAULT_CA_PATH, git_root, inside
 from kamal_secure.remediate import keygen
 
-DEFAULT_PATH = "~/.ssh/kamal_ca"
+DEFAULT_PATH = DEFAULT_CA_PATH
 
 
 def comment_for(today: dt.date | None = None) -> str:
     return f"kamal-secure-ca:{(today or dt.date.today()).isoformat()}"
-
-
-def git_root(start: Path) -> Path | None:
-    """The work tree holding ``start`` (the nearest ancestor with a ``.git`` entry), found
-    without running git: git would read the repository's own config (fsmonitor, hooks)."""
-    here = start.resolve()
-    for directory in (here, *here.parents):
-        if (directory / ".git").exists():
-            return directory
-    return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    nearest = path.parent
-    while not nearest.exists() and nearest != nearest.parent:
-        nearest = nearest.parent
-    return (nearest.resolve() / path.name).is_relative_to(root)
 
 
 def init(path: Path, passphrase: bytes | None = None, force: bool = False,
@@ -51,7 +35,7 @@ def init(path: Path, passphrase: bytes | None = None, force: bool = False,
             hint="give another --path; --force replaces it (the old pair is kept as a "
             "timestamped backup)")
     root = git_root(cwd or Path.cwd())
-    if root is not None and _inside(path, root) and not force:
+    if root is not None and inside(path, root) and not force:
         raise UsageError(
             f"{path} is inside the git repository {root}; a CA private key there is one "
             "`git add .` away from being published",

@@ -1,12 +1,13 @@
 """The facts drift watch compares, read over the host checks' own session (no new login).
 
 Two more commands on the connection the host checks already opened: one reads the
-accounts, groups, sudo rules, listening TCP sockets, host public keys and the
-TrustedUserCAKeys file; the second reads the deploy user's (and root's) authorized_keys
-files, whose paths come from the effective ``AuthorizedKeysFile`` and the homes the
-first command printed. Only fingerprints, names, options and settings are kept: never a
-key blob, never a command or environment value from an authorized_keys option (those
-are kept as a digest). Whatever could not be read is recorded as *unknown*, with why.
+accounts, groups, sudo rules, listening TCP sockets and host public keys (the
+TrustedUserCAKeys file comes with the host checks' facts); the second reads the deploy
+user's (and root's) authorized_keys files, whose paths come from the effective
+``AuthorizedKeysFile`` and the homes the first command printed. Only fingerprints,
+names, options and settings are kept: never a key blob, never a command or environment
+value from an authorized_keys option (those are kept as a digest). Whatever could not be
+read is recorded as *unknown*, with why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from kamal_secure.facts.host import SOURCE_HOSTKEY, HostFacts, split_options
+from kamal_secure.facts.host import SOURCE_HOSTKEY, HostFacts, HostFile, split_options
 from kamal_secure.remote.authorized import blob_fingerprint, parse_authorized_keys
 from kamal_secure.remote.sshd import Runner, SshdFacts, authorized_keys_paths, sections
 from kamal_secure.secretscan import looks_secret, vendor_match
@@ -31,10 +32,11 @@ QUOTE = '"'
 DIAGNOSTICS = frozenset({"unable", "could", "error", "warning", "fatal", "bad", "missing",
                          "sshd:", "debug1", "debug2", "debug3"})
 
-# $0 marker, $1 deploy user, $2 TrustedUserCAKeys path (or none), $3.. host key .pub files.
+# $0 marker, $1 deploy user, $2.. host key .pub files (the TrustedUserCAKeys file was read
+# with the host's facts: HostFacts.trusted_ca).
 # Constant text: every value from our side arrives as a quoted argument.
 INFO_SCRIPT = r"""
-M=$0; U=$1; CA=$2; shift 2
+M=$0; U=$1; shift
 sec() { printf '\n%s %s\n' "$M" "$1"; }
 sec uid; id -u
 if command -v getent >/dev/null 2>&1; then
@@ -54,9 +56,6 @@ else sec proc; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fi
 if [ "$#" = 0 ]; then set -- /etc/ssh/ssh_host_*_key.pub; fi
 for f do [ -e "$f" ] || continue; sec "hostkey $f"; cat -- "$f" 2>/dev/null; done
-if [ "$CA" != none ]; then
-  if [ -r "$CA" ]; then sec "ca ok"; cat -- "$CA"; else sec "ca unreadable"; fi
-fi
 exit 0
 """
 
@@ -111,18 +110,17 @@ def collect(runner: Runner, facts: HostFacts) -> HostState:
     state = HostState()
     sshd = facts.sshd
     _settings(state, facts)
-    ca_path = (sshd.get("trustedusercakeys") if sshd is not None else None) or "none"
     pubs = [] if sshd is None or sshd.source == SOURCE_HOSTKEY else [
         f"{path.split()[0]}.pub" for path in sshd.all("hostkey") if path.strip()]
     marker = "KS-" + secrets.token_hex(8)
-    _, text = runner.run(["sh", "-c", INFO_SCRIPT, marker, facts.user, ca_path, *pubs])
+    _, text = runner.run(["sh", "-c", INFO_SCRIPT, marker, facts.user, *pubs])
     parts = sections(text, marker)
     accounts = parse_accounts(parts.get("passwd", ""))
     _groups(state, parts.get("groups", ""), parts.get("primary", ""))
     _sudo(state, parts, facts.user)
     _listeners(state, parts)
     _host_keys(state, parts)
-    _ca_keys(state, parts, ca_path, sshd is not None)
+    _ca_keys(state, facts.trusted_ca, sshd is not None)
     _authorized(state, runner, facts, accounts, parts.get("uid", "").strip())
     return state
 
@@ -276,17 +274,18 @@ def _host_keys(state: HostState, parts: dict[str, str]) -> None:
         state.lost("hostkey", f"no host public key could be read ({HOSTKEY_GLOB})")
 
 
-def _ca_keys(state: HostState, parts: dict[str, str], path: str, known: bool) -> None:
+def _ca_keys(state: HostState, trusted: HostFile | None, known: bool) -> None:
+    """``trusted``: the TrustedUserCAKeys file as the host's facts read it (None: none)."""
     if not known:
         state.lost("ca_key", "TrustedUserCAKeys unknown: sshd -T could not run")
         return
-    if path == "none":
+    if trusted is None:
         state.facts.setdefault("ca_key", {})
         return
-    if "ca ok" not in parts:
-        state.lost("ca_key", f"TrustedUserCAKeys {path} is not readable")
+    if trusted.state != "ok":
+        state.lost("ca_key", f"TrustedUserCAKeys {trusted.path} is not readable")
         return
-    for key in parse_authorized_keys(parts["ca ok"], path):
+    for key in trusted.keys:
         state.put("ca_key", key.fingerprint, key.key_type)
     state.facts.setdefault("ca_key", {})
 

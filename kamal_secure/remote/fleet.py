@@ -118,6 +118,7 @@ def _facts(sess: session.Session, target: Target, ssh: SshSettings) -> HostFacts
         user=ssh.user, offered=sess.offered, sshd=gathered.sshd,
         host_key=hostkeys.host_key(sess.host_key),
         authorized_keys=gathered.authorized_keys,
+        trusted_ca=gathered.trusted_ca, revoked_keys=gathered.revoked_keys,
         deploy_fingerprints=deploy_fingerprints(ssh),
         notes=tuple(gathered.notes),
     )

@@ -23,6 +23,8 @@ from kamal_secure.facts.host import (
     SOURCE_ROOT,
     SOURCE_SUDO,
     AuthorizedKey,
+    FileState,
+    HostFile,
     SshdConfig,
 )
 from kamal_secure.remote.authorized import parse_authorized_keys
@@ -80,10 +82,13 @@ done
 exit 0
 """
 CAT_SCRIPT = r'for f do printf "\n%s %s\n" "$0" "$f"; cat -- "$f" 2>/dev/null; done'
-# One file for the sshd_config fallback: "absent", "unreadable" (exists, cannot be read) or
-# "ok" followed by the text; the three must never be confused (fail closed).
+# One file (the sshd_config fallback, the files TrustedUserCAKeys and RevokedKeys name):
+# "absent", "unreadable" (exists, or we cannot look: its nearest existing directory is not
+# searchable) or "ok" followed by the text; the three must never be confused (fail closed).
 READ_SCRIPT = r"""
-if [ ! -e "$1" ] && [ ! -L "$1" ]; then printf '\n%s absent\n' "$0"
+d=$(dirname -- "$1")
+while [ ! -d "$d" ] && [ "$d" != / ] && [ "$d" != . ]; do d=$(dirname -- "$d"); done
+if [ ! -e "$1" ] && [ ! -L "$1" ] && [ -x "$d" ]; then printf '\n%s absent\n' "$0"
 elif [ -r "$1" ] && [ ! -d "$1" ] && T=$(cat -- "$1" 2>/dev/null; echo x); then
   printf '\n%s ok\n%s' "$0" "${T%x}"
 else printf '\n%s unreadable\n' "$0"; fi
@@ -119,6 +124,8 @@ class SshdFacts:
     home: str = ""
     conn: ConnInfo | None = None
     authorized_keys: tuple[AuthorizedKey, ...] | None = None
+    trusted_ca: HostFile | None = None
+    revoked_keys: HostFile | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -157,20 +164,44 @@ def gather(runner: Runner, user: str) -> SshdFacts:
         return facts
     preloaded = {name[5:]: body for name, body in parts.items() if name.startswith("file ")}
     facts.authorized_keys = read_authorized_keys(runner, facts, preloaded)
+    facts.trusted_ca = named_file(runner, facts.sshd, "trustedusercakeys", keys=True)
+    facts.revoked_keys = named_file(runner, facts.sshd, "revokedkeys")
     return facts
+
+
+def named_file(runner: Runner, sshd: SshdConfig, keyword: str,
+               keys: bool = False) -> HostFile | None:
+    """The file a setting names (None when it is ``none``). A path with %-tokens is not
+    expanded here: it is reported unreadable (unknown), never absent."""
+    value = sshd.get(keyword)
+    if value is None or not value.strip() or value.strip().lower() == "none":
+        return None
+    path = value.strip()
+    if "%" in path or not path.startswith("/"):
+        return HostFile(path, "unreadable")
+    state, text = read_state(runner, path)
+    found = parse_authorized_keys(text, path) if keys and state == "ok" else []
+    return HostFile(path, state, tuple(found))
 
 
 def read_file(runner: Runner, path: str) -> str | None:
     """The file's text, "" when it does not exist, None when it exists but cannot be read
     (or the answer is not one we understand: unknown is never empty)."""
+    state, text = read_state(runner, path)
+    return None if state == "unreadable" else text
+
+
+def read_state(runner: Runner, path: str) -> tuple[FileState, str]:
+    """Whether the file is there ("ok", with its text), "absent", or "unreadable" (exists
+    but cannot be read, or an answer we do not understand: unknown is never absent)."""
     marker = "KS-" + secrets.token_hex(8)
     _, text = runner.run(["sh", "-c", READ_SCRIPT, marker, path])
     parts = sections(text, marker)
     if "ok" in parts:
-        return parts["ok"]
+        return "ok", parts["ok"]
     if "absent" in parts:
-        return ""
-    return None
+        return "absent", ""
+    return "unreadable", ""
 
 
 def glob(runner: Runner, pattern: str) -> list[str] | None:

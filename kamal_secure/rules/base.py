@@ -16,7 +16,7 @@ from kamal_secure.secretscan import vendor_match
 if TYPE_CHECKING:
     from kamal_secure.config.files import Hook
     from kamal_secure.facts.kamal_version import KamalVersion
-    from kamal_secure.facts.keys import KeyFacts
+    from kamal_secure.facts.keys import CaFacts, KeyFacts
     from kamal_secure.facts.shellcheck import ShellcheckNote
     from kamal_secure.rules.host_base import HostContext
     from kamal_secure.schemas import Violation
@@ -30,6 +30,7 @@ class Context:
     settings: dict[str, Any] = field(default_factory=dict)
     keys: tuple[KeyFacts, ...] = ()  # facts about the files in ssh.keys
     agent_socket: bool = True  # SSH_AUTH_SOCK is set where Kamal will run
+    ca: CaFacts | None = None  # certificate mode's CA (its key file), None: key mode
 
     @cached_property
     def kamal(self) -> KamalVersion:

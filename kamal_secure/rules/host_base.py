@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from kamal_secure.facts.host import HostFacts, SshdConfig
+from kamal_secure.facts.keys import CaFacts
 from kamal_secure.report.model import Finding, Location, Severity
 from kamal_secure.rules.base import HostCheck, Rule
 
@@ -38,6 +39,7 @@ class HostContext:
     policy: HostThresholds
     where: Location  # the host, and the deploy.yml file:line that names it
     local_registry: str | None = None  # registry.server localhost:PORT: needs remote forwarding
+    ca: CaFacts | None = None  # certificate mode: the project's CA; None: key mode
 
     @property
     def sshd(self) -> SshdConfig | None:

@@ -215,5 +215,100 @@ def too_old(rule: Rule, ctx: Context) -> Iterator[Finding]:
                                _where(ctx, key))
 
 
+# Certificate mode's CA key file (issue #17): policy certificates.ca, its .pub beside it.
+CA_POLICY = "# .kamal/secure.yml\ncertificates:\n  ca: ~/.ssh/kamal_ca\n"
+
+
+def _ca_file(ctx: Context) -> KeyFacts | None:
+    """The CA private key file when there is one on disk (not in a variable or an agent)."""
+    key = ctx.ca.key if ctx.ca is not None else None
+    return key if key is not None and key.file_type == "file" else None
+
+
+def _ca_where(ctx: Context) -> Location:
+    return Location(".kamal/secure.yml", path="certificates.ca")
+
+
+@define(
+    "KS612", Severity.CRITICAL, "The CA private key is inside the repository",
+    rationale="The CA signs certificates that log in to every host that trusts it. A key file "
+    "inside the repository is one `git add .` (or one build context, one backup of the "
+    "checkout) away from being published, and every clone of it is a key to the fleet.",
+    fix="Move the key out of the repository (`mv .kamal/kamal_ca* ~/.ssh/`), point "
+    "certificates.ca at the new place, and if it was ever committed or pushed, make a new CA "
+    "(`kamal-secure ca init --force`) and trust only the new one on every host.",
+    insecure="# .kamal/secure.yml\ncertificates:\n  ca: .kamal/kamal_ca\n", secure=CA_POLICY,
+    family=FAMILY, kind="keys", example_path=".kamal/secure.yml",
+)
+def ca_in_repository(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    key = _ca_file(ctx)
+    if key is not None and ctx.ca is not None and ctx.ca.repository is not None:
+        yield rule.finding(f"the CA private key {key.path} is inside {ctx.ca.repository}",
+                           _ca_where(ctx))
+
+
+@define(
+    "KS613", Severity.HIGH, "The CA private key is readable by other users",
+    rationale="Whoever can read the CA key can sign a certificate for any principal the hosts "
+    "accept, from anywhere, for as long as they like: more than a stolen deploy key gives.",
+    fix="chmod 600 the CA key (and keep its directory private: chmod 700 ~/.ssh).",
+    insecure="$ ls -l ~/.ssh/kamal_ca\n-rw-r--r--  ...\n",
+    secure="$ ls -l ~/.ssh/kamal_ca\n-rw-------  ...\n",
+    family=FAMILY, kind="keys", example_path=".kamal/secure.yml",
+)
+def ca_mode(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    key = _ca_file(ctx)
+    if key is not None and key.mode is not None and key.mode & 0o077:
+        who = "everyone" if key.mode & 0o004 else "its group"
+        yield rule.finding(f"the CA private key {key.path} has mode {key.mode:04o}: {who} "
+                           "can read or change it", _ca_where(ctx))
+
+
+@define(
+    "KS614", Severity.MEDIUM, "The CA key is not ed25519",
+    rationale="The CA signs every certificate; ed25519 is the type `ca init` makes, short, "
+    "fast, with no size to get wrong. RSA and ECDSA CAs work but are easy to leave too short, "
+    "and DSA is no longer accepted by OpenSSH.",
+    fix="Make a new CA with `kamal-secure ca init` (ed25519), trust it on the hosts beside the "
+    "old one, switch certificates.ca, then remove the old CA from TrustedUserCAKeys.",
+    insecure="$ ssh-keygen -t rsa -b 2048 -f ~/.ssh/kamal_ca\n",
+    secure="$ kamal-secure ca init   # ssh-keygen -t ed25519 -f ~/.ssh/kamal_ca\n",
+    family=FAMILY, kind="keys", example_path=".kamal/secure.yml",
+)
+def ca_type(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    key = ctx.ca.key if ctx.ca is not None else None
+    info = ctx.ca.env_info if ctx.ca is not None and ctx.ca.env_info is not None else (
+        key.info or key.pub_info if key is not None else None)
+    if info is not None and info.kind != "ed25519":
+        yield rule.finding(f"the CA key is {info.kind} {info.bits} bits ({info.fingerprint}), "
+                           "not ed25519", _ca_where(ctx))
+
+
+@define(
+    "KS615", Severity.LOW, "The CA key is older than its rotation policy",
+    rationale="A CA key that lives for years has had years to be copied (backups, old "
+    "laptops). Certificates expire in minutes; the CA should be rotated too, only less "
+    "often. The limit is certificates.rotation_days in .kamal/secure.yml (default 365).",
+    fix="Make a new CA (`kamal-secure ca init --path ~/.ssh/kamal_ca_new`), trust it on every "
+    "host beside the old one, point certificates.ca at it, deploy, then remove the old CA "
+    "from TrustedUserCAKeys.",
+    insecure="$ ssh-keygen -lf ~/.ssh/kamal_ca.pub\n"
+    "256 SHA256:... kamal-secure-ca:2023-01-02 (ED25519)\n",
+    secure="256 SHA256:... kamal-secure-ca:<a date within the policy> (ED25519)\n",
+    family=FAMILY, kind="keys", example_path=".kamal/secure.yml",
+)
+def ca_too_old(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    key = ctx.ca.key if ctx.ca is not None else None
+    if key is None or key.created is None or not (key.pub_present or key.file_type == "file"):
+        return
+    limit = int(ctx.settings.get("ca_rotation_days", 365))
+    age = (dt.datetime.now(dt.UTC).date() - key.created).days
+    if age > limit:
+        yield rule.finding(f"the CA key {key.path} is {age} days old (created {key.created}, "
+                           f"from the {key.created_source}); the policy allows {limit}",
+                           _ca_where(ctx))
+
+
 RULES: tuple[Rule, ...] = (missing, symlink, mode, owner, loose_dirs, ssh_dir, weak, pub_mismatch,
-                           default_identity, encrypted, too_old)
+                           default_identity, encrypted, too_old, ca_in_repository, ca_mode,
+                           ca_type, ca_too_old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import pytest
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import ConfigError
-from kamal_secure.facts.host import SOURCE_DERIVED, SOURCE_HOSTKEY
+from kamal_secure.facts.host import SOURCE_DERIVED, SOURCE_HOSTKEY, HostFile, SshdConfig
 from kamal_secure.policy.file import HostPolicy, policy_for
 from kamal_secure.remote import hostkeys, sshd
 from kamal_secure.remote.authorized import parse_authorized_keys
@@ -224,3 +225,69 @@ def test_policy_file(tmp_path: Path) -> None:
     (tmp_path / ".kamal" / "secure.yml").symlink_to(tmp_path / "nowhere.yml")
     with pytest.raises(ConfigError):
         policy_for(tmp_path)
+
+
+def test_the_files_trustedusercakeys_and_revokedkeys_name() -> None:
+    """Read on the host: present with its keys, absent, or unreadable (never absent)."""
+    main = FakeHost.files["/etc/ssh/sshd_config"]
+
+    class Host(FakeHost):
+        files: ClassVar[dict[str, str]] = {
+            **FakeHost.files,
+            "/etc/ssh/sshd_config": main + "TrustedUserCAKeys /etc/ssh/ca.pub\n"
+                                           "RevokedKeys /etc/ssh/revoked_keys\n",
+            "/etc/ssh/ca.pub": f"ssh-ed25519 {KEY} corp-ca\n"}
+
+    facts = sshd.gather(Host(), "d")
+    assert facts.trusted_ca is not None
+    assert facts.trusted_ca.state == "ok"
+    assert [k.comment for k in facts.trusted_ca.keys] == ["corp-ca"]
+    assert facts.revoked_keys == HostFile("/etc/ssh/revoked_keys", "absent")
+
+    class Locked(Host):
+        unreadable: ClassVar[set[str]] = {"/etc/ssh/ca.pub", "/etc/ssh/revoked_keys"}
+
+    facts = sshd.gather(Locked(), "d")
+    assert facts.trusted_ca == HostFile("/etc/ssh/ca.pub", "unreadable")
+    assert facts.revoked_keys == HostFile("/etc/ssh/revoked_keys", "unreadable")
+    unset = sshd.gather(FakeHost(), "d")
+    assert (unset.trusted_ca, unset.revoked_keys) == (None, None)
+    tokens = SshdConfig.parse("trustedusercakeys /etc/ssh/ca/%u.pub\nrevokedkeys none\n")
+    assert sshd.named_file(Host(), tokens, "trustedusercakeys") == HostFile(
+        "/etc/ssh/ca/%u.pub", "unreadable")
+    assert sshd.named_file(Host(), tokens, "revokedkeys") is None
+
+
+class AsNobody:
+    """Runs the remote scripts here, as an unprivileged user (what a deploy user sees)."""
+
+    def run(self, argv: list[str], stdin: bytes = b"") -> tuple[int, str]:
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               *argv], input=stdin, capture_output=True, check=False)
+        return done.returncode, done.stdout.decode()
+
+
+def test_a_file_behind_a_closed_directory_is_unreadable_not_absent() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:  # pytest's tmp_path is 0700 above
+        base = Path(name)
+        base.chmod(0o755)
+        _read_as_nobody(base)
+
+
+def _read_as_nobody(base: Path) -> None:
+    open_dir, closed = base / "open", base / "closed"
+    open_dir.mkdir(mode=0o755)
+    closed.mkdir(mode=0o700)
+    (open_dir / "present").write_text("ssh-ed25519 AAAA x\n")
+    (open_dir / "present").chmod(0o644)
+    (closed / "present").write_text("secret\n")
+    runner = AsNobody()
+    assert sshd.read_state(runner, str(open_dir / "present")) == ("ok", "ssh-ed25519 AAAA x")
+    assert sshd.read_state(runner, str(open_dir / "gone")) == ("absent", "")
+    assert sshd.read_state(runner, str(open_dir / "no" / "such" / "dir")) == ("absent", "")
+    assert sshd.read_state(runner, str(closed / "present")) == ("unreadable", "")
+    assert sshd.read_state(runner, str(closed / "gone")) == ("unreadable", "")
+    assert sshd.read_state(runner, str(closed / "sub" / "gone")) == ("unreadable", "")
+    assert sshd.read_state(runner, "relative/gone") in (("absent", ""), ("unreadable", ""))

@@ -341,8 +341,12 @@ def audit_resolved(project: Project, hosts: list[Resolved], policy: HostPolicy,
     """The live host checks on exactly the hosts, users, ports and keys Kamal resolved."""
     from kamal_secure.audit.hosts import fleet_report
     from kamal_secure.config.inventory import local_registry
+    from kamal_secure.facts.keys import gather_ca
+    from kamal_secure.policy.file import load_policy
     from kamal_secure.remote.fleet import FleetResult, check_fleet
 
+    # certificate mode as mint_for sees it (the same policy file)
+    ca = gather_ca(load_policy().certificates.ca, project.root)
     origins = _origins(project)
     groups: dict[SshSettings, list[Target]] = {}
     for host in hosts:
@@ -373,7 +377,7 @@ def audit_resolved(project: Project, hosts: list[Resolved], policy: HostPolicy,
             done.problems.extend(result.problems)
             everything.collected.update(result.collected)
         everything.facts.extend(done.facts)
-        fleet_report(done, policy, report, local_registry(project))
+        fleet_report(done, policy, report, local_registry(project), ca)
     if watch is not None:  # Kamal may target a subset (-h/-r): approved hosts it skips are fine
         found, checked = watch.findings(everything, [t for t, _ in everything.facts], True)
         report.findings.extend(found)

@@ -1,0 +1,70 @@
+"""KS724-KS728 against a real sshd that trusts CAs (issue #17): the files TrustedUserCAKeys
+and RevokedKeys name are read on the host, the project's CA comes from the policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.report.model import Finding, Severity
+from testing.live import host_project, scan_hosts
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr
+
+pytestmark = pytest.mark.sshd
+CERT_RULES = {"KS724", "KS725", "KS726", "KS727", "KS728"}
+TRUSTS = "TrustedUserCAKeys /etc/ssh/kamal_ca.pub\n"
+
+
+def cert_findings(app: Path) -> dict[str, list[Finding]]:
+    report = scan_hosts(app)
+    assert report.problems == [], report.problems
+    out: dict[str, list[Finding]] = {}
+    for finding in report.findings:
+        if finding.rule in CERT_RULES:
+            out.setdefault(finding.rule, []).append(finding)
+    return out
+
+
+def project(tmp_path: Path, client: Client, addr: str, ca: Path) -> Path:
+    app = host_project(tmp_path / "app", client, [addr])
+    policy = app / ".kamal" / "secure.yml"
+    policy.write_text(policy.read_text() + f"certificates:\n  ca: {ca}\n")
+    return app
+
+
+def test_a_host_trusting_another_ca_with_static_keys_left(
+        lab: Lab, client: Client, tmp_path: Path) -> None:
+    ca = tmp_path / "cas" / "kamal_ca"
+    ours = keygen(ca, "kamal-secure-ca:2026-01-02")
+    theirs = keygen(tmp_path / "cas" / "corp_ca", "corp-ca")
+    addr = next_addr()
+    host = lab.start(addr, HARDENED + TRUSTS, authorized={DEPLOY_USER: client.public},
+                     files={"kamal_ca.pub": ours + "\n" + theirs + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    app = project(tmp_path, client, addr, ca)
+    found = cert_findings(app)
+    assert set(found) == {"KS725", "KS726", "KS727", "KS728"}, found
+    assert "corp-ca" in found["KS725"][0].message
+    assert "kamal-deploy:test" in found["KS726"][0].message
+    assert found["KS728"][0].severity is Severity.LOW  # no RevokedKeys in certificate mode
+    # the project's CA gone from the file: the certificate would be refused
+    host.write("kamal_ca.pub", theirs + "\n")
+    assert "KS724" in cert_findings(app)
+    # key mode (no CA in the policy): only the principals file is asked for
+    key_mode = host_project(tmp_path / "key-mode", client, [addr])
+    assert set(cert_findings(key_mode)) == {"KS727"}
+
+
+def test_a_host_ready_for_certificates(lab: Lab, client: Client, tmp_path: Path) -> None:
+    ca = tmp_path / "cas" / "kamal_ca"
+    ours = keygen(ca, "kamal-secure-ca:2026-01-02")
+    addr = next_addr()
+    config = (HARDENED + TRUSTS + "AuthorizedPrincipalsFile /etc/ssh/principals/%u\n"
+              "RevokedKeys /etc/ssh/revoked_keys\n")
+    host = lab.start(addr, config, authorized={DEPLOY_USER: client.public},
+                     files={"kamal_ca.pub": ours + "\n", "revoked_keys": "",
+                            f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    found = cert_findings(project(tmp_path, client, addr, ca))
+    assert set(found) == {"KS726"}  # the static deploy key, until --remove-static-keys

@@ -81,7 +81,7 @@ def test_trusts_the_ca_and_a_certificate_alone_logs_in(lab: Lab, client: Client,
     assert f"/etc/ssh/kamal-secure-principals/{DEPLOY_USER}: {DEPLOY_USER}\n" in dry.stdout
     assert "then the deploy key leaves authorized_keys" in dry.stdout
     untouched(host, client)
-    done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--rollback-after", "30")
+    done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--rollback-after", "10")
     assert done.code == 0, done.stdout + done.stderr
     assert "a new login with a certificate alone works" in done.stdout
     assert (host.etc / CA_FILE).read_text() == " ".join(ca_pub.read_text().split()[:2]) + "\n"
@@ -105,7 +105,7 @@ def test_remove_static_keys_after_the_proof(lab: Lab, client: Client, tmp_path: 
     ca_pub = ca(client)
     app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--remove-static-keys",
-                  "--rollback-after", "30")
+                  "--rollback-after", "10")
     assert done.code == 0, done.stdout + done.stderr
     assert "the deploy key removed from authorized_keys" in done.stdout
     assert keys_file(host).read_text() == KEPT
@@ -123,7 +123,7 @@ def test_a_ca_that_sshd_rejects_is_reverted_and_the_key_stays(lab: Lab, client: 
     ca_pub = ca(client)
     app = host_project(tmp_path / "app", client, [host.addr])
     done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--remove-static-keys",
-                  "--rollback-after", "30")
+                  "--rollback-after", "10")
     assert done.code == 3, done.stdout + done.stderr
     assert "reverted: a new login with a certificate alone failed" in done.stdout
     untouched(host, client)
@@ -179,7 +179,7 @@ def test_killed_while_trusting_a_new_ca_the_old_one_comes_back(lab: Lab, client:
     host = key_host(lab, client)
     first, second = ca(client), ca(client, "new_ca")
     app = host_project(tmp_path / "app", client, [host.addr])
-    done = harden(app, client, "--yes", "--trust-ca", str(first), "--rollback-after", "30")
+    done = harden(app, client, "--yes", "--trust-ca", str(first), "--rollback-after", "10")
     assert done.code == 0, done.stdout + done.stderr
     before = {p: (host.etc / p).read_text() for p in (DROPIN, CA_FILE, PRINCIPALS)}
     killed = harden(app, client, "--yes", "--trust-ca", str(second), "--rollback-after", "3",

@@ -1,11 +1,12 @@
-"""`kamal-secure ca init`: create the SSH certificate authority's key."""
+"""`kamal-secure ca init`: create the SSH certificate authority's key; `ca rotate`: replace
+it on every host (kamal_secure/commands/ca_rotate.py)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from kamal_secure.commands import Parser
+from kamal_secure.commands import Parser, ca_rotate
 from kamal_secure.errors import EXIT_CLEAN
 from kamal_secure.remediate import ca, keygen
 
@@ -14,7 +15,7 @@ def _parser() -> Parser:
     p = Parser(prog="kamal-secure ca",
                description="The SSH certificate authority that signs short-lived deploy "
                "certificates.")
-    sub = p.add_subparsers(dest="action", required=True, metavar="init")
+    sub = p.add_subparsers(dest="action", required=True, metavar="init|rotate")
     init = sub.add_parser("init", help="create the CA's ed25519 key",
                           description="Create the CA's ed25519 key (outside the repository).")
     init.add_argument("--path", default=ca.DEFAULT_PATH,
@@ -25,11 +26,14 @@ def _parser() -> Parser:
                       "backup), or write inside the git repository")
     init.add_argument("--passphrase-from-env", metavar="VAR", default=None,
                       help="encrypt the key with the passphrase in this environment variable")
+    ca_rotate.add_parser(sub)
     return p
 
 
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
+    if opts.action == "rotate":
+        return ca_rotate.run(opts)
     passphrase = keygen.passphrase_from_env(opts.passphrase_from_env)
     new = ca.init(Path(opts.path), passphrase, opts.force)
     public = new.path.with_name(new.path.name + ".pub").read_text().strip()

@@ -113,8 +113,6 @@ def _trust(ca_pub: Path, policy_ca: Path | None, key: Path, user: str,
     """Read the CA, mint the proof's certificate with the CA's private key (from the same
     places as certificate mode, else the file beside ``CA.pub``) and check that it is
     signed by that very CA: nothing goes to a host we cannot sign for."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     from kamal_secure.facts.keys import parse_public
     from kamal_secure.gate.certificate import ca_source
     from kamal_secure.gate.run import account_name
@@ -140,9 +138,7 @@ def _trust(ca_pub: Path, policy_ca: Path | None, key: Path, user: str,
     cert = certs.mint(source, deploy_pub, user, minutes,
                       certs.key_id(account_name(), "", "harden --trust-ca"),
                       certs.serial_now())
-    signer = certs.parse(cert).signature_key().public_bytes(Encoding.OpenSSH,
-                                                            PublicFormat.OpenSSH)
-    if signer.decode().split()[:2] != ca_line.split():
+    if certs.signer(cert).split() != ca_line.split():
         raise UsageError(f"--trust-ca {ca_pub}: {source.describe()} is another CA's key",
                          hint="name the CA's .pub whose private key signs")
     return _Trust(ca_line, user, cert, deploy_pub.split()[1])

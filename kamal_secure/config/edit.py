@@ -116,14 +116,14 @@ def _block_range(lines: list[str], doc: Any, key: str) -> tuple[int, int]:
     return start, end
 
 
-def _render(ssh: Any, text: str) -> str:
+def _render(node: Any, text: str, section: str = "ssh") -> str:
     yaml = _yaml()
     indent, offset = _indents(text)
     yaml.indent(mapping=indent, sequence=offset + 2, offset=offset)
     from ruamel.yaml.comments import CommentedMap
 
     out = io.StringIO()
-    yaml.dump(CommentedMap([("ssh", ssh)]), out)
+    yaml.dump(CommentedMap([(section, node)]), out)
     return out.getvalue()
 
 
@@ -192,25 +192,33 @@ def set_ssh(text: str, desired: dict[str, Any], name: str = "config/deploy.yml")
     """Set ``desired`` fields under ``ssh``, changing nothing else in the file.
 
     Setting ``keys`` also replaces a seed-style top-level ``ssh_key:`` (Kamal rejects it)."""
+    return set_section(text, "ssh", desired, name)
+
+
+def set_section(text: str, section: str, desired: dict[str, Any], name: str) -> Edit:
+    """Set ``desired`` fields under the top-level mapping ``section`` (``ssh`` of deploy.yml,
+    ``certificates`` of .kamal/secure.yml), changing nothing else in the file."""
     masker = _Masker()
     masked = masker.mask(text)
     doc = _parse(masked, name)
-    current = doc.get("ssh")
+    current = doc.get(section)
     if current is not None and not isinstance(current, dict):
-        raise ConfigError(f"{name}: ssh is not a mapping; fix it by hand")
-    seed = "keys" in desired and "ssh_key" in doc
+        raise ConfigError(f"{name}: {section} is not a mapping; fix it by hand")
+    seed = section == "ssh" and "keys" in desired and "ssh_key" in doc
     if current is not None and not seed and all(_is_set(current, f, v)
                                                 for f, v in desired.items()):
         return Edit(text, text)
     if doc.fa.flow_style() or FLOW_TOP_RE.match(masked):  # `--- {}`: nothing to splice into
-        return Edit(text, masker.unmask(_rewrite_flow(doc, desired, masked, seed)))
-    lines = _splice(masked, doc, name, _render(_updated_ssh(current, desired), masked), seed)
+        return Edit(text, masker.unmask(_rewrite_flow(doc, desired, masked, seed, section)))
+    block = _render(_updated_ssh(current, desired), masked, section)
+    lines = _splice(masked, doc, name, block, seed, section)
     return Edit(text, masker.unmask("".join(lines)))
 
 
-def _splice(masked: str, doc: Any, name: str, block: str, seed: bool) -> list[str]:
+def _splice(masked: str, doc: Any, name: str, block: str, seed: bool,
+            section: str = "ssh") -> list[str]:
     lines = masked.splitlines(keepends=True)
-    has_ssh = doc.get("ssh") is not None
+    has_ssh = doc.get(section) is not None
     if seed:  # the new block takes ssh_key's place, or ssh_key just goes
         start, end = _block_range(lines, doc, "ssh_key")
         lines[start:end] = [] if has_ssh else [block]
@@ -218,7 +226,7 @@ def _splice(masked: str, doc: Any, name: str, block: str, seed: bool) -> list[st
             return lines
         doc = _parse("".join(lines), name)
     if has_ssh:
-        start, end = _block_range(lines, doc, "ssh")
+        start, end = _block_range(lines, doc, section)
         lines[start:end] = [block]
         return lines
     tail = "" if not lines or lines[-1].endswith("\n") else "\n"
@@ -226,10 +234,11 @@ def _splice(masked: str, doc: Any, name: str, block: str, seed: bool) -> list[st
     return lines
 
 
-def _rewrite_flow(doc: Any, desired: dict[str, Any], masked: str, seed: bool) -> str:
+def _rewrite_flow(doc: Any, desired: dict[str, Any], masked: str, seed: bool,
+                  section: str = "ssh") -> str:
     if seed:
         doc.pop("ssh_key", None)
-    doc["ssh"] = _updated_ssh(doc.get("ssh"), desired)
+    doc[section] = _updated_ssh(doc.get(section), desired)
     doc.fa.set_block_style()
     yaml = _yaml()
     yaml.explicit_start = masked.lstrip().startswith("---")

@@ -234,6 +234,15 @@ def parse(data: bytes) -> SSHCertificate:
     return loaded
 
 
+def signer(cert: bytes) -> str:
+    """The public key of the CA that signed ``cert``, ``TYPE BASE64`` (as the hosts'
+    TrustedUserCAKeys file holds it); ValueError when it is no certificate."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = parse(cert).signature_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    return " ".join(key.decode().split()[:2])
+
+
 def ensure_lasts(cert: bytes, minimum: int, now: dt.datetime | None = None) -> None:
     """Refuse a certificate that expires less than ``minimum`` minutes from now: a deploy
     must not lose its access half way."""

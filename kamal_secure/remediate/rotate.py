@@ -16,32 +16,34 @@ just been proven to log in on every host.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import json
 import os
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from kamal_secure.config.load import json_type, read_json_object
-from kamal_secure.errors import UsageError
-from kamal_secure.fileio import fsync_dir, write_atomic
+from kamal_secure.fileio import fsync_dir
+from kamal_secure.remediate.journal import CHANGE, CRASH_ENV, KILL_ENV, StepJournal, kill_point
+
+__all__ = ["CHANGE", "CRASH_ENV", "JOURNAL", "KILL_ENV", "STEPS", "Journal", "kill_point",
+           "new_key_path", "retire"]
 
 JOURNAL = Path(".kamal/secure-rotation.json")
 STEPS = ("started", "generated", "added", "verified", "switched", "removed", "retired")
-CRASH_ENV = "KAMAL_SECURE_TEST_CRASH_AFTER"  # test-only fault injection: exit after a step
-KILL_ENV = "KAMAL_SECURE_TEST_KILL_POINT"  # test-only: exit at the Nth kill point of a run
-_points = itertools.count(1)
-
-
-def kill_point() -> None:
-    """A place where the kill tests may stop the process (every journalled change)."""
-    if os.environ.get(KILL_ENV) == str(next(_points)):
-        os._exit(99)
 
 
 @dataclass
-class Journal:
+class Journal(StepJournal):
+    PATH: ClassVar[Path] = JOURNAL
+    STEPS: ClassVar[tuple[str, ...]] = STEPS
+    FIELDS: ClassVar[dict[str, str]] = {
+        "config_file": "a string", "old_key": "a string", "new_key": "a string",
+        "step": "a string", "hosts": "a mapping of host to step",
+        "retired_as": "a string or null", "aborting": "true or false",
+        "config_before": "a string or null"}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset(
+        {"step", "hosts", "retired_as", "aborting", "config_before"})
+    WHAT: ClassVar[str] = "a rotation journal"
+
     config_file: str
     old_key: str  # as written in deploy.yml
     new_key: str
@@ -50,68 +52,6 @@ class Journal:
     retired_as: str | None = None
     aborting: bool = False  # an --abort (or an automatic rollback) has started
     config_before: str | None = None  # deploy.yml as it was before the switch, byte for byte
-
-    def done(self, step: str) -> bool:
-        return STEPS.index(self.step) >= STEPS.index(step)
-
-    def save(self, root: Path) -> None:
-        write_atomic(root / JOURNAL, json.dumps(asdict(self), indent=2) + "\n", 0o600)
-        kill_point()
-
-    def advance(self, root: Path, step: str) -> None:
-        self.step = step
-        self.save(root)
-        if os.environ.get(CRASH_ENV) == step:
-            os._exit(99)  # the crash-matrix tests stop the process right here
-
-    @classmethod
-    def load(cls, root: Path) -> Journal | None:
-        path = root / JOURNAL
-        if not path.exists() and not path.is_symlink():
-            return None
-        name = str(JOURNAL)
-        data = read_json_object(path, name, "a rotation journal")
-        for key, kind in FIELDS.items():
-            value = data.get(key)
-            if key not in data and key not in OPTIONAL:
-                raise UsageError(f"{name}: not a rotation journal: {key!r} is missing")
-            if key in data and not _shape_ok(value, kind):
-                raise UsageError(f"{name}: {key} is {json_type(value)}, expected {kind}")
-        extra = sorted(set(data) - set(FIELDS))
-        if extra:
-            raise UsageError(f"{name}: not a rotation journal: unknown key {extra[0]!r}")
-        journal = cls(**data)
-        if journal.step not in STEPS:
-            raise UsageError(f"{name}: unknown step {journal.step!r}")
-        bad = next((h for h, done in journal.hosts.items() if not CHANGE.fullmatch(done)), None)
-        if bad is not None:
-            raise UsageError(f"{name}: hosts.{bad}: unknown change {journal.hosts[bad]!r}")
-        return journal
-
-    @staticmethod
-    def remove(root: Path) -> None:
-        (root / JOURNAL).unlink(missing_ok=True)
-        fsync_dir((root / JOURNAL).parent)
-
-
-FIELDS = {"config_file": "a string", "old_key": "a string", "new_key": "a string",
-          "step": "a string", "hosts": "a mapping of host to step",
-          "retired_as": "a string or null", "aborting": "true or false",
-          "config_before": "a string or null"}
-OPTIONAL = {"step", "hosts", "retired_as", "aborting", "config_before"}
-# what was last done to a host's authorized_keys, e.g. "add new done", "remove old started"
-CHANGE = re.compile(r"(add|remove) (old|new) (started|done)")
-
-
-def _shape_ok(value: object, kind: str) -> bool:
-    if kind == "true or false":
-        return isinstance(value, bool)
-    if kind == "a string or null":
-        return value is None or isinstance(value, str)
-    if kind == "a string":
-        return isinstance(value, str) and bool(value)
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 def new_key_path(old: str, now: dt.datetime | None = None) -> str:

@@ -1,0 +1,253 @@
+"""`kamal-secure ca rotate` against real sshd hosts that trust a CA (TrustedUserCAKeys) and
+hold no static key: the new CA trusted beside the old one, proven, the policy switched, the
+old one removed; a crash after every step, then --resume or --abort; a host down. Logins are
+checked with the real OpenSSH client and certificates made by ssh-keygen; which CA signed
+our own logins is read from each host's sshd log, fingerprints from `ssh-keygen -lf`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kamal_secure.remediate.ca_rotate import STEPS
+from testing.cli import Result, run_cli
+from testing.harden import SUDO
+from testing.live import USER_FILE, host_project, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, keygen, next_addr
+
+pytestmark = pytest.mark.sshd
+JOURNAL = Path(".kamal/secure-ca-rotation.json")
+TRUST = ("TrustedUserCAKeys /etc/ssh/kamal-secure-ca.pub\n"
+         "AuthorizedPrincipalsFile /etc/ssh/kamal-secure-principals/%u\n")
+CA_FILE = "kamal-secure-ca.pub"  # in the host's /etc/ssh
+
+
+def line(pub: Path) -> str:
+    return " ".join(pub.read_text().split()[:2])
+
+
+def fingerprint(pub: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[1]
+
+
+def ca_host(lab: Lab, client: Client, ca_pub: Path) -> Host:
+    """A host whose deploy user logs in only with a certificate of the CA (no static key)."""
+    host = lab.start(next_addr(), HARDENED + USER_FILE + TRUST, sudoers=SUDO, own_home=True,
+                     files={CA_FILE: line(ca_pub) + "\n",
+                            f"kamal-secure-principals/{DEPLOY_USER}": DEPLOY_USER + "\n"})
+    client.trust(host.known_line())
+    entry = pwd.getpwnam(DEPLOY_USER)
+    keys_file(host).write_text("")
+    os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
+    keys_file(host).chmod(0o600)
+    assert not logs_in(client.key, host, client)
+    return host
+
+
+def setup(lab: Lab, client: Client, tmp_path: Path, n: int = 2
+          ) -> tuple[Path, list[Host], Path]:
+    """``n`` hosts trusting the CA ~/.ssh/kamal_ca, which the policy names."""
+    old = client.home / ".ssh" / "kamal_ca"
+    keygen(old, "kamal-secure-ca:old")
+    hosts = [ca_host(lab, client, old.with_name("kamal_ca.pub")) for _ in range(n)]
+    app = host_project(tmp_path / "app", client, [h.addr for h in hosts])
+    (app / ".kamal" / "secure.yml").write_text(
+        "# the team's policy\nhosts:\n  timeout: 5\ncertificates:\n  validity: 15\n"
+        f"  ca: {old}   # the CA\n")
+    return app, hosts, old
+
+
+def rotate(app: Path, client: Client, *args: str, crash: str | None = None,
+           env: dict[str, str] | None = None) -> Result:
+    full = {"HOME": str(client.home), **(env or {})}
+    if crash:
+        full["KAMAL_SECURE_TEST_CRASH_AFTER"] = crash
+    return run_cli(["ca", "rotate", *args], app, full)
+
+
+def certified(client: Client, ca: Path, where: Path) -> Path:
+    """A copy of the deploy key with a certificate of ``ca`` beside it, made by ssh-keygen."""
+    where.mkdir(mode=0o700, exist_ok=True)
+    copy = where / ca.name
+    shutil.copy(client.key, copy)
+    copy.chmod(0o600)
+    shutil.copy(f"{client.key}.pub", f"{copy}.pub")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "test", "-n", DEPLOY_USER,
+                    "-V", "+10m", f"{copy}.pub"], check=True)
+    listed = subprocess.run(["ssh-keygen", "-L", "-f", f"{copy}-cert.pub"], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"Signing CA: ED25519 {fingerprint(ca.with_name(ca.name + '.pub'))}" in listed
+    return copy
+
+
+def cert_logs_in(client: Client, ca: Path, host: Host, tmp_path: Path) -> bool:
+    if not ca.exists():
+        return False
+    return logs_in(certified(client, ca, tmp_path / f"c-{host.addr}"), host, client)
+
+
+def named_ca(app: Path) -> Path:
+    match = re.search(r"^  ca: (\S+)", (app / ".kamal" / "secure.yml").read_text(), re.M)
+    assert match
+    return Path(match.group(1)).expanduser()
+
+
+def trusted(host: Host) -> list[str]:
+    return (host.etc / CA_FILE).read_text().splitlines()
+
+
+def held(client: Client) -> list[Path]:
+    return sorted(p for p in (client.home / ".ssh").glob("kamal_ca*")
+                  if p.suffix != ".pub" and ".retired-" not in p.name)
+
+
+def assert_invariant(app: Path, hosts: list[Host], client: Client, tmp_path: Path) -> None:
+    """The CA the policy names signs a certificate that logs in on every host."""
+    for host in hosts:
+        assert cert_logs_in(client, named_ca(app), host, tmp_path), host.addr
+
+
+def accepted_cas(host: Host) -> set[str]:
+    """The fingerprints of the CAs whose certificates of ours (key id ...:ca rotate) logged
+    in to ``host``, from its sshd log."""
+    return set(re.findall(r'Accepted certificate ID "kamal-secure:[^"]*:ca rotate" .*signed '
+                          r"by \S+ CA (SHA256:\S+)", host.log()))
+
+
+def test_full_rotation(lab: Lab, client: Client, tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path)
+    policy = app / ".kamal" / "secure.yml"
+    dry = rotate(app, client, "--dry-run")
+    assert dry.code == 0, dry.stdout + dry.stderr
+    assert fingerprint(old.with_name("kamal_ca.pub")) in dry.stdout
+    assert not (app / JOURNAL).exists()
+    assert held(client) == [old]
+    pids = [h.process.pid for h in hosts if h.process]
+    old_fp = fingerprint(old.with_name("kamal_ca.pub"))
+    done = rotate(app, client, "--yes")
+    assert done.code == 0, done.stdout + done.stderr
+    new = named_ca(app)
+    assert new != old
+    assert new.name.startswith("kamal_ca-rotated-")
+    assert re.sub(r" +#", " #", policy.read_text()) == (
+        "# the team's policy\nhosts:\n  timeout: 5\ncertificates:\n"
+        f"  validity: 15\n  ca: ~/.ssh/{new.name} # the CA\n")  # the rest kept
+    new_pub = new.with_name(new.name + ".pub")
+    assert "kamal-secure-ca:" in new_pub.read_text()
+    for host in hosts:
+        assert trusted(host) == [line(new_pub)]
+        assert cert_logs_in(client, new, host, tmp_path)
+        assert not logs_in(client.key, host, client)  # the deploy key alone: refused
+        # our own logins: first with the old CA's certificate, then with the new one's
+        assert accepted_cas(host) == {old_fp, fingerprint(new_pub)}
+        assert "SIGHUP" not in host.log()  # no reload: sshd reads the file at every login
+    assert [h.process.pid for h in hosts if h.process] == pids
+    assert not old.exists()
+    retired = [p for p in old.parent.glob("kamal_ca.retired-*") if p.suffix != ".pub"]
+    assert len(retired) == 1
+    for host in hosts:  # the retired old CA's certificate is refused everywhere
+        assert not cert_logs_in(client, retired[0], host, tmp_path)
+    assert not (app / JOURNAL).exists()
+    assert f"the old CA key is kept as {retired[0]}" in done.stdout
+
+
+@pytest.mark.parametrize("step", STEPS[1:])
+def test_crash_then_resume(step: str, lab: Lab, client: Client, tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path)
+    crashed = rotate(app, client, "--yes", crash=step)
+    assert crashed.code == 99, crashed.stdout + crashed.stderr
+    assert json.loads((app / JOURNAL).read_text())["step"] == step
+    assert_invariant(app, hosts, client, tmp_path)
+    assert rotate(app, client, "--yes").code == 2  # a rotation is in progress
+    resumed = rotate(app, client, "--resume")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    new = named_ca(app)
+    assert new != old
+    for host in hosts:
+        assert trusted(host) == [line(new.with_name(new.name + ".pub"))]
+    assert_invariant(app, hosts, client, tmp_path)
+    assert not (app / JOURNAL).exists()
+
+
+@pytest.mark.parametrize("step", STEPS[1:6])  # up to "removed": the old CA goes back
+def test_crash_then_abort(step: str, lab: Lab, client: Client, tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path)
+    policy = app / ".kamal" / "secure.yml"
+    before = policy.read_text()
+    assert rotate(app, client, "--yes", crash=step).code == 99
+    aborted = rotate(app, client, "--abort")
+    assert aborted.code == 0, aborted.stdout + aborted.stderr
+    assert policy.read_text() == before  # byte for byte
+    assert held(client) == [old]  # the new CA key moved aside
+    assert list(old.parent.glob("kamal_ca-rotated-*.retired-*"))
+    for host in hosts:
+        assert trusted(host) == [line(old.with_name("kamal_ca.pub"))]
+    assert_invariant(app, hosts, client, tmp_path)
+    assert not (app / JOURNAL).exists()
+
+
+def test_abort_after_retirement_is_refused(lab: Lab, client: Client, tmp_path: Path) -> None:
+    app, hosts, _ = setup(lab, client, tmp_path, n=1)
+    assert rotate(app, client, "--yes", crash="retired").code == 99
+    refused = rotate(app, client, "--abort")
+    assert refused.code == 3
+    assert "too late to abort" in refused.stderr
+    assert_invariant(app, hosts, client, tmp_path)
+    assert rotate(app, client, "--resume").code == 0
+    assert_invariant(app, hosts, client, tmp_path)
+
+
+def test_a_host_down_at_the_add_step_rolls_back(lab: Lab, client: Client,
+                                                tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path, n=1)
+    deploy = app / "config" / "deploy.yml"
+    deploy.write_text(deploy.read_text().replace(f"    - {hosts[0].addr}\n",
+                                                 f"    - {hosts[0].addr}\n    - {next_addr()}\n"))
+    policy = (app / ".kamal" / "secure.yml").read_text()
+    done = rotate(app, client, "--yes")
+    assert done.code == 3, done.stdout + done.stderr
+    assert "rolled back: every host trusts the old CA" in done.stderr
+    assert (f"  {hosts[0].addr}: the old CA's certificate logs in; the new CA removed"
+            in done.stderr)
+    assert trusted(hosts[0]) == [line(old.with_name("kamal_ca.pub"))]
+    assert (app / ".kamal" / "secure.yml").read_text() == policy
+    assert held(client) == [old]
+    assert not (app / JOURNAL).exists()
+    assert_invariant(app, hosts, client, tmp_path)
+
+
+def test_a_ca_from_the_environment_is_said_never_printed(lab: Lab, client: Client,
+                                                         tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path, n=1)
+    (app / ".kamal" / "secure.yml").write_text("hosts:\n  timeout: 5\n")  # names no CA
+    secret = old.read_text()
+    paused = rotate(app, client, "--yes",
+                    env={"KAMAL_SECURE_CA_ENV": "KSCA", "KSCA": secret})
+    assert paused.code == 3, paused.stdout + paused.stderr
+    assert "the CA comes from $KSCA" in paused.stdout
+    assert "gh secret set KSCA <" in paused.stdout
+    assert "PRIVATE KEY" not in paused.stdout + paused.stderr
+    new = Path(json.loads((app / JOURNAL).read_text())["new_ca"])
+    assert trusted(hosts[0]) == [line(old.with_name("kamal_ca.pub")),
+                                 line(new.with_name(new.name + ".pub"))]
+    still_old = rotate(app, client, "--resume", env={"KAMAL_SECURE_CA_ENV": "KSCA",
+                                                     "KSCA": secret})
+    assert still_old.code == 3
+    assert "certificate mode still names the old CA" in still_old.stderr
+    assert cert_logs_in(client, old, hosts[0], tmp_path)
+    done = rotate(app, client, "--resume", env={"KAMAL_SECURE_CA_ENV": "KSCA",
+                                                "KSCA": new.read_text()})
+    assert done.code == 0, done.stdout + done.stderr
+    assert trusted(hosts[0]) == [line(new.with_name(new.name + ".pub"))]
+    assert "not a file here ($KSCA): delete it there" not in done.stdout  # the file is ours
+    assert not old.exists()
+    assert cert_logs_in(client, new, hosts[0], tmp_path)

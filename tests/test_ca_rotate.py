@@ -7,50 +7,19 @@ our own logins is read from each host's sshd log, fingerprints from `ssh-keygen 
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from kamal_secure.remediate.ca_rotate import STEPS
+from testing.ca_hosts import ca_host, cert_logs_in, fingerprint, line, trusted
 from testing.cli import Result, run_cli
-from testing.harden import SUDO
-from testing.live import USER_FILE, host_project, keys_file, logs_in
-from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, keygen, next_addr
+from testing.live import host_project, logs_in
+from testing.sshd import Client, Host, Lab, keygen, next_addr
 
 pytestmark = pytest.mark.sshd
 JOURNAL = Path(".kamal/secure-ca-rotation.json")
-TRUST = ("TrustedUserCAKeys /etc/ssh/kamal-secure-ca.pub\n"
-         "AuthorizedPrincipalsFile /etc/ssh/kamal-secure-principals/%u\n")
-CA_FILE = "kamal-secure-ca.pub"  # in the host's /etc/ssh
-
-
-def line(pub: Path) -> str:
-    return " ".join(pub.read_text().split()[:2])
-
-
-def fingerprint(pub: Path) -> str:
-    out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True,
-                         check=True).stdout
-    return out.split()[1]
-
-
-def ca_host(lab: Lab, client: Client, ca_pub: Path) -> Host:
-    """A host whose deploy user logs in only with a certificate of the CA (no static key)."""
-    host = lab.start(next_addr(), HARDENED + USER_FILE + TRUST, sudoers=SUDO, own_home=True,
-                     files={CA_FILE: line(ca_pub) + "\n",
-                            f"kamal-secure-principals/{DEPLOY_USER}": DEPLOY_USER + "\n"})
-    client.trust(host.known_line())
-    entry = pwd.getpwnam(DEPLOY_USER)
-    keys_file(host).write_text("")
-    os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
-    keys_file(host).chmod(0o600)
-    assert not logs_in(client.key, host, client)
-    return host
 
 
 def setup(lab: Lab, client: Client, tmp_path: Path, n: int = 2
@@ -74,35 +43,10 @@ def rotate(app: Path, client: Client, *args: str, crash: str | None = None,
     return run_cli(["ca", "rotate", *args], app, full)
 
 
-def certified(client: Client, ca: Path, where: Path) -> Path:
-    """A copy of the deploy key with a certificate of ``ca`` beside it, made by ssh-keygen."""
-    where.mkdir(mode=0o700, exist_ok=True)
-    copy = where / ca.name
-    shutil.copy(client.key, copy)
-    copy.chmod(0o600)
-    shutil.copy(f"{client.key}.pub", f"{copy}.pub")
-    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "test", "-n", DEPLOY_USER,
-                    "-V", "+10m", f"{copy}.pub"], check=True)
-    listed = subprocess.run(["ssh-keygen", "-L", "-f", f"{copy}-cert.pub"], capture_output=True,
-                            text=True, check=True).stdout
-    assert f"Signing CA: ED25519 {fingerprint(ca.with_name(ca.name + '.pub'))}" in listed
-    return copy
-
-
-def cert_logs_in(client: Client, ca: Path, host: Host, tmp_path: Path) -> bool:
-    if not ca.exists():
-        return False
-    return logs_in(certified(client, ca, tmp_path / f"c-{host.addr}"), host, client)
-
-
 def named_ca(app: Path) -> Path:
     match = re.search(r"^  ca: (\S+)", (app / ".kamal" / "secure.yml").read_text(), re.M)
     assert match
     return Path(match.group(1)).expanduser()
-
-
-def trusted(host: Host) -> list[str]:
-    return (host.etc / CA_FILE).read_text().splitlines()
 
 
 def held(client: Client) -> list[Path]:

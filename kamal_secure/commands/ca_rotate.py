@@ -11,16 +11,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kamal_secure.commands.fleet_cmd import add_target_options, confirmed, targets
+from kamal_secure.commands.journalled import (
+    Failed,
+    JournalledSteps,
+    Paused,
+    check_progress,
+    drive,
+)
 from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import (
     EXIT_CLEAN,
     EXIT_DECLINED,
-    EXIT_INCOMPLETE,
     CheckIncomplete,
     KamalSecureError,
     UsageError,
@@ -53,14 +59,6 @@ def add_parser(sub: Any) -> None:
                    help="the new CA key's passphrase is in this environment variable")
 
 
-class Failed(Exception):
-    pass
-
-
-class Paused(Exception):
-    """The user must change something by hand before the old CA can go."""
-
-
 def run(opts: argparse.Namespace) -> int:
     from kamal_secure.remediate import keygen
 
@@ -70,17 +68,18 @@ def run(opts: argparse.Namespace) -> int:
     project, inventory = targets(opts)
     root = project.root
     journal = CaJournal.load(root)
-    if journal is not None and not (opts.resume or opts.abort):
-        raise UsageError(f"a CA rotation is in progress (step {journal.step})",
-                         hint="kamal-secure ca rotate --resume, or --abort")
-    if journal is None and (opts.resume or opts.abort):
-        raise UsageError("no CA rotation in progress")
+    check_progress(journal, opts.resume, opts.abort, "a CA rotation", "ca rotate")
     if not inventory.ssh.keys:
         raise UsageError("ssh.keys is not set: ca rotate logs in with the deploy key and a "
                          "certificate")
     signer = _Signer(Path(inventory.ssh.keys[0]).expanduser(), inventory.ssh.user,
                      keygen.passphrase_from_env(opts.passphrase_from_env))
-    named = signer.named(root)  # first: a CA in a variable can be read only once
+    try:
+        named = signer.named(root)  # first: a CA in a variable can be read only once
+    except KamalSecureError:
+        if not opts.abort:  # an abort signs with the journal's CAs, not the named one
+            raise
+        named = None
     if journal is None:
         journal = _start(root, named, opts.path)
         sys.stdout.write(f"would trust a new CA, {journal.new_ca}, beside the old one "
@@ -96,23 +95,12 @@ def run(opts: argparse.Namespace) -> int:
 
 
 def _drive(steps: _Steps, abort: bool) -> int:
-    try:
-        if abort:
-            steps.abort()
-            sys.stdout.write("CA rotation aborted: every host trusts the old CA again (its "
-                             "certificate proven), the new CA is removed from the hosts and "
-                             f"its key moved aside\n{steps.describe()}\n")
-            return EXIT_CLEAN
-        steps.forward()
-    except Paused as told:
-        sys.stdout.write(f"{told}\n")
-        return EXIT_INCOMPLETE
-    except Failed as err:
-        sys.stderr.write(f"kamal-secure: {err}\n")
-        return EXIT_INCOMPLETE
-    sys.stdout.write(f"CA rotated: every host trusts only {steps.j.new_ca}; the old CA key "
-                     f"is {steps.j.retired_as}\n")
-    return EXIT_CLEAN
+    return drive(steps, steps.forward, abort,
+                 lambda: "CA rotation aborted: every host trusts the old CA again (its "
+                 "certificate proven), the new CA is removed from the hosts and its key "
+                 "moved aside",
+                 lambda: f"CA rotated: every host trusts only {steps.j.new_ca}; the old CA "
+                 f"key is {steps.j.retired_as}")
 
 
 def _fingerprint(line: str) -> str:
@@ -131,6 +119,7 @@ def _start(root: Path, named: str | None, path: str | None) -> CaJournal:
     from kamal_secure.facts.keys import DEFAULT_CA_PATH
     from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
     from kamal_secure.policy.file import policy_for
+    from kamal_secure.remediate import ca
     from kamal_secure.remediate.rotate import new_key_path
 
     policy_ca = policy_for(root).certificates.ca
@@ -141,8 +130,7 @@ def _start(root: Path, named: str | None, path: str | None) -> CaJournal:
     if named is None:  # nothing named: the default file, when it is there
         named = _Signer.line_of(old)
     new = Path(path).expanduser() if path else Path(new_key_path(str(old)))
-    if new.exists() or new.is_symlink():
-        raise UsageError(f"{new} exists already; give another --path")
+    ca.check_path(new, cwd=root)  # before anything is journalled
     return CaJournal(str(old), named, str(new.absolute()), source, env_name or None)
 
 
@@ -205,12 +193,14 @@ class _Signer:
         return self.certs.get(line)
 
 
-class _Steps:
+class _Steps(JournalledSteps):
+    COMMAND = "ca rotate"
+    ROLLED_BACK = "every host trusts the old CA (its certificate proven), the new CA is removed"
+
     def __init__(self, journal: CaJournal, inventory: Inventory, root: Path, signer: _Signer,
                  timeout: float) -> None:
-        self.j, self.inv, self.root, self.signer, self.timeout = (journal, inventory, root,
-                                                                   signer, timeout)
-        self.state: dict[str, str] = {}  # host label -> what holds there now (for messages)
+        super().__init__(journal, inventory, root)
+        self.j, self.signer, self.timeout = journal, signer, timeout
         self._conns: dict[str, Connector] = {}
 
     # -- the two CAs --------------------------------------------------------------------
@@ -281,17 +271,6 @@ class _Steps:
         self.j.hosts[target.name] = f"{change} {which} done"
         self.j.save(self.root)
 
-    def _each(self, title: str, work: Callable[[Target], None],
-              targets: Sequence[Target] | None = None) -> None:
-        """Serial, stopping at the first host that fails (as rotate-key: the journal names
-        each host's change before it is made)."""
-        from kamal_secure.remote.each_host import for_each_host
-
-        for outcome in for_each_host(self.inv.targets if targets is None else targets, work,
-                                     1, name=lambda t: t.label, title=title,
-                                     stop_on_error=True):
-            outcome.result()
-
     def _verify(self, which: str, targets: list[Target] | None = None) -> None:
         def verify(target: Target) -> None:
             ok, why = self.can_login(which, target)
@@ -306,37 +285,19 @@ class _Steps:
         from kamal_secure.remediate import ca
 
         j = self.j
-        if j.aborting:
-            raise Failed("an --abort (or an automatic rollback) was started and did not "
-                         "finish: run `kamal-secure ca rotate --abort` again")
+        self.refuse_if_aborting(j.aborting)
         if not j.done("generated"):
             if not Path(j.new_ca).exists():
                 ca.init(Path(j.new_ca), self.signer.passphrase, cwd=self.root)
             j.advance(self.root, "generated")
         if not Path(j.new_ca).exists():
             raise Failed(f"the new CA key {j.new_ca} is gone: roll back with --abort")
-        if not j.done("switched"):
-            try:
-                if not j.done("added"):
-                    self._each("trusting the new CA", lambda target: self._edit(
-                        target, ["old", "new"], "add", "new", "new"))
-                    j.advance(self.root, "added")
-                self._verify("new")  # again on --resume: right before the switch
-                if not j.done("verified"):
-                    j.advance(self.root, "verified")
-            except Failed as err:
-                self._rollback(str(err))
+        self._until_verified(self._add_new, lambda: self._verify("new"))
         self._finish()
 
-    def _rollback(self, why: str) -> None:
-        try:
-            self.abort()
-        except Failed as err:
-            raise Failed(f"{why}\nthe automatic rollback did not finish: {err}\n"
-                         f"{self.describe()}\nrun `kamal-secure ca rotate --abort` again "
-                         "once the host is back") from None
-        raise Failed(f"{why}\nrolled back: every host trusts the old CA (its certificate "
-                     f"proven), the new CA is removed\n{self.describe()}")
+    def _add_new(self) -> None:
+        self._each("trusting the new CA",
+                   lambda target: self._edit(target, ["old", "new"], "add", "new", "new"))
 
     def _finish(self) -> None:
         j = self.j
@@ -381,6 +342,7 @@ class _Steps:
         j = self.j
         if j.done("retired"):
             raise Failed("too late to abort: the old CA key is retired; finish with --resume")
+        self._conn("old")  # every step back is proven with the old CA's certificate
         j.aborting = True
         j.save(self.root)
         have_new = Path(j.new_ca).exists()
@@ -412,9 +374,6 @@ class _Steps:
         if target.name in self.j.hosts:
             self._edit(target, ["old"], "remove", "new", "old")
             self.state[target.label] = "the old CA's certificate logs in; the new CA removed"
-
-    def describe(self) -> str:
-        return "\n".join(f"  {label}: {state}" for label, state in self.state.items())
 
 
 class _HostFile:

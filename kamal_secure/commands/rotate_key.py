@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kamal_secure.commands import Parser
 from kamal_secure.commands.fleet_cmd import confirmed
+from kamal_secure.commands.journalled import Failed, JournalledSteps, check_progress, drive
 from kamal_secure.config.edit import replace_ssh_key
 from kamal_secure.config.inventory import Inventory, Target, build_inventory
 from kamal_secure.config.load import load_project, read_text
 from kamal_secure.errors import (
     EXIT_CLEAN,
     EXIT_DECLINED,
-    EXIT_INCOMPLETE,
     CheckIncomplete,
     UsageError,
 )
@@ -46,19 +45,11 @@ def _parser() -> Parser:
     return p
 
 
-class Failed(Exception):
-    pass
-
-
 def run(args: list[str]) -> int:
     opts = _parser().parse_args(args)
     root = Path.cwd()
     journal = Journal.load(root)
-    if journal is not None and not (opts.resume or opts.abort):
-        raise UsageError(f"a rotation is in progress (step {journal.step})",
-                         hint="kamal-secure rotate-key --resume, or --abort")
-    if journal is None and (opts.resume or opts.abort):
-        raise UsageError("no rotation in progress")
+    check_progress(journal, opts.resume, opts.abort, "a rotation", "rotate-key")
     project = load_project(opts.config_file, opts.destination)
     inventory = build_inventory(project)
     if journal is None:
@@ -71,19 +62,11 @@ def run(args: list[str]) -> int:
             return EXIT_DECLINED
         journal.save(root)
     steps = _Steps(journal, inventory, root, opts)
-    try:
-        if opts.abort:
-            steps.abort()
-            sys.stdout.write("rotation aborted: deploy.yml names the old key again, which logs "
-                             f"in on every host; the new key is removed\n{steps.describe()}\n")
-            return EXIT_CLEAN
-        steps.forward()
-    except Failed as err:
-        sys.stderr.write(f"kamal-secure: {err}\n")
-        return EXIT_INCOMPLETE
-    sys.stdout.write(f"rotated: deploy.yml uses {journal.new_key}; the old key is "
-                     f"{journal.retired_as}\n")
-    return EXIT_CLEAN
+    return drive(steps, steps.forward, opts.abort,
+                 lambda: "rotation aborted: deploy.yml names the old key again, which logs in "
+                 "on every host; the new key is removed",
+                 lambda: f"rotated: deploy.yml uses {journal.new_key}; the old key is "
+                 f"{journal.retired_as}")
 
 
 def _start(inventory: Inventory, config_file: str) -> Journal:
@@ -97,11 +80,15 @@ def _start(inventory: Inventory, config_file: str) -> Journal:
     return Journal(config_file, old, new_key_path(old))
 
 
-class _Steps:
+class _Steps(JournalledSteps):
+    COMMAND = "rotate-key"
+    ROLLED_BACK = ("deploy.yml names the old key, which logs in on every host we changed; "
+                   "the new key is removed")
+
     def __init__(self, journal: Journal, inventory: Inventory, root: Path,
                  opts: argparse.Namespace) -> None:
-        self.j, self.inv, self.root, self.opts = journal, inventory, root, opts
-        self.state: dict[str, str] = {}  # host label -> what holds there now (for messages)
+        super().__init__(journal, inventory, root)
+        self.j, self.opts = journal, opts
         self._conns: dict[str, Connector] = {}
 
     def _key(self, written: str) -> Path:
@@ -164,19 +151,6 @@ class _Steps:
         self.j.hosts[target.name] = f"{change} {self._name(key)} done"
         self.j.save(self.root)
 
-    def _each(self, title: str, work: Callable[[Target], None],
-              targets: Sequence[Target] | None = None) -> None:
-        """``work`` on every host in order, stopping at the first that fails (its error is
-        raised here). Serial on purpose (concurrency 1): the journal names each host's
-        change before it is made, and a failure must stop the rotation, or the rollback,
-        before another host is touched: never a moment without a working key."""
-        from kamal_secure.remote.each_host import for_each_host
-
-        for outcome in for_each_host(self.inv.targets if targets is None else targets, work,
-                                     1, name=lambda t: t.label, title=title,
-                                     stop_on_error=True):
-            outcome.result()
-
     def _verify(self, written: str, targets: list[Target] | None = None) -> None:
         from kamal_secure.remote import actions
 
@@ -218,9 +192,7 @@ class _Steps:
 
     def forward(self) -> None:
         j = self.j
-        if j.aborting:
-            raise Failed("an --abort (or an automatic rollback) was started and did not "
-                         "finish: run `kamal-secure rotate-key --abort` again")
+        self.refuse_if_aborting(j.aborting)
         if not j.done("generated"):
             new = self._key(j.new_key)
             if not new.exists():
@@ -228,28 +200,13 @@ class _Steps:
             j.advance(self.root, "generated")
         if not self._key(j.new_key).exists():
             raise Failed(f"the new key {j.new_key} is gone: roll back with --abort")
-        if not j.done("switched"):
-            try:
-                if not j.done("added"):
-                    self._each("adding the new key", lambda target: self._edit(
-                        target, [j.old_key, j.new_key], "add", j.new_key))
-                    j.advance(self.root, "added")
-                self._verify(j.new_key)  # again on --resume: right before the switch
-                if not j.done("verified"):
-                    j.advance(self.root, "verified")
-            except Failed as err:
-                self._rollback(str(err))
+        self._until_verified(self._add_new, lambda: self._verify(j.new_key))
         self._finish()
 
-    def _rollback(self, why: str) -> None:
-        try:
-            self.abort()
-        except Failed as err:
-            raise Failed(f"{why}\nthe automatic rollback did not finish: {err}\n"
-                         f"{self.describe()}\nrun `kamal-secure rotate-key --abort` again "
-                         "once the host is back") from None
-        raise Failed(f"{why}\nrolled back: deploy.yml names the old key, which logs in on "
-                     f"every host we changed; the new key is removed\n{self.describe()}")
+    def _add_new(self) -> None:
+        j = self.j
+        self._each("adding the new key",
+                   lambda target: self._edit(target, [j.old_key, j.new_key], "add", j.new_key))
 
     def _finish(self) -> None:
         j = self.j
@@ -312,6 +269,3 @@ class _Steps:
         if target.name in self.j.hosts:
             self._edit(target, [self.j.old_key], "remove", self.j.new_key)
             self.state[target.label] = "the old key logs in; the new key is removed"
-
-    def describe(self) -> str:
-        return "\n".join(f"  {label}: {state}" for label, state in self.state.items())

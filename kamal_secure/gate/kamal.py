@@ -60,8 +60,9 @@ OWN_COMMAND_TABLE: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
                                   "a new deploy key everywhere, no downtime")),
     ("harden", "harden", ("[--allow-from CIDR]", "the sshd baseline on every host, no lockout")),
     ("pin-hosts", "pin_hosts", ("[--expect FP]", "pin host keys so Kamal itself verifies them")),
-    ("ca", "ca", ("init [--path P]", "create the SSH certificate authority's key\n"
-                                     "(for short-lived deploy certificates)")),
+    ("ca", "ca", ("init|rotate", "init: create the SSH certificate authority's key\n"
+                                 "(short-lived deploy certificates); rotate: a new CA\n"
+                                 "on every host, then the old one removed")),
     ("init-policy", "init", ("", "write a commented starter .kamal/secure.yml")),
     ("snapshot", "snapshot", ("[--approve]", "the hosts' security state; --approve records it\n"
                                              "in .kamal/secure-state.json (drift watch)")),

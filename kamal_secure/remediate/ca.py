@@ -28,6 +28,13 @@ def init(path: Path, passphrase: bytes | None = None, force: bool = False,
     """Create the CA key at ``path``; refuses an existing key or a path inside the current
     git repository unless ``force``."""
     path = path.expanduser()
+    check_path(path, force, cwd)
+    return keygen.create(path, comment_for(), passphrase, force)
+
+
+def check_path(path: Path, force: bool = False, cwd: Path | None = None) -> None:
+    """Refuse (unless ``force``) an existing key at ``path``, or a path inside the current
+    git repository."""
     if (path.exists() or path.is_symlink()) and not force:
         raise UsageError(
             f"{path} exists already; refusing to replace a CA key (every certificate it "
@@ -41,4 +48,3 @@ def init(path: Path, passphrase: bytes | None = None, force: bool = False,
             "`git add .` away from being published",
             hint=f"keep it outside the repository (the default is {DEFAULT_PATH}); --force "
             "writes it there anyway")
-    return keygen.create(path, comment_for(), passphrase, force)

@@ -55,7 +55,7 @@ def trusted(host: Host) -> list[str]:
 def certified(client: Client, ca: Path, where: Path) -> Path:
     """A copy of the deploy key with a certificate of ``ca`` beside it (ssh-keygen -s),
     checked with ssh-keygen -L."""
-    where.mkdir(mode=0o700, exist_ok=True)
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
     copy = where / ca.name
     shutil.copy(client.key, copy)
     copy.chmod(0o600)

@@ -432,11 +432,11 @@ class _Policy:
     def __init__(self, root: Path, journal: CaJournal) -> None:
         self.root, self.j, self.path = root, journal, root / POLICY
 
-    def _names_old(self) -> bool:
+    def _names(self, path: str) -> bool:
         from kamal_secure.policy.file import policy_for
 
         ca = policy_for(self.root).certificates.ca
-        return ca is not None and ca.expanduser() == Path(self.j.old_ca)
+        return ca is not None and ca.expanduser() == Path(path)
 
     def _write(self, text: str) -> None:
         from kamal_secure.fileio import write_atomic
@@ -455,7 +455,7 @@ class _Policy:
         """Make the policy name the new CA; returns what the user must change by hand."""
         from kamal_secure.config.load import read_text
 
-        if self._names_old():
+        if self._names(self.j.old_ca):
             text = read_text(self.path, str(POLICY))
             if self.j.policy_before is None:
                 self.j.policy_before = text
@@ -480,8 +480,8 @@ class _Policy:
         from kamal_secure.config.load import read_text
 
         before = self.j.policy_before
-        if before is None or not self.path.exists():
-            return
+        if before is None or not self.path.exists() or not self._names(self.j.new_ca):
+            return  # never switched, or switched back already
         text = read_text(self.path, str(POLICY))
         switched = self._set(before, self.j.new_ca)
         after = before if switched == text else self._set(text, self.j.old_ca)

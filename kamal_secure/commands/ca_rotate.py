@@ -104,15 +104,12 @@ def _drive(steps: _Steps, abort: bool) -> int:
 
 
 def _fingerprint(line: str) -> str:
-    import base64
-    import binascii
-
-    from kamal_secure.facts.keys import fingerprint
+    from kamal_secure.facts.keys import parse_public
 
     try:
-        return fingerprint(base64.b64decode(line.split()[1], validate=True))
-    except (IndexError, binascii.Error):
-        return "an unreadable key"
+        return parse_public(line)[0].fingerprint
+    except ValueError as err:
+        return f"an unreadable key: {err}"
 
 
 def _start(root: Path, named: str | None, path: str | None) -> CaJournal:

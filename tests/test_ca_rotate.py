@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,28 @@ def test_a_ca_from_the_environment_is_said_never_printed(lab: Lab, client: Clien
     assert "not a file here ($KSCA): delete it there" not in done.stdout  # the file is ours
     assert not old.exists()
     assert cert_logs_in(client, new, hosts[0], tmp_path)
+
+
+def test_a_ca_in_the_agent_waits_for_the_new_key_there(lab: Lab, client: Client, agent: str,
+                                                       tmp_path: Path) -> None:
+    app, hosts, old = setup(lab, client, tmp_path, n=1)
+    env = {"SSH_AUTH_SOCK": agent, "KAMAL_SECURE_CA_AGENT": "1"}
+    subprocess.run(["ssh-add", "-q", str(old)], env={**env, "HOME": str(client.home)},
+                   check=True)
+    paused = rotate(app, client, "--yes", env=env)
+    assert paused.code == 3, paused.stdout + paused.stderr
+    new = named_ca(app)  # the policy names the new key: the agent path follows it
+    assert new != old
+    assert f"ssh-add {new}" in paused.stdout
+    assert len(trusted(hosts[0])) == 2
+    missing = rotate(app, client, "--resume", env=env)
+    assert missing.code == 2, missing.stdout + missing.stderr
+    assert "is not in the ssh-agent" in missing.stderr
+    assert len(trusted(hosts[0])) == 2  # the old CA stays until the agent holds the new one
+    subprocess.run(["ssh-add", "-q", str(new)], env={**env, "HOME": str(client.home)},
+                   check=True)
+    done = rotate(app, client, "--resume", env=env)
+    assert done.code == 0, done.stdout + done.stderr
+    assert trusted(hosts[0]) == [line(new.with_name(new.name + ".pub"))]
+    assert cert_logs_in(client, new, hosts[0], tmp_path)
+    assert not (app / JOURNAL).exists()

@@ -149,7 +149,7 @@ def test_ca_from_an_environment_variable_is_read_once_and_dropped(
     assert "OPENSSH PRIVATE KEY" not in child
     path = certs.write_cert(deploy_key, cert)
     assert listed(path)["Signing CA"][0].split()[1] == fingerprint(ca_key)
-    with pytest.raises(UsageError, match="--ca-env KAMAL_SSH_CA: the variable is not set"):
+    with pytest.raises(UsageError, match=r"\$KAMAL_SSH_CA is not set or empty"):
         certs.mint(certs.CaSource(env="KAMAL_SSH_CA"), pub(deploy_key), DEPLOY_USER, 15,
                    KEY_ID, 1)
     monkeypatch.setenv("KAMAL_SSH_CA", "not a key")

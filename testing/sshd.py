@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testing.cli import clean_env
+
 SSHD = Path(os.environ.get("KAMAL_SECURE_TEST_SSHD", "/usr/sbin/sshd"))  # override: tests
 MOUNT_AND_RUN = (
     'mount --bind "$0" /etc/ssh && '
@@ -81,6 +83,31 @@ def keygen(path: Path, comment: str = "kamal-deploy:test", *, kind: str = "ed255
     subprocess.run(["ssh-keygen", "-q", "-t", kind, *options, "-N", passphrase, "-C", comment,
                     "-f", str(path)], check=True)
     return (path.with_name(path.name + ".pub")).read_text().strip()
+
+
+def listed(cert: Path) -> dict[str, list[str]]:
+    """``ssh-keygen -L`` of ``cert``: each field's values (indented lines belong to the field
+    above them), in UTC."""
+    out = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True,
+                         text=True, check=True, env=clean_env({"TZ": "UTC"})).stdout
+    fields: dict[str, list[str]] = {}
+    current = ""
+    for line in out.splitlines()[1:]:
+        depth = len(line) - len(line.lstrip("\t "))
+        text = line.strip()
+        if depth <= 8:
+            current, _, value = text.partition(": ")
+            current = current.rstrip(":")
+            fields[current] = [value] if value else []
+        else:
+            fields[current].append(text)
+    return fields
+
+
+def fingerprint(path: Path) -> str:
+    """``ssh-keygen -lf``: the key's ``SHA256:...`` fingerprint."""
+    return subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
 
 
 _addresses = itertools.count(os.getpid() % 50 * 100)

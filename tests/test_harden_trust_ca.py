@@ -4,8 +4,6 @@ proof. At every point each host keeps a working way in."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,40 +12,26 @@ import pytest
 
 from testing.harden import (
     DROPIN,
+    KEPT,
     STATE,
-    SUDO,
-    TRAP,
     assert_back_to_previous,
     eventually,
     harden,
+    key_host,
     offered,
 )
-from testing.live import USER_FILE, host_project, keys_file, logs_in
-from testing.sshd import DEPLOY_USER, Client, Host, Lab, keygen, next_addr, wait_sessions_done
+from testing.live import host_project, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, keygen, wait_sessions_done
 
 pytestmark = pytest.mark.sshd
 CA_FILE = "kamal-secure-ca.pub"  # in the host's /etc/ssh
 PRINCIPALS = f"kamal-secure-principals/{DEPLOY_USER}"
-KEPT = "# a line the owner keeps\n"
 
 
 def ca(client: Client, name: str = "kamal_ca") -> Path:
     """A CA key pair in the client's ~/.ssh; returns the .pub."""
     keygen(client.home / ".ssh" / name, "kamal-ca")
     return client.home / ".ssh" / f"{name}.pub"
-
-
-def key_host(lab: Lab, client: Client, config: str = "") -> Host:
-    """A cloud-init trap host whose deploy user logs in with the deploy key from its own
-    ~/.ssh/authorized_keys."""
-    host = lab.start(next_addr(), config + USER_FILE, files=TRAP, sudoers=SUDO, own_home=True)
-    client.trust(host.known_line())
-    entry = pwd.getpwnam(DEPLOY_USER)
-    keys_file(host).write_text(KEPT + client.public + "\n")
-    keys_file(host).chmod(0o600)
-    os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
-    assert logs_in(client.key, host, client)
-    return host
 
 
 def certified(client: Client, ca_pub: Path, where: Path) -> Path:

@@ -136,6 +136,10 @@ def test_a_gated_deploy_mints_and_kamal_gets_as_far_as_docker(
     assert f"Running docker login {NO_REGISTRY} " in output
     assert f"Exception while executing on host {host.addr}: docker exit status" in output
     assert "PRIVATE KEY" not in output
+    # the CA came only from the environment, and the gate's own checks judged with it:
+    # the host trusts it (no KS724) and no advice to put a static key back (KS718)
+    for rule in ("KS718", "KS724", "KS725", "KS726"):
+        assert rule not in output, output
 
     got = listed(certs.cert_path(client.key))  # what the gate left for Kamal, as ssh reads it
     key_id = f"kamal-secure:alice@{head(app)[:12]}:deploy"

@@ -31,6 +31,21 @@ READ = 'if [ -f "$1" ]; then echo present; cat "$1"; else echo absent; fi'
 INCLUDED = ("grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\\.d/\\*\\.conf' "
             "/etc/ssh/sshd_config")
 VALIDATE = "sshd -t 2>&1"
+# $@ KEYWORD=a,b,c (KexAlgorithms, Ciphers, MACs): "KEYWORD a" for each candidate this
+# host's sshd accepts (an older sshd rejects a newer algorithm's name, and with it the whole
+# drop-in: 8.4 has no sntrup761x25519). Tried on sshd's defaults (-f /dev/null), not the
+# host's files; "probe-failed" when sshd -t fails even on those (then nothing is left out).
+SUPPORTED = """sshd -t -f /dev/null >/dev/null 2>&1 || { echo probe-failed; exit 0; }
+for kv in "$@"; do
+  k=${kv%%=*}; IFS=,; set -f
+  for a in ${kv#*=}; do
+    sshd -t -f /dev/null -o "$k=$a" >/dev/null 2>&1 && echo "$k $a"
+  done
+  unset IFS; set +f
+done
+exit 0
+"""
+ALGORITHMS = ("KexAlgorithms", "Ciphers", "MACs")
 EFFECTIVE = 'sshd -T -C "user=$1,host=$2,addr=$3" 2>&1'
 # A shell function (returns, never exits) so that the restore script can use it too.
 # `sshd -t` first: a HUP makes sshd re-execute itself, and with a broken config it dies.
@@ -154,6 +169,23 @@ class Baseline:
         return ("# Written by `kamal-secure harden`; `sshd -t` checked it before sshd was "
                 "reloaded.\n# 00- sorts first in sshd_config.d: sshd keeps the first value "
                 "it reads.\n" + "\n".join(lines) + "\n")
+
+    def narrowed(self, supported: dict[str, list[str]]) -> tuple[Baseline, list[str]]:
+        """This baseline for a host whose sshd accepts only ``supported`` of each of
+        ``ALGORITHMS`` (a keyword absent from it: no narrowing), and what was left out."""
+        settings: list[tuple[str, str]] = []
+        left_out: list[str] = []
+        for key, value in self.settings:
+            if key in supported:
+                wanted = value.split(",")
+                kept = [a for a in wanted if a in supported[key]]
+                if not kept:
+                    raise UsageError(f"this host's sshd supports none of the {key} the "
+                                     f"baseline allows ({value})")
+                left_out.extend(a for a in wanted if a not in kept)
+                value = ",".join(kept)
+            settings.append((key, value))
+        return Baseline(self.user, self.allow, tuple(settings)), left_out
 
     def expected(self) -> dict[str, str]:
         """What ``sshd -T`` must report afterwards (lowercase keys)."""

@@ -96,3 +96,26 @@ def test_the_gate_judges_the_ca_it_took_from_the_environment(
     assert "INCOMPLETE" not in run.stderr, run.stderr
     assert "PRIVATE KEY" not in run.stdout + run.stderr
     assert not (client.key.parent / (client.key.name + "-cert.pub")).exists()  # refused
+
+
+def test_the_gate_in_certificate_mode_on_a_host_that_does_not_trust_the_ca(
+        lab: Lab, client: Client, tmp_path: Path, standin_dir: Path, record: Path) -> None:
+    """The minted certificate is offered instead of the key (as Kamal's net-ssh does), so a
+    host that trusts another CA cannot be checked: refused (exit 3), saying what to do."""
+    ca = tmp_path / "cas" / "kamal_ca"
+    keygen(ca, "kamal-secure-ca:2026-01-02")
+    theirs = keygen(tmp_path / "cas" / "corp_ca", "corp-ca")
+    addr = next_addr()
+    host = lab.start(addr, READY, authorized={DEPLOY_USER: client.public},
+                     files={"kamal_ca.pub": theirs + "\n", "revoked_keys": "",
+                            f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    app = host_project(tmp_path / "app", client, [addr])
+    policy = app / ".kamal" / "secure.yml"
+    policy.write_text(policy.read_text() + f"certificates:\n  ca: {ca}\n")
+    run = run_ks(["server", "exec", "whoami"], app, [standin_dir], record,
+                 env={"HOME": str(client.home), "KAMAL_SECURE_OFFLINE": "0"})
+    assert run.code == 3, run.stderr
+    assert run.record is None
+    assert "KS804" in run.stderr
+    assert "harden --trust-ca" in " ".join(run.stderr.split()), run.stderr

@@ -24,10 +24,11 @@ STATE = "kamal-secure-rollback"  # the dead man's switch's state, in the host's 
 KEPT = "# a line the owner keeps\n"
 
 
-def key_host(lab: Lab, client: Client, config: str = "") -> Host:
+def key_host(lab: Lab, client: Client, config: str = "", old: bool = False) -> Host:
     """A cloud-init trap host whose deploy user logs in with the deploy key from its own
-    ~/.ssh/authorized_keys."""
-    host = lab.start(next_addr(), config + USER_FILE, files=TRAP, sudoers=SUDO, own_home=True)
+    ~/.ssh/authorized_keys. ``old``: it runs OpenSSH 8.4 (the ``old_sshd`` fixture)."""
+    host = lab.start(next_addr(), config + USER_FILE, files=TRAP, sudoers=SUDO, own_home=True,
+                     old=old)
     client.trust(host.known_line())
     entry = pwd.getpwnam(DEPLOY_USER)
     keys_file(host).write_text(KEPT + client.public + "\n")

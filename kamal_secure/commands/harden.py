@@ -218,12 +218,14 @@ class _Apply:
         return ok, message
 
     def _supported(self) -> dict[str, list[str]]:
-        """Of each algorithm list in the baseline, what this host's sshd accepts."""
+        """Of each algorithm list in the baseline (and each optional keyword's value), what
+        this host's sshd accepts."""
         wanted = dict(self.host.base.settings)
-        code, out = self.root(ops.SUPPORTED, *(f"{k}={wanted[k]}" for k in ops.ALGORITHMS))
+        keys = (*ops.ALGORITHMS, *ops.OPTIONAL)
+        code, out = self.root(ops.SUPPORTED, *(f"{k}={wanted[k]}" for k in keys))
         if code != 0 or "probe-failed" in out.split():
             return {}  # `sshd -t` on the drop-in decides, as before
-        found: dict[str, list[str]] = {k: [] for k in ops.ALGORITHMS}
+        found: dict[str, list[str]] = {k: [] for k in keys}
         for line in out.splitlines():
             key, _, name = line.partition(" ")
             if key in found:

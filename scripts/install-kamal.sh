@@ -18,7 +18,8 @@ if [ -x "$WRAPPER" ] && [ -f "$ROOT/.complete" ] && command -v ruby >/dev/null; 
   echo "$WRAPPER"; exit 0
 fi
 command -v apt-get >/dev/null || die "needs apt-get (a Debian machine)"
-command -v dpkg >/dev/null || die "needs dpkg"
+# shellcheck source=scripts/lib/private-apt.sh
+. "$(dirname "$0")/lib/private-apt.sh"
 
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v ruby >/dev/null || ! ruby -e 'require "ed25519"; require "bcrypt_pbkdf"' 2>/dev/null; then
@@ -28,47 +29,13 @@ if ! command -v ruby >/dev/null || ! ruby -e 'require "ed25519"; require "bcrypt
     || die "could not install ruby from this machine's suite"
 fi
 
-# The machine's own Debian mirror and keyring (deb822 .sources first, then sources.list).
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-mirror="" keyring=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  stanza=$(awk -v RS= -v c="$codename" '$0 ~ "Suites:[^\n]*(^|[ \t])" c "([ \t]|$)" {print; exit}' "$f")
-  [ -n "$stanza" ] || continue
-  mirror=$(printf '%s\n' "$stanza" | awk '/^URIs:/ {print $2; exit}')
-  keyring=$(printf '%s\n' "$stanza" | awk '/^Signed-By:/ {print $2; exit}')
-  [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk -v c="$codename" '$1 == "deb" && $0 ~ c {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || die "no Debian mirror for '$codename' found in this machine's apt configuration"
-keyring=${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}
-[ -f "$keyring" ] || die "keyring $keyring not found"
-say "mirror $mirror (from this machine's apt configuration)"
-
-state="$ROOT/.apt"
-rm -rf "$state"
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/debs" "$ROOT"
-: > "$state/status"
-{
-  echo "deb [signed-by=$keyring] $mirror trixie main"
-  echo "deb [signed-by=$keyring] $mirror sid main"
-} > "$state/sources.list"
-apt_private=(-o "Dir::Etc::SourceList=$state/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
-  -o "Dir::State::status=$state/status" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-apt-get "${apt_private[@]}" update -qq || die "could not read the trixie/sid package lists from $mirror"
-
 trixie=(ruby-activesupport ruby-i18n ruby-tzinfo ruby-concurrent ruby-zeitwerk ruby-net-ssh
   ruby-net-scp ruby-net-sftp ruby-thor ruby-base64 ruby-connection-pool)
 sid=(ruby-kamal ruby-sshkit ruby-dotenv)
 pkgs=()
 for p in "${trixie[@]}"; do pkgs+=("$p/trixie"); done
 for p in "${sid[@]}"; do pkgs+=("$p/sid"); done
-(cd "$state/debs" && apt-get "${apt_private[@]}" download -qq "${pkgs[@]}") \
-  || die "could not download ${pkgs[*]}"
-for deb in "$state/debs"/*.deb; do dpkg -x "$deb" "$ROOT"; done
+private_apt_unpack "$ROOT" "trixie sid" "${pkgs[@]}"
 
 gems="$ROOT/usr/share/rubygems-integration/all/gems"
 kamal_dir=$(ls -d "$gems"/kamal-* 2>/dev/null | head -1)

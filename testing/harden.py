@@ -1,7 +1,10 @@
-"""Shared by the `harden` tests: running it, the host's live probe, the switch's rollback."""
+"""Shared by the `harden` tests: a host the deploy key logs in to, running harden, the host's
+live probe, the switch's rollback."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import time
 from collections.abc import Callable
@@ -11,13 +14,29 @@ import paramiko
 
 from kamal_secure.remote.probe import probe_methods
 from testing.cli import Result, run_cli
-from testing.live import logs_in
-from testing.sshd import DEPLOY_USER, Client, Host, wait_sessions_done
+from testing.live import USER_FILE, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, next_addr, wait_sessions_done
 
 SUDO = f"{DEPLOY_USER} ALL=(root) NOPASSWD: ALL\n"
 TRAP = {"sshd_config.d/50-cloud-init.conf": "PasswordAuthentication yes\n"}
 DROPIN = "sshd_config.d/00-kamal-secure.conf"
 STATE = "kamal-secure-rollback"  # the dead man's switch's state, in the host's /etc/ssh
+KEPT = "# a line the owner keeps\n"
+
+
+def key_host(lab: Lab, client: Client, config: str = "", old: bool = False) -> Host:
+    """A cloud-init trap host whose deploy user logs in with the deploy key from its own
+    ~/.ssh/authorized_keys. ``old``: it runs OpenSSH 8.4 (the ``old_sshd`` fixture)."""
+    host = lab.start(next_addr(), config + USER_FILE, files=TRAP, sudoers=SUDO, own_home=True,
+                     old=old)
+    client.trust(host.known_line())
+    entry = pwd.getpwnam(DEPLOY_USER)
+    keys_file(host).write_text(KEPT + client.public + "\n")
+    keys_file(host).chmod(0o600)
+    os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
+    assert logs_in(client.key, host, client)
+    return host
+
 
 def harden(app: Path, client: Client, *args: str, crash: str | None = None,
            drop: str | None = None) -> Result:

@@ -51,15 +51,19 @@ def keys_file(host: Host) -> Path:
 
 def logs_in(key: Path, host: Host, client: Client) -> bool:
     """Whether the real OpenSSH client logs in to ``host`` with ``key`` alone (no agent)."""
-    if not key.exists():
-        return False
-    done = subprocess.run(
+    return key.exists() and ssh_run(key, host, client, "true").returncode == 0
+
+
+def ssh_run(key: Path, host: Host, client: Client,
+            command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` run on ``host`` as the deploy user by the real OpenSSH client, with ``key``
+    alone (no agent), and the host key checked."""
+    return subprocess.run(
         ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
          "-o", f"UserKnownHostsFile={client.home / '.ssh' / 'known_hosts'}",
          "-o", "StrictHostKeyChecking=yes", "-F", "/dev/null", f"{DEPLOY_USER}@{host.addr}",
-         "true"], capture_output=True, timeout=30, check=False,
+         command], capture_output=True, text=True, timeout=30, check=False,
         env=clean_env({"HOME": str(client.home)}))
-    return done.returncode == 0
 
 
 def configured_key(app: Path) -> Path:

@@ -5,6 +5,11 @@ Each host is ``/usr/sbin/sshd -D -e`` started in its own mount namespace
 run through that host reads that host's files, as on a real server. Hosts
 listen on 127.55.x.y (all of 127/8 is loopback); they are stopped by PID and
 reaped. Only loopback addresses are ever used.
+
+A host started with ``old=True`` runs Debian bullseye's OpenSSH 8.4p1
+(scripts/install-old-sshd.sh): its wrapper is bind-mounted over /usr/sbin/sshd in
+that host's namespace, so the daemon and every ``sshd -t``/``sshd -T`` a session runs
+there is the old one.
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testing.cli import REPO, clean_env
+
 SSHD = Path(os.environ.get("KAMAL_SECURE_TEST_SSHD", "/usr/sbin/sshd"))  # override: tests
+# the wrapper scripts/install-old-sshd.sh prints (`make test` passes it; empty: it failed)
+OLD_SSHD = os.environ.get("KAMAL_SECURE_TEST_OLD_SSHD",
+                          str(REPO / ".e2e" / "old-sshd" / "bin" / "sshd"))
 MOUNT_AND_RUN = (
     'mount --bind "$0" /etc/ssh && '
     '{ [ ! -d "$1" ] || [ ! -d /etc/sudoers.d ] || mount --bind "$1" /etc/sudoers.d; } && '
     '{ [ -z "$2" ] || mount --bind "$2" "$3"; } && '
+    '{ [ -z "$4" ] || mount --bind "$4" /usr/sbin/sshd; } && '
     "exec /usr/sbin/sshd -D -e"
 )
 NETNS_UP = "ip link set lo up && "  # a host with its own network namespace: only its sockets
@@ -53,6 +64,11 @@ Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr
 MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com
 KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org
 """
+# HARDENED for OpenSSH 8.4 (old=True): without sntrup761 (8.5 added it; 8.4 refuses to start),
+# and with ChallengeResponseAuthentication, which turns keyboard-interactive off before 8.7
+# (BASE's KbdInteractiveAuthentication is accepted there and does nothing)
+HARDENED_OLD = (HARDENED.replace("sntrup761x25519-sha512@openssh.com,", "")
+                + "ChallengeResponseAuthentication no\n")
 
 
 def is_loopback(addr: str) -> bool:
@@ -81,6 +97,31 @@ def keygen(path: Path, comment: str = "kamal-deploy:test", *, kind: str = "ed255
     subprocess.run(["ssh-keygen", "-q", "-t", kind, *options, "-N", passphrase, "-C", comment,
                     "-f", str(path)], check=True)
     return (path.with_name(path.name + ".pub")).read_text().strip()
+
+
+def listed(cert: Path) -> dict[str, list[str]]:
+    """``ssh-keygen -L`` of ``cert``: each field's values (indented lines belong to the field
+    above them), in UTC."""
+    out = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True,
+                         text=True, check=True, env=clean_env({"TZ": "UTC"})).stdout
+    fields: dict[str, list[str]] = {}
+    current = ""
+    for line in out.splitlines()[1:]:
+        depth = len(line) - len(line.lstrip("\t "))
+        text = line.strip()
+        if depth <= 8:
+            current, _, value = text.partition(": ")
+            current = current.rstrip(":")
+            fields[current] = [value] if value else []
+        else:
+            fields[current].append(text)
+    return fields
+
+
+def fingerprint(path: Path) -> str:
+    """``ssh-keygen -lf``: the key's ``SHA256:...`` fingerprint."""
+    return subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
 
 
 _addresses = itertools.count(os.getpid() % 50 * 100)
@@ -113,6 +154,7 @@ class Host:
     process: subprocess.Popen[bytes] | None = None
     public_key: str = ""  # "ssh-ed25519 AAAA..."
     netns: bool = False  # own network namespace: reach it with testing/ns_relay.py
+    sshd: Path | None = None  # bind-mounted over /usr/sbin/sshd on this host (old=True)
 
     @property
     def etc(self) -> Path:
@@ -149,16 +191,23 @@ class Lab:
     base: Path
     hosts: list[Host] = field(default_factory=list)
     servers: list[socket.socket] = field(default_factory=list)
+    old_sshd: Path | None = None  # the old sshd's wrapper: set by the `old_sshd` fixture
 
-    def start(self, addr: str, config: str = HARDENED, port: int = 22,
+    def start(self, addr: str, config: str | None = None, port: int = 22,
               files: dict[str, str] | None = None, authorized: dict[str, str] | None = None,
               main_mode: int = 0o644, sudoers: str | None = None,
-              own_home: bool = False, netns: bool = False) -> Host:
-        """``own_home``: the deploy user's ~/.ssh on this host is a directory of its own
+              own_home: bool = False, netns: bool = False, old: bool = False) -> Host:
+        """``config`` defaults to HARDENED (HARDENED_OLD with ``old``).
+        ``own_home``: the deploy user's ~/.ssh on this host is a directory of its own
         (bind-mounted in the host's namespace), so hosts do not share authorized_keys.
-        ``netns``: the host has a network namespace of its own (only its sockets)."""
+        ``netns``: the host has a network namespace of its own (only its sockets).
+        ``old``: the host runs OpenSSH 8.4 (needs the ``old_sshd`` fixture)."""
         assert is_loopback(addr), addr
-        host = Host(addr, port, self.base / f"{addr}-{port}", netns=netns)
+        assert not old or self.old_sshd is not None, "old=True needs the old_sshd fixture"
+        if config is None:
+            config = HARDENED_OLD if old else HARDENED
+        host = Host(addr, port, self.base / f"{addr}-{port}", netns=netns,
+                    sshd=self.old_sshd if old else None)
         host.etc.mkdir(parents=True)
         host.root.chmod(0o755)
         host.etc.chmod(0o755)
@@ -192,7 +241,8 @@ class Lab:
                  (NETNS_UP if host.netns else "") + MOUNT_AND_RUN, str(host.etc),
                  str(host.root / "sudoers.d"),
                  str(host.user_ssh) if own_home else "",
-                 str(Path(pwd.getpwnam(DEPLOY_USER).pw_dir) / ".ssh") if own_home else ""],
+                 str(Path(pwd.getpwnam(DEPLOY_USER).pw_dir) / ".ssh") if own_home else "",
+                 str(host.sshd or "")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_listening(host)
 
@@ -259,6 +309,19 @@ def can_run_sshd() -> str | None:
         return f"{SSHD} is not installed (apt-get install openssh-server)"
     if os.geteuid() != 0:
         return "real sshd test hosts need root (mount namespaces, useradd)"
+    return None
+
+
+def can_run_old_sshd() -> str | None:
+    """None when OLD_SSHD runs (OpenSSH 8.4 for old=True hosts), else why not."""
+    install = "scripts/install-old-sshd.sh installs it; `make test` runs it"
+    if not OLD_SSHD:
+        return f"KAMAL_SECURE_TEST_OLD_SSHD is empty: the old sshd was not installed ({install})"
+    if not os.access(OLD_SSHD, os.X_OK):
+        return f"the old sshd {OLD_SSHD} is not installed ({install})"
+    done = subprocess.run([OLD_SSHD, "-V"], capture_output=True, text=True, check=False)
+    if "OpenSSH_" not in done.stderr:  # 8.4 has no -V: its usage message names the version
+        return f"the old sshd {OLD_SSHD} does not run: {done.stderr.strip()[:200]}"
     return None
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures: a private HOME with a deploy key, the stand-in kamal, real sshd hosts.
 
-With CI=true a host that cannot run sshd fails, never skips.
+With CI=true a host that cannot run sshd (or the old sshd) fails, never skips.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ import pytest
 
 from testing.cli import Main, clean_env
 from testing.project import INSECURE_CONFIG
-from testing.sshd import DEPLOY_USER, Client, Lab, can_run_sshd, ensure_user, keygen, remove_user
+from testing.sshd import (
+    DEPLOY_USER,
+    OLD_SSHD,
+    Client,
+    Lab,
+    can_run_old_sshd,
+    can_run_sshd,
+    ensure_user,
+    keygen,
+    remove_user,
+)
 from testing.standin import write_standin
 
 
@@ -89,6 +99,19 @@ def sshd_available() -> Iterator[None]:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and real sshd tests cannot run: {why}")
     pytest.skip(why)
+
+
+@pytest.fixture
+def old_sshd(lab: Lab) -> Path:
+    """The wrapper of OpenSSH 8.4 (scripts/install-old-sshd.sh): ``lab.start(..., old=True)``
+    runs a host with it. With CI=true a missing one fails, never skips."""
+    why = can_run_old_sshd()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the old sshd tests cannot run: {why}")
+        pytest.skip(why)
+    lab.old_sshd = Path(OLD_SSHD)
+    return lab.old_sshd
 
 
 @pytest.fixture

@@ -16,7 +16,16 @@ from kamal_secure.policy.file import CertificatePolicy, load_policy
 from kamal_secure.remediate import ca, certs
 from testing.cli import clean_env
 from testing.live import logs_in
-from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr
+from testing.sshd import (
+    DEPLOY_USER,
+    HARDENED,
+    Client,
+    Lab,
+    fingerprint,
+    keygen,
+    listed,
+    next_addr,
+)
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 KEY_ID = certs.key_id("alice", "0123456789abcdef0123", "deploy -d production")
@@ -36,32 +45,8 @@ def deploy_key(tmp_path: Path) -> Path:
     return key
 
 
-def listed(cert: Path) -> dict[str, list[str]]:
-    """``ssh-keygen -L`` of ``cert``: each field's values (indented lines belong to the field
-    above them), in UTC."""
-    out = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True,
-                         text=True, check=True, env=clean_env({"TZ": "UTC"})).stdout
-    fields: dict[str, list[str]] = {}
-    current = ""
-    for line in out.splitlines()[1:]:
-        depth = len(line) - len(line.lstrip("\t "))
-        text = line.strip()
-        if depth <= 8:
-            current, _, value = text.partition(": ")
-            current = current.rstrip(":")
-            fields[current] = [value] if value else []
-        else:
-            fields[current].append(text)
-    return fields
-
-
 def pub(key: Path) -> str:
     return key.with_name(key.name + ".pub").read_text()
-
-
-def fingerprint(path: Path) -> str:
-    return subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
-                          check=True).stdout.split()[1]
 
 
 def mint_to(key: Path, ca_key: Path, *, principal: str = DEPLOY_USER, validity: int = 15,
@@ -149,7 +134,7 @@ def test_ca_from_an_environment_variable_is_read_once_and_dropped(
     assert "OPENSSH PRIVATE KEY" not in child
     path = certs.write_cert(deploy_key, cert)
     assert listed(path)["Signing CA"][0].split()[1] == fingerprint(ca_key)
-    with pytest.raises(UsageError, match="--ca-env KAMAL_SSH_CA: the variable is not set"):
+    with pytest.raises(UsageError, match=r"\$KAMAL_SSH_CA is not set or empty"):
         certs.mint(certs.CaSource(env="KAMAL_SSH_CA"), pub(deploy_key), DEPLOY_USER, 15,
                    KEY_ID, 1)
     monkeypatch.setenv("KAMAL_SSH_CA", "not a key")

@@ -5,6 +5,7 @@ guarded path and the hooks with the real Kamal are in tests/e2e/test_certificate
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.errors import UsageError
+from kamal_secure.facts.keys import gather_ca
 from kamal_secure.gate.certificate import ca_source, interactive_flag, needs_pty
 from kamal_secure.remediate import ca
 from kamal_secure.remediate.certs import CaSource
@@ -37,6 +39,25 @@ def test_certificate_mode_is_named_by_the_policy_or_the_environment() -> None:
                 {"KAMAL_SECURE_CA_AGENT": "yes"}):
         with pytest.raises(UsageError):
             ca_source(None, bad)
+        with pytest.raises(UsageError):  # the checks decide as the gate does: one decision
+            gather_ca(None, Path("/nonexistent"), bad)
+
+
+def test_the_gate_takes_the_ca_out_of_the_environment_and_the_checks_still_know_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cas" / "kamal_ca"
+    made = ca.init(path, cwd=tmp_path)
+    monkeypatch.setenv(CA_SECRET_ENV, path.read_text())
+    environ = {"KAMAL_SECURE_CA_ENV": CA_SECRET_ENV, CA_SECRET_ENV: path.read_text()}
+    source = ca_source(None, environ)
+    assert source is not None
+    assert source.secret == path.read_bytes()
+    assert CA_SECRET_ENV not in environ
+    assert CA_SECRET_ENV not in os.environ
+    assert "PRIVATE KEY" not in repr(source)
+    facts = gather_ca(None, tmp_path, environ)
+    assert facts is not None
+    assert facts.fingerprint == made.fingerprint
 
 
 def test_a_pty_only_for_a_terminal() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kamal_secure.errors import UsageError
+from kamal_secure.remediate import harden as ops
 from testing.harden import (
     DROPIN,
     STATE,
@@ -184,3 +186,24 @@ def test_a_rerun_while_the_switch_is_armed_refuses_then_works(lab: Lab, client: 
     done = harden(app, client, "--yes", "--rollback-after", "20")
     assert done.code == 0, done.stdout + done.stderr
     assert not (host.etc / STATE).exists()
+
+
+def test_the_baseline_narrowed_to_what_an_older_sshd_knows() -> None:
+    base = ops.baseline(DEPLOY_USER, [], [], {})
+    settings = dict(base.settings)
+    kex = settings["KexAlgorithms"].split(",")
+    older = {"KexAlgorithms": kex[1:], "Ciphers": settings["Ciphers"].split(","),
+             "MACs": settings["MACs"].split(",")}  # OpenSSH 8.4: no sntrup761x25519
+    narrowed, left_out = base.narrowed({**older, "ChallengeResponseAuthentication": ["no"]})
+    assert left_out == [kex[0]]
+    assert dict(narrowed.settings)["KexAlgorithms"] == ",".join(kex[1:])
+    assert "ecdh-sha2-nistp256" in narrowed.expected()["kexalgorithms"]
+    assert f"KexAlgorithms {','.join(kex[1:])}\n" in narrowed.text()
+    assert base.narrowed({}) == (base, [])  # the probe failed: the drop-in as it was
+    assert "ChallengeResponseAuthentication no\n" in narrowed.text()
+    assert "challengeresponseauthentication" not in narrowed.expected()  # an alias on 8.7+
+    newest, gone = base.narrowed({**older, "ChallengeResponseAuthentication": []})
+    assert gone == ["ChallengeResponseAuthentication", kex[0]]  # an sshd that dropped it
+    assert "ChallengeResponse" not in newest.text()
+    with pytest.raises(UsageError, match="supports none of the MACs"):
+        base.narrowed({**older, "MACs": ["hmac-sha1"]})

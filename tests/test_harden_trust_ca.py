@@ -4,8 +4,6 @@ proof. At every point each host keeps a working way in."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,40 +12,26 @@ import pytest
 
 from testing.harden import (
     DROPIN,
+    KEPT,
     STATE,
-    SUDO,
-    TRAP,
     assert_back_to_previous,
     eventually,
     harden,
+    key_host,
     offered,
 )
-from testing.live import USER_FILE, host_project, keys_file, logs_in
-from testing.sshd import DEPLOY_USER, Client, Host, Lab, keygen, next_addr, wait_sessions_done
+from testing.live import host_project, keys_file, logs_in
+from testing.sshd import DEPLOY_USER, Client, Host, Lab, keygen, wait_sessions_done
 
 pytestmark = pytest.mark.sshd
 CA_FILE = "kamal-secure-ca.pub"  # in the host's /etc/ssh
 PRINCIPALS = f"kamal-secure-principals/{DEPLOY_USER}"
-KEPT = "# a line the owner keeps\n"
 
 
 def ca(client: Client, name: str = "kamal_ca") -> Path:
     """A CA key pair in the client's ~/.ssh; returns the .pub."""
     keygen(client.home / ".ssh" / name, "kamal-ca")
     return client.home / ".ssh" / f"{name}.pub"
-
-
-def key_host(lab: Lab, client: Client, config: str = "") -> Host:
-    """A cloud-init trap host whose deploy user logs in with the deploy key from its own
-    ~/.ssh/authorized_keys."""
-    host = lab.start(next_addr(), config + USER_FILE, files=TRAP, sudoers=SUDO, own_home=True)
-    client.trust(host.known_line())
-    entry = pwd.getpwnam(DEPLOY_USER)
-    keys_file(host).write_text(KEPT + client.public + "\n")
-    keys_file(host).chmod(0o600)
-    os.chown(keys_file(host), entry.pw_uid, entry.pw_gid)
-    assert logs_in(client.key, host, client)
-    return host
 
 
 def certified(client: Client, ca_pub: Path, where: Path) -> Path:
@@ -205,3 +189,30 @@ def test_killed_after_removing_the_key_a_certificate_still_logs_in(
     assert not (host.etc / STATE).exists()  # the switch was cancelled after the proof
     assert keys_file(host).read_text() == KEPT
     assert logs_in(certified(client, ca_pub, tmp_path / "cert"), host, client)
+
+
+def test_a_genuinely_old_sshd_is_hardened_with_what_it_knows(
+        lab: Lab, client: Client, tmp_path: Path, old_sshd: Path) -> None:
+    """OpenSSH 8.4 (Debian 11): it rejects sntrup761x25519 (and with it a drop-in naming
+    it), and its KbdInteractiveAuthentication does not turn keyboard-interactive off. The
+    drop-in is narrowed to what this sshd knows, keyboard-interactive and passwords are no
+    longer offered, and a certificate alone logs in; the key stays until it is proven."""
+    host = key_host(lab, client, old=True)
+    assert {"password", "keyboard-interactive"} <= set(offered(host) or ())
+    ca_pub = ca(client)
+    app = host_project(tmp_path / "app", client, [host.addr])
+    done = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--remove-static-keys",
+                  "--rollback-after", "20")
+    assert done.code == 0, done.stdout + done.stderr
+    shown = " ".join(done.stdout.split())
+    assert "does not know sntrup761x25519-sha512@openssh.com: left out" in shown, shown
+    assert "the deploy key removed from authorized_keys" in shown, shown
+    dropin = (host.etc / DROPIN).read_text()
+    assert "sntrup761x25519" not in dropin
+    assert "ChallengeResponseAuthentication no" in dropin
+    assert "ecdh-sha2-nistp256" in dropin  # Kamal's net-ssh still has a key exchange
+    assert set(offered(host) or ("none",)) == {"publickey"}
+    assert not logs_in(client.key, host, client)  # the key alone: no longer
+    assert logs_in(certified(client, ca_pub, tmp_path / "cert"), host, client)
+    wait_sessions_done(host)
+    assert not (host.etc / STATE).exists()  # the switch was cancelled, not left armed

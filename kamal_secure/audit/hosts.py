@@ -91,6 +91,11 @@ def fleet_report(result: FleetResult, policy: HostPolicy, report: Report | None 
         label = problem.target.label
         origin = problem.target.origin
         hint = f" ({problem.hint})" if problem.hint else ""
+        if ca is not None and problem.reason == "login_failed":
+            hint += (" (certificate mode: the gate logs in with the deploy key's "
+                     "certificate, KEY-cert.pub, which Kamal's net-ssh also offers instead "
+                     "of the key; a host that does not trust the project's CA refuses it: "
+                     "`kamal-secure harden --trust-ca CA.pub` there first)")
         rule = unchecked_rule(problem.reason)
         report.problems.append(Problem(
             what=f"{rule.id} {rule.title}",

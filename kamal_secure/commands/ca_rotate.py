@@ -113,17 +113,17 @@ def _fingerprint(line: str) -> str:
 
 
 def _start(root: Path, named: str | None, path: str | None) -> CaJournal:
-    from kamal_secure.facts.keys import DEFAULT_CA_PATH
-    from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
+    from kamal_secure.facts.keys import DEFAULT_CA_PATH, ca_choice
     from kamal_secure.policy.file import policy_for
     from kamal_secure.remediate import ca
     from kamal_secure.remediate.rotate import new_key_path
 
     policy_ca = policy_for(root).certificates.ca
     old = Path(policy_ca or DEFAULT_CA_PATH).expanduser()
-    env_name = os.environ.get(CA_ENV)
-    source = ("env" if env_name else "agent" if os.environ.get(CA_AGENT)
-              else "policy" if policy_ca is not None else "default")
+    choice = ca_choice(policy_ca, os.environ)  # as certificate mode decides it
+    env_name = choice.env if choice is not None else None
+    source = ("default" if choice is None else "env" if choice.env
+              else "agent" if choice.agent else "policy")
     if named is None:  # nothing named: the default file, when it is there
         named = _Signer.line_of(old)
     new = Path(path).expanduser() if path else Path(new_key_path(str(old)))

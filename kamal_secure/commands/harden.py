@@ -171,6 +171,8 @@ class _Apply:
 
     def __init__(self, sess: Session, host: _Host, target: Target) -> None:
         self.sess, self.host, self.target = sess, host, target
+        self.base = host.base  # narrowed to the algorithms this host's sshd knows
+        self.left_out: list[str] = []
         self.prefix: list[str] = []
         self.token = secrets.token_hex(8)
         self.fires_at = 0.0  # when the host's rollback timer fires (our clock)
@@ -201,12 +203,38 @@ class _Apply:
         problem = self._preflight()
         if problem:
             return False, problem
+        try:
+            self.base, self.left_out = self.host.base.narrowed(self._supported())
+        except UsageError as err:
+            return False, f"{err.message}; nothing changed"
+        ok, message = self._apply()
+        if self.left_out:
+            message += (f" (this host's sshd does not know {', '.join(self.left_out)}: left "
+                        "out of the drop-in)")
+        return ok, message
+
+    def _supported(self) -> dict[str, list[str]]:
+        """Of each algorithm list in the baseline (and each optional keyword's value), what
+        this host's sshd accepts."""
+        wanted = dict(self.host.base.settings)
+        keys = (*ops.ALGORITHMS, *ops.OPTIONAL)
+        code, out = self.root(ops.SUPPORTED, *(f"{k}={wanted[k]}" for k in keys))
+        if code != 0 or "probe-failed" in out.split():
+            return {}  # `sshd -t` on the drop-in decides, as before
+        found: dict[str, list[str]] = {k: [] for k in keys}
+        for line in out.splitlines():
+            key, _, name = line.partition(" ")
+            if key in found:
+                found[key].append(name)
+        return found
+
+    def _apply(self) -> tuple[bool, str]:
         code, out = self.root(ops.PENDING)
         if code == 8:  # whatever the files say now, that switch will roll them back
             return False, self._pending(out)
         previous = self.read(ops.DROPIN)
         others = {path: self.read(path) for path in self.host.files()}
-        wanted = self.host.base.text()
+        wanted = self.base.text()
         effective = self._effective()
         same = previous == wanted and all(others[p] == t for p, t in self.host.files().items())
         if same and self._running_as_wanted(effective):
@@ -233,7 +261,7 @@ class _Apply:
         """What sshd runs, not what the file says: ``sshd -T`` (the files on disk) and the
         live probe of this session (the running daemon) must both show the baseline."""
         offered = self.sess.offered
-        return (not ops.mismatches(effective, self.host.base.expected())
+        return (not ops.mismatches(effective, self.base.expected())
                 and offered is not None and not set(offered) & UNSAFE)
 
     def _preflight(self) -> str | None:
@@ -257,7 +285,7 @@ class _Apply:
         holes = ops.loopholes(effective, self.sess.endpoint.user, self.host.allow_from)
         if holes:
             return "would refuse: " + _loophole_message(holes)
-        diff = ops.mismatches(effective, self.host.base.expected())
+        diff = ops.mismatches(effective, self.base.expected())
         return ("would change (sshd -T now -> after): " + "; ".join(diff) if diff
                 else "would change no effective setting")
 
@@ -304,7 +332,7 @@ class _Apply:
         if code != 0:
             return self._restore("`sshd -t` rejected the result", out.strip()[:300])
         effective = self._effective()
-        wrong = ops.mismatches(effective, self.host.base.expected())
+        wrong = ops.mismatches(effective, self.base.expected())
         if wrong:
             return self._restore("another file wins over the drop-in",
                                  "(sshd -T now -> wanted): " + "; ".join(wrong[:5]))

@@ -15,7 +15,7 @@ import re
 import stat
 import struct
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,23 +347,72 @@ class CaFacts:
         return info.fingerprint if info is not None else None
 
 
-def gather_ca(policy_ca: Path | None, root: Path, environ: Mapping[str, str] | None = None,
-              home: Path | None = None) -> CaFacts | None:
-    """The CA in certificate mode (the same rules as the gate's ``ca_source``: the
-    environment wins over the policy), None when not in certificate mode."""
+@dataclass(frozen=True)
+class CaChoice:
+    """How certificate mode names its CA: exactly one of ``env`` (the name of a variable
+    holding the private key text), ``agent`` (the CA's .pub; the key is in an ssh-agent)
+    and ``path`` (a private key file). ``how`` says which setting named it."""
+
+    how: str  # KAMAL_SECURE_CA_ENV, KAMAL_SECURE_CA_AGENT or certificates.ca
+    env: str | None = None
+    agent: Path | None = None
+    path: Path | None = None
+
+
+def ca_choice(policy_ca: Path | None, environ: Mapping[str, str]) -> CaChoice | None:
+    """The one decision of certificate mode, for the gate (which mints) and the checks
+    (which judge the CA): the environment wins over the policy; None is key mode.
+    Raises UsageError for both variables at once or an unusable value (fail closed)."""
+    from kamal_secure.errors import UsageError
     from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
 
-    environ = os.environ if environ is None else environ
-    home = home or Path.home()
     named, agent = environ.get(CA_ENV), environ.get(CA_AGENT)
-    if named:
-        data = environ.get(named, "").encode()
-        info = read_private(data)[0] if data else None
-        return CaFacts(CA_ENV, None, env_info=info)
-    if agent is None and policy_ca is None:
+    if named is not None and agent is not None:
+        raise UsageError(f"{CA_ENV} and {CA_AGENT} are both set: name one CA")
+    if named is not None:
+        if not named.strip() or "=" in named:
+            raise UsageError(f"{CA_ENV} must be the name of the variable holding the CA key")
+        return CaChoice(CA_ENV, env=named)
+    if agent is not None:
+        if agent != "1":
+            raise UsageError(f"{CA_AGENT} must be 1 (sign with the CA key in the ssh-agent)")
+        return CaChoice(CA_AGENT, agent=Path(f"{policy_ca or DEFAULT_CA_PATH}.pub"))
+    return CaChoice("certificates.ca", path=policy_ca) if policy_ca is not None else None
+
+
+# The CA keys this process took out of its environment (variable name -> what the key
+# is): the gate takes the secret before its own checks run, and they still judge it.
+_taken: dict[str, KeyInfo | None] = {}
+
+
+def take_secret(name: str, environ: MutableMapping[str, str] | None = None) -> bytes | None:
+    """The CA private key text in the variable ``name``, removed from ``environ`` and from
+    this process's environment (nothing started later inherits it); None when unset or
+    empty. What key it is (never the key) stays known to :func:`gather_ca`."""
+    value = os.environ.pop(name, None)
+    if environ is not None and environ is not os.environ:
+        value = environ.pop(name, None) or value
+    if not value:
         return None
-    path = str(policy_ca) if policy_ca is not None else DEFAULT_CA_PATH
-    key = gather_one(0, path, root, home, {})
+    data = value.encode()
+    _taken[name] = read_private(data)[0]
+    return data
+
+
+def gather_ca(policy_ca: Path | None, root: Path, environ: Mapping[str, str] | None = None,
+              home: Path | None = None) -> CaFacts | None:
+    """The CA in certificate mode (:func:`ca_choice` decides, as for the gate), None when
+    not in certificate mode."""
+    environ = os.environ if environ is None else environ
+    choice = ca_choice(policy_ca, environ)
+    if choice is None:
+        return None
+    if choice.env is not None:
+        data = environ.get(choice.env, "").encode()
+        info = read_private(data)[0] if data else _taken.get(choice.env)
+        return CaFacts(choice.how, None, env_info=info)
+    path = str(choice.path) if choice.path is not None else DEFAULT_CA_PATH
+    key = gather_one(0, path, root, home or Path.home(), {})
     repository = git_root(root) or root
-    return CaFacts(CA_AGENT if agent is not None else "certificates.ca", key,
+    return CaFacts(choice.how, key,
                    repository=repository if inside(key.path, repository) else None)

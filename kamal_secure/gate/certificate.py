@@ -19,14 +19,13 @@ the certificate.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
-from kamal_secure.gate.kamal import CA_AGENT, CA_ENV
+from kamal_secure.gate.kamal import CA_ENV
 
 if TYPE_CHECKING:
     from kamal_secure.remediate.certs import CaSource
@@ -35,22 +34,17 @@ INTERACTIVE = frozenset({"-i", "--interactive"})
 
 
 def ca_source(policy_ca: Path | None, environ: MutableMapping[str, str]) -> CaSource | None:
-    """The CA (a ``remediate.certs.CaSource``) when in certificate mode, else None."""
-    from kamal_secure.facts.keys import DEFAULT_CA_PATH
+    """The CA (a ``remediate.certs.CaSource``) when in certificate mode, else None. A CA
+    in a variable is taken out of the environment here (``facts.keys.take_secret``)."""
+    from kamal_secure.facts.keys import ca_choice, take_secret
     from kamal_secure.remediate.certs import CaSource
 
-    named, agent = environ.get(CA_ENV), environ.get(CA_AGENT)
-    if named is not None and agent is not None:
-        raise UsageError(f"{CA_ENV} and {CA_AGENT} are both set: name one CA")
-    if named is not None:
-        if not named.strip() or "=" in named:
-            raise UsageError(f"{CA_ENV} must be the name of the variable holding the CA key")
-        return CaSource(env=named)
-    if agent is not None:
-        if agent != "1":
-            raise UsageError(f"{CA_AGENT} must be 1 (sign with the CA key in the ssh-agent)")
-        return CaSource(agent=Path(f"{policy_ca or DEFAULT_CA_PATH}.pub"))
-    return CaSource(path=policy_ca) if policy_ca is not None else None
+    choice = ca_choice(policy_ca, environ)
+    if choice is None:
+        return None
+    if choice.env is not None:
+        return CaSource(env=choice.env, secret=take_secret(choice.env, environ))
+    return CaSource(path=choice.path, agent=choice.agent)
 
 
 def needs_pty(words: list[str], interactive: bool) -> bool:
@@ -75,7 +69,9 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
 
     ``ssh``: how the command reaches its hosts (as Kamal resolved it where known).
     ``command``: the command words for the key id (never its arguments: no secrets).
-    The CA variable is removed from ``environ`` (and ``os.environ``) as it is read."""
+    The CA variable is removed from ``environ`` (and ``os.environ``) as it is read; what
+    key it held stays known to the checks that follow (``facts.keys.gather_ca``)."""
+    from kamal_secure.facts.keys import take_secret
     from kamal_secure.policy.file import load_policy
 
     policy = load_policy().certificates
@@ -84,7 +80,7 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
         return None
     try:
         return _mint(source, list(ssh), command, pty, policy.validity, policy.minimum,
-                     policy.source_address, environ)
+                     policy.source_address)
     except KamalSecureError as err:
         raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
                               hint=err.hint or "Kamal was not started") from None
@@ -92,15 +88,13 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
         raise CheckIncomplete(f"certificate mode: no certificate was minted: "
                               f"{err.strerror or err}") from None
     finally:
-        named = environ.pop(CA_ENV, None)
-        if named:
-            environ.pop(named, None)
-            os.environ.pop(named, None)
+        named = environ.get(CA_ENV)
+        if named:  # taken even when nothing was minted; exec_kamal drops the name too
+            take_secret(named, environ)
 
 
 def _mint(source: CaSource, ssh: list[SshSettings], command: list[str], pty: bool,
-          validity: int, minimum: int, source_address: tuple[str, ...] | None,
-          environ: MutableMapping[str, str]) -> Path | None:
+          validity: int, minimum: int, source_address: tuple[str, ...] | None) -> Path | None:
     from kamal_secure.gate.run import _git_commit, account_name
     from kamal_secure.remediate import certs
 
@@ -121,8 +115,6 @@ def _mint(source: CaSource, ssh: list[SshSettings], command: list[str], pty: boo
     except OSError as err:
         raise UsageError(f"{key_path}.pub: {err.strerror or err} (the certificate is for "
                          "the deploy key's public half)") from None
-    if source.env is not None and source.env in environ:
-        os.environ[source.env] = environ[source.env]  # certs reads it from here, once
     cert = certs.mint(source, public, user, validity,
                       certs.key_id(account_name(), _git_commit() or "",
                                    " ".join(command) or "kamal"),

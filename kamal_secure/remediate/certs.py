@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +61,8 @@ class CaSource:
     env: str | None = None  # the name of a variable holding the private key text
     agent: Path | None = None  # the CA's .pub: its private key is in the ssh-agent
     passphrase: bytes | None = None  # for an encrypted key (from the environment, never argv)
+    # the key text ``env`` held, once taken from the environment (never shown by repr)
+    secret: bytes | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         if self.agent is not None:
@@ -71,10 +72,13 @@ class CaSource:
 
 def _private_bytes(source: CaSource) -> bytes:
     if source.env is not None:
-        value = os.environ.pop(source.env, None)  # read once; nothing started later sees it
+        from kamal_secure.facts.keys import take_secret
+
+        # read once; nothing started later sees it
+        value = source.secret if source.secret is not None else take_secret(source.env)
         if not value:
-            raise UsageError(f"--ca-env {source.env}: the variable is not set or empty")
-        return value.encode()
+            raise UsageError(f"the CA variable ${source.env} is not set or empty")
+        return value
     assert source.path is not None
     path = source.path.expanduser()
     try:

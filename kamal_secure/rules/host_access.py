@@ -22,13 +22,15 @@ def _deploy_entries(ctx: HostContext) -> list[AuthorizedKey]:
 @host_rule(
     "KS718", Severity.MEDIUM, "The deploy key is not in the deploy user's authorized_keys",
     rationale="Kamal will log in with the key named in ssh.keys; if the host does not list it, "
-    "the deploy fails half-way or falls back to another key.",
+    "the deploy fails half-way or falls back to another key. Not in certificate mode (a CA "
+    "named): there the certificate logs in, and KS726 wants the key out of authorized_keys.",
     fix="Run `kamal-secure authorize` (or append the .pub of your ssh.keys key to "
     "~deploy/.ssh/authorized_keys).",
     insecure="# authorized_keys without the deploy key\n", secure=AK_EXAMPLE,
 )
 def deploy_key_present(rule: Rule, ctx: HostContext) -> Iterator[Finding]:
-    if ctx.facts.authorized_keys is None or not ctx.facts.deploy_fingerprints:
+    if ctx.ca is not None or ctx.facts.authorized_keys is None \
+            or not ctx.facts.deploy_fingerprints:
         return
     if not _deploy_entries(ctx):
         yield rule.finding(f"none of ssh.keys is authorized for {ctx.facts.user}", ctx.where,

@@ -40,7 +40,8 @@ def _weak_algorithms(ctx: HostContext) -> Iterator[tuple[str, str]]:
     "not encrypt-then-MAC); `harden` still writes only the -etm variants.",
     fix="Set Ciphers, MACs and KexAlgorithms to modern lists only. Keep an ECDH key exchange "
     "(ecdh-sha2-nistp256) in the list: Kamal's net-ssh without the x25519 gem (Debian's "
-    "Kamal) cannot do curve25519 or sntrup and would be locked out.",
+    "Kamal) cannot do curve25519 or sntrup and would be locked out. sntrup761x25519 needs "
+    "OpenSSH 8.5 or later (`harden` leaves out what a host's sshd does not know).",
     insecure="Ciphers aes128-cbc,aes256-ctr\nMACs hmac-sha1\n",
     secure="Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr\n"
     "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com\n"

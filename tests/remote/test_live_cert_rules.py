@@ -10,10 +10,13 @@ import pytest
 from kamal_secure.report.model import Finding, Severity
 from testing.live import host_project, scan_hosts
 from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr
+from testing.standin import run_ks
 
 pytestmark = pytest.mark.sshd
 CERT_RULES = {"KS724", "KS725", "KS726", "KS727", "KS728"}
 TRUSTS = "TrustedUserCAKeys /etc/ssh/kamal_ca.pub\n"
+READY = (HARDENED + TRUSTS + "AuthorizedPrincipalsFile /etc/ssh/principals/%u\n"
+         "RevokedKeys /etc/ssh/revoked_keys\n")
 
 
 def cert_findings(app: Path) -> dict[str, list[Finding]]:
@@ -60,11 +63,59 @@ def test_a_host_ready_for_certificates(lab: Lab, client: Client, tmp_path: Path)
     ca = tmp_path / "cas" / "kamal_ca"
     ours = keygen(ca, "kamal-secure-ca:2026-01-02")
     addr = next_addr()
-    config = (HARDENED + TRUSTS + "AuthorizedPrincipalsFile /etc/ssh/principals/%u\n"
-              "RevokedKeys /etc/ssh/revoked_keys\n")
-    host = lab.start(addr, config, authorized={DEPLOY_USER: client.public},
+    host = lab.start(addr, READY, authorized={DEPLOY_USER: client.public},
                      files={"kamal_ca.pub": ours + "\n", "revoked_keys": "",
                             f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
     client.trust(host.known_line())
     found = cert_findings(project(tmp_path, client, addr, ca))
     assert set(found) == {"KS726"}  # the static deploy key, until --remove-static-keys
+
+
+def test_the_gate_judges_the_ca_it_took_from_the_environment(
+        lab: Lab, client: Client, tmp_path: Path, standin_dir: Path, record: Path) -> None:
+    """``KAMAL_SECURE_CA_ENV`` alone names the CA: the gate takes the key out of its
+    environment to mint before its own live checks, and those checks still judge the host
+    against that CA (a host that trusts another one beside it: KS725; the static key left:
+    KS726). In key mode neither is judged (the test above)."""
+    ca = tmp_path / "cas" / "kamal_ca"
+    ours = keygen(ca, "kamal-secure-ca:2026-01-02")
+    theirs = keygen(tmp_path / "cas" / "corp_ca", "corp-ca")
+    addr = next_addr()
+    host = lab.start(addr, READY, authorized={DEPLOY_USER: client.public},
+                     files={"kamal_ca.pub": ours + "\n" + theirs + "\n", "revoked_keys": "",
+                            f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    app = host_project(tmp_path / "app", client, [addr])
+    run = run_ks(["server", "exec", "whoami"], app, [standin_dir], record,
+                 env={"HOME": str(client.home), "KAMAL_SECURE_OFFLINE": "0",
+                      "KAMAL_SECURE_CA_ENV": "CI_DEPLOY_CA", "CI_DEPLOY_CA": ca.read_text()})
+    assert run.code == 1, run.stderr
+    assert run.record is None  # Kamal never started
+    for shown in ("KS725", "corp-ca", "KS726"):
+        assert shown in run.stderr, run.stderr
+    assert "INCOMPLETE" not in run.stderr, run.stderr
+    assert "PRIVATE KEY" not in run.stdout + run.stderr
+    assert not (client.key.parent / (client.key.name + "-cert.pub")).exists()  # refused
+
+
+def test_the_gate_in_certificate_mode_on_a_host_that_does_not_trust_the_ca(
+        lab: Lab, client: Client, tmp_path: Path, standin_dir: Path, record: Path) -> None:
+    """The minted certificate is offered instead of the key (as Kamal's net-ssh does), so a
+    host that trusts another CA cannot be checked: refused (exit 3), saying what to do."""
+    ca = tmp_path / "cas" / "kamal_ca"
+    keygen(ca, "kamal-secure-ca:2026-01-02")
+    theirs = keygen(tmp_path / "cas" / "corp_ca", "corp-ca")
+    addr = next_addr()
+    host = lab.start(addr, READY, authorized={DEPLOY_USER: client.public},
+                     files={"kamal_ca.pub": theirs + "\n", "revoked_keys": "",
+                            f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    app = host_project(tmp_path / "app", client, [addr])
+    policy = app / ".kamal" / "secure.yml"
+    policy.write_text(policy.read_text() + f"certificates:\n  ca: {ca}\n")
+    run = run_ks(["server", "exec", "whoami"], app, [standin_dir], record,
+                 env={"HOME": str(client.home), "KAMAL_SECURE_OFFLINE": "0"})
+    assert run.code == 3, run.stderr
+    assert run.record is None
+    assert "KS804" in run.stderr
+    assert "harden --trust-ca" in " ".join(run.stderr.split()), run.stderr

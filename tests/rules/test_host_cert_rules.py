@@ -101,6 +101,15 @@ def test_static_keys_left_after_the_switch() -> None:
     assert ids(cert_host(authorized_keys=None)) == set()  # not read: unknown
 
 
+def test_no_deploy_key_in_authorized_keys_is_the_goal_in_certificate_mode() -> None:
+    """KS718 ("run kamal-secure authorize") would undo what KS726 asks for."""
+    retired = cert_host(deploy_fingerprints=("SHA256:deploy",))
+    assert "KS718" not in {x.rule for x in host.check_host(retired, HostThresholds(), WHERE,
+                                                           None, CA)}
+    assert "KS718" in {x.rule for x in host.check_host(retired, HostThresholds(), WHERE,
+                                                       None, None)}  # key mode: it must be there
+
+
 def test_principals_file_or_command_required_when_a_ca_is_trusted() -> None:
     without = CA_CONF + REVOKED + HARDENED
     assert ids(cert_host(sshd=facts(without).sshd)) == {"KS727"}

@@ -16,8 +16,17 @@ import pytest
 from kamal_secure.remediate.ca_rotate import STEPS
 from testing.ca_hosts import ca_host, cert_logs_in, fingerprint, line, trusted
 from testing.cli import Result, run_cli
+from testing.harden import harden, key_host
 from testing.live import host_project, logs_in
-from testing.sshd import Client, Host, Lab, keygen, next_addr
+from testing.sshd import (
+    DEPLOY_USER,
+    Client,
+    Host,
+    Lab,
+    keygen,
+    next_addr,
+    wait_sessions_done,
+)
 
 pytestmark = pytest.mark.sshd
 JOURNAL = Path(".kamal/secure-ca-rotation.json")
@@ -221,3 +230,32 @@ def test_a_ca_in_the_agent_waits_for_the_new_key_there(lab: Lab, client: Client,
     assert trusted(hosts[0]) == [line(new.with_name(new.name + ".pub"))]
     assert cert_logs_in(client, new, hosts[0], tmp_path)
     assert not (app / JOURNAL).exists()
+
+
+def test_after_harden_trust_ca_and_again_after(lab: Lab, client: Client,
+                                               tmp_path: Path) -> None:
+    """The hosts as `harden --trust-ca OLD.pub --remove-static-keys` leaves them; after the
+    rotation, `harden --trust-ca NEW.pub` finds them already as it wants them."""
+    old = client.home / ".ssh" / "kamal_ca"
+    keygen(old, "kamal-secure-ca:old")
+    host = key_host(lab, client)
+    app = host_project(tmp_path / "app", client, [host.addr])
+    (app / ".kamal" / "secure.yml").write_text(f"hosts:\n  timeout: 5\ncertificates:\n"
+                                               f"  ca: {old}\n")
+    hardened = harden(app, client, "--yes", "--trust-ca", f"{old}.pub", "--remove-static-keys",
+                      "--rollback-after", "10")
+    assert hardened.code == 0, hardened.stdout + hardened.stderr
+    assert not logs_in(client.key, host, client)
+    wait_sessions_done(host)
+    done = rotate(app, client, "--yes")
+    assert done.code == 0, done.stdout + done.stderr
+    new = named_ca(app)
+    assert trusted(host) == [line(new.with_name(new.name + ".pub"))]
+    assert cert_logs_in(client, new, host, tmp_path)
+    # harden logs in as Kamal does: with KEY-cert.pub beside the key (the gate mints it in
+    # certificate mode; here ssh-keygen does, with the new CA)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(new), "-I", "kamal-secure:test", "-n",
+                    DEPLOY_USER, "-V", "+10m", f"{client.key}.pub"], check=True)
+    again = harden(app, client, "--yes", "--trust-ca", f"{new}.pub")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "already hardened (unchanged)" in again.stdout

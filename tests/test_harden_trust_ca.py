@@ -97,6 +97,13 @@ def test_remove_static_keys_after_the_proof(lab: Lab, client: Client, tmp_path: 
     assert logs_in(certified(client, ca_pub, tmp_path / "cert"), host, client)
     wait_sessions_done(host)
     assert not (host.etc / STATE).exists()
+    # run again with no certificate on disk: harden logs in with the one it mints
+    assert not (client.key.parent / f"{client.key.name}-cert.pub").exists()
+    again = harden(app, client, "--yes", "--trust-ca", str(ca_pub), "--remove-static-keys",
+                   "--rollback-after", "10")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "already hardened (unchanged)" in again.stdout
+    assert "the deploy key was not in authorized_keys" in again.stdout
 
 
 def test_a_ca_that_sshd_rejects_is_reverted_and_the_key_stays(lab: Lab, client: Client,

@@ -87,8 +87,12 @@ def run(args: list[str]) -> int:
         return EXIT_DECLINED
     from kamal_secure.remote import actions, session
 
-    login = actions.connector(inventory, project.root,
-                              session.load_login_keys(inventory.ssh), opts.timeout)
+    # with --trust-ca the certificate first: where the hosts trust the CA already and
+    # --remove-static-keys took the key's line, only it logs in; elsewhere the key does
+    keys = session.load_login_keys(inventory.ssh)
+    if trust is not None:
+        keys = [*actions.certified(key, trust.cert), *keys]
+    login = actions.connector(inventory, project.root, keys, opts.timeout)
     proof = actions.only_key(inventory, project.root, key, opts.timeout,
                              trust.cert if trust is not None else None)
     work = _Host(login, proof, base, opts.dry_run, opts.allow_from, opts.rollback_after,

@@ -37,18 +37,26 @@ def only_key(inventory: Inventory, root: Path, path: Path, timeout: float = 20.0
     """A connector that logs in with this one key and nothing else (keys_only); with
     ``certificate`` (a ``-cert.pub`` line for that key), with that certificate alone (the
     server cannot accept the plain key instead: paramiko offers only the certificate)."""
-    keys = key_from_file(path)
+    keys = key_from_file(path) if certificate is None else certified(path, certificate)
     if not keys:
         raise UsageError(f"cannot load the private key {path}")
-    if certificate is not None:
-        if any(isinstance(k, paramiko.AgentKey) for k in keys):
-            raise UsageError(f"{path} is encrypted: a certificate login needs the key file "
-                             "unencrypted (or use ssh -o CertificateFile by hand)")
-        for key in keys:
-            key.load_certificate(certificate.decode())
     ssh = replace(inventory.ssh, keys=(str(path),), keys_only=True)
     return session.Connector(ssh, hostkeys.load_known_hosts(hostkeys.known_hosts_files(root)),
                              keys, timeout, allow_proxy_command=True)
+
+
+def certified(path: Path, certificate: bytes) -> list[paramiko.PKey]:
+    """The key file ``path`` with ``certificate`` (a ``-cert.pub`` line for it) loaded:
+    paramiko then offers the certificate, never the plain key."""
+    keys = key_from_file(path)
+    if not keys:
+        raise UsageError(f"cannot load the private key {path}")
+    if any(isinstance(k, paramiko.AgentKey) for k in keys):
+        raise UsageError(f"{path} is encrypted: a certificate login needs the key file "
+                         "unencrypted (or use ssh -o CertificateFile by hand)")
+    for key in keys:
+        key.load_certificate(certificate.decode())
+    return keys
 
 
 def open_target(conn: session.Connector, target: Target) -> session.Session:

@@ -5,11 +5,16 @@ Importing this module costs no paramiko; only ``audit_hosts`` pulls it in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
+from kamal_secure.config.inventory import (
+    SshSettings,
+    build_inventory,
+    exact_hosts,
+    local_registry,
+)
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.facts.keys import CaFacts, gather_ca
 from kamal_secure.policy.file import HostPolicy, policy_for
@@ -19,10 +24,14 @@ from kamal_secure.rules.host_access import unchecked_rule
 from kamal_secure.rules.registry import get
 
 if TYPE_CHECKING:
+    import paramiko
+
     from kamal_secure.audit.drift import Watch
     from kamal_secure.remote.fleet import FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
+# certificate mode: the keys (with a certificate loaded) to log in with, given ssh settings
+Certify = Callable[[SshSettings], Sequence["paramiko.PKey"]]
 
 
 def audit_hosts(
@@ -37,11 +46,13 @@ def audit_hosts(
     exact: tuple[str, list[str]] | None = None,
     drift: bool | None = None,
     ca: Path | None = None,
+    certify: Certify | None = None,
 ) -> Report:
     """``exact``: (where they come from, host names): check exactly these hosts (a Kamal
     hook's KAMAL_HOSTS), also those the config does not name, instead of -h/-r filters.
     ``ca``: the policy's ``certificates.ca`` (both read from the policy file when ``policy``
-    is None)."""
+    is None). ``certify``: certificate mode's keys to log in with first (``scan``: a
+    certificate minted in memory), given how the hosts are reached."""
     project = load_project(config_file, destination, root)
     hosts, roles = list(hosts), list(roles)
     inventory = build_inventory(project, hosts, roles)
@@ -57,7 +68,8 @@ def audit_hosts(
     watch = _drift_watch(project, config_file, drift)
     result = check_fleet(inventory, project.root, policy.concurrency, policy.timeout, progress,
                          allow_proxy_command=allow,
-                         collect=watch.collect if watch is not None else None)
+                         collect=watch.collect if watch is not None else None,
+                         first_keys=certify(inventory.ssh) if certify is not None else ())
     report = fleet_report(result, policy, registry=local_registry(project),
                           ca=gather_ca(ca, project.root))
     if watch is not None:  # drift watch (issue 18): live facts against the approved state

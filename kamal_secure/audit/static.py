@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamal_secure.config.load import EmptyConfig, Project, destination_names, load_project
 from kamal_secure.facts.keys import gather, gather_ca
@@ -15,6 +15,9 @@ from kamal_secure.policy.file import Policy
 from kamal_secure.report.model import Finding, Report
 from kamal_secure.rules.base import Context, run_checks
 from kamal_secure.rules.registry import ALL_RULES
+
+if TYPE_CHECKING:
+    from kamal_secure.audit.hosts import Certify
 
 
 def run_static(
@@ -94,6 +97,7 @@ def evaluate(
     allow_proxy_command: bool = False,
     exact_hosts: tuple[str, list[str]] | None = None,
     drift: bool | None = None,
+    certify: Certify | None = None,
 ) -> Report:
     """Every check the gate runs (the live host checks when ``live``), policy applied.
 
@@ -101,7 +105,8 @@ def evaluate(
     through each of its destinations instead (see ``targets``).
     ``allow_proxy_command``: run ``ssh.proxy_command`` to reach the hosts (the gate and
     hooks say yes: Kamal runs it next; ``scan`` only when the user says so).
-    ``drift``: compare the hosts with .kamal/secure-state.json (None: when it exists)."""
+    ``drift``: compare the hosts with .kamal/secure-state.json (None: when it exists).
+    ``certify``: certificate mode's login keys for the live checks (see ``audit_hosts``)."""
     names = targets(config_file, destination) if every_destination else [destination]
     reports = []
     for name in names:
@@ -112,7 +117,7 @@ def evaluate(
             merge(report, audit_hosts(config_file, name, hosts, roles,
                                       policy=policy.hosts, ca=policy.certificates.ca,
                                       allow_proxy_command=allow_proxy_command,
-                                      exact=exact_hosts, drift=drift))
+                                      exact=exact_hosts, drift=drift, certify=certify))
         reports.append((name, report))
     report = combine(reports, expanded=names != [destination])
     return waivers.apply(report, policy, report.sources, inline=inline, baseline=baseline)

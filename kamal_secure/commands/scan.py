@@ -13,6 +13,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
 from kamal_secure.errors import EXIT_CLEAN, EXIT_FINDINGS, UsageError
 from kamal_secure.fileio import write_atomic
+from kamal_secure.gate.certificate import certify_in_memory
 from kamal_secure.gate.run import fail_on_from_env
 from kamal_secure.policy import baseline as baseline_file
 from kamal_secure.policy.file import Policy, load_policy
@@ -98,12 +99,16 @@ def run(args: list[str]) -> int:
     known = baseline_file.read(opts.baseline) if opts.baseline else frozenset()
     if opts.drift and opts.offline:
         raise UsageError("--drift reads the hosts: it cannot be combined with --offline")
+    # certificate mode: the live checks log in first with a certificate held in memory
+    certify = None if opts.offline else certify_in_memory("scan", policy.certificates,
+                                                          os.environ)
     report = evaluate(opts.config_file, opts.destination, policy,
                       inline=False if opts.no_inline_waivers else None, baseline=known,
                       live=not opts.offline, hosts=_split(opts.hosts), roles=_split(opts.roles),
                       every_destination=True,
                       allow_proxy_command=opts.allow_proxy_command,
-                      drift=True if opts.drift else None)
+                      drift=True if opts.drift else None,
+                      certify=certify)
     if opts.write_baseline:
         count = baseline_file.write(opts.write_baseline, report)
         sys.stdout.write(f"kamal-secure: wrote {count} finding(s) to {opts.write_baseline}\n")

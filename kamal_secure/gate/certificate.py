@@ -19,7 +19,7 @@ the certificate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,10 @@ from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
 from kamal_secure.gate.kamal import CA_ENV
 
 if TYPE_CHECKING:
+    import paramiko
+
+    from kamal_secure.audit.hosts import Certify
+    from kamal_secure.policy.file import CertificatePolicy
     from kamal_secure.remediate.certs import CaSource
 
 INTERACTIVE = frozenset({"-i", "--interactive"})
@@ -71,15 +75,54 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
     ``command``: the command words for the key id (never its arguments: no secrets).
     The CA variable is removed from ``environ`` (and ``os.environ``) as it is read; what
     key it held stays known to the checks that follow (``facts.keys.gather_ca``)."""
+    from kamal_secure.remediate import certs
+
+    signed = _signed(list(ssh), command, pty, environ)
+    if signed is None:
+        return None
+    try:
+        return certs.write_cert(*signed)
+    except KamalSecureError as err:
+        raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
+                              hint=err.hint or "Kamal was not started") from None
+    except OSError as err:
+        raise CheckIncomplete(f"certificate mode: no certificate was minted: "
+                              f"{err.strerror or err}") from None
+
+
+def certify_in_memory(command: str, policy: CertificatePolicy,
+                      environ: MutableMapping[str, str]) -> Certify | None:
+    """``scan``'s live checks in certificate mode: log in first with a certificate minted
+    for them and held in memory (nothing written), so that hosts whose ``authorized_keys``
+    no longer holds the deploy key (``harden --remove-static-keys``) are still checked;
+    None in key mode. The CA is read when the first hosts are checked."""
+    from kamal_secure.facts.keys import ca_choice
+
+    if ca_choice(policy.ca, environ) is None:
+        return None
+
+    def certify(ssh: SshSettings) -> Sequence[paramiko.PKey]:
+        from kamal_secure.remote.actions import certified
+
+        signed = _signed([ssh], [command], False, environ, policy)
+        return certified(*signed) if signed is not None else ()
+    return certify
+
+
+def _signed(ssh: list[SshSettings], command: list[str], pty: bool,
+            environ: MutableMapping[str, str],
+            policy: CertificatePolicy | None = None) -> tuple[Path, bytes] | None:
+    """(the deploy key, its certificate) in certificate mode; None in key mode or with no
+    host. Any failure is CheckIncomplete (exit 3): nothing runs without the certificate."""
     from kamal_secure.facts.keys import take_secret
     from kamal_secure.policy.file import load_policy
 
-    policy = load_policy().certificates
+    policy = policy or load_policy().certificates
     source = ca_source(policy.ca, environ)
     if source is None:
         return None
     try:
-        return _mint(source, list(ssh), command, pty, policy.validity, policy.minimum,
+        return _sign(source, ssh, command, pty, policy.validity, policy.minimum,
                      policy.source_address)
     except KamalSecureError as err:
         raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
@@ -93,8 +136,9 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
             take_secret(named, environ)
 
 
-def _mint(source: CaSource, ssh: list[SshSettings], command: list[str], pty: bool,
-          validity: int, minimum: int, source_address: tuple[str, ...] | None) -> Path | None:
+def _sign(source: CaSource, ssh: list[SshSettings], command: list[str], pty: bool,
+          validity: int, minimum: int,
+          source_address: tuple[str, ...] | None) -> tuple[Path, bytes] | None:
     from kamal_secure.gate.run import _git_commit, account_name
     from kamal_secure.remediate import certs
 
@@ -120,4 +164,4 @@ def _mint(source: CaSource, ssh: list[SshSettings], command: list[str], pty: boo
                                    " ".join(command) or "kamal"),
                       certs.serial_now(), source_address, pty)
     certs.ensure_lasts(cert, minimum)
-    return certs.write_cert(key_path, cert)
+    return key_path, cert

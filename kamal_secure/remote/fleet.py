@@ -8,9 +8,10 @@ terminal. One host failing never stops the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kamal_secure.config.erb import is_dynamic
 from kamal_secure.config.inventory import Inventory, SshSettings, Target
@@ -18,6 +19,9 @@ from kamal_secure.errors import CheckIncomplete
 from kamal_secure.facts.host import HostFacts, Unchecked
 from kamal_secure.remote import hostkeys, session, sshd
 from kamal_secure.remote.each_host import for_each_host
+
+if TYPE_CHECKING:
+    import paramiko
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,13 @@ Collect = Callable[[session.Session, HostFacts], object]
 def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
                 timeout: float = 20.0, progress: bool | None = None,
                 allow_proxy_command: bool = False,
-                collect: Collect | None = None) -> FleetResult:
+                collect: Collect | None = None,
+                first_keys: Sequence[paramiko.PKey] = ()) -> FleetResult:
+    """``first_keys``: offered before ``ssh.keys`` (certificate mode's in-memory
+    certificate for ``scan``)."""
     connector = session.Connector(
         inventory.ssh, hostkeys.load_known_hosts(hostkeys.known_hosts_files(root)),
-        session.load_login_keys(inventory.ssh), timeout,
+        [*first_keys, *session.load_login_keys(inventory.ssh)], timeout,
         allow_proxy_command=allow_proxy_command)
     result = FleetResult()
     targets = list(inventory.targets)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.report.model import Finding, Severity
+from testing.cli import run_cli
 from testing.live import host_project, scan_hosts
 from testing.sshd import DEPLOY_USER, HARDENED, Client, Lab, keygen, next_addr
 from testing.standin import run_ks
@@ -119,3 +120,37 @@ def test_the_gate_in_certificate_mode_on_a_host_that_does_not_trust_the_ca(
     assert run.record is None
     assert "KS804" in run.stderr
     assert "harden --trust-ca" in " ".join(run.stderr.split()), run.stderr
+
+
+@pytest.mark.parametrize("where", ["policy", "environment"])
+def test_scan_checks_a_certificate_only_host_with_a_certificate_in_memory(
+        where: str, lab: Lab, client: Client, tmp_path: Path) -> None:
+    """After `harden --remove-static-keys` only a certificate logs in: `scan` mints one
+    for its own checks, holds it in memory (nothing is written beside the key) and checks
+    the host; without a CA named it cannot log in (KS804)."""
+    ca = tmp_path / "cas" / "kamal_ca"
+    ours = keygen(ca, "kamal-secure-ca:2026-01-02")
+    addr = next_addr()
+    host = lab.start(addr, READY, authorized={DEPLOY_USER: ""},
+                     files={"kamal_ca.pub": ours + "\n", "revoked_keys": "",
+                            f"principals/{DEPLOY_USER}": DEPLOY_USER + "\n"}, own_home=True)
+    client.trust(host.known_line())
+    app = host_project(tmp_path / "app", client, [addr])
+    env = {"HOME": str(client.home)}
+    if where == "policy":
+        policy = app / ".kamal" / "secure.yml"
+        policy.write_text(policy.read_text() + f"certificates:\n  ca: {ca}\n")
+    else:
+        env.update(KAMAL_SECURE_CA_ENV="CI_DEPLOY_CA", CI_DEPLOY_CA=ca.read_text())
+    scanned = run_cli(["scan", "--format", "json"], app, env)
+    assert "KS804" not in scanned.stdout + scanned.stderr, scanned.stdout + scanned.stderr
+    assert scanned.code in (0, 1), scanned.stdout + scanned.stderr  # 3: a host unchecked
+    assert addr in scanned.stdout
+    assert "KS724" not in scanned.stdout  # judged against this CA, which the host trusts
+    assert "PRIVATE KEY" not in scanned.stdout + scanned.stderr
+    assert not (client.key.parent / f"{client.key.name}-cert.pub").exists()
+    assert ":scan (serial" in host.log()  # the key id sshd logged
+    key_mode = run_cli(["scan", "--format", "json"], host_project(
+        tmp_path / "key-mode", client, [addr]), {"HOME": str(client.home)})
+    assert key_mode.code == 3
+    assert "KS804" in key_mode.stdout + key_mode.stderr

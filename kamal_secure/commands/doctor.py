@@ -7,6 +7,7 @@ on the hosts, `authorize`, `harden`, `pin-hosts`, then the config edits that rem
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from kamal_secure.audit.static import evaluate
 from kamal_secure.commands import Parser
 from kamal_secure.config.load import loaded_once
 from kamal_secure.errors import EXIT_CLEAN
+from kamal_secure.gate.certificate import certify_in_memory
 from kamal_secure.policy.file import load_policy
 from kamal_secure.report.model import Finding, Report, Severity
 
@@ -91,7 +93,10 @@ def run(args: list[str]) -> int:
     extra = (f" -c {opts.config_file}" if opts.config_file != "config/deploy.yml" else "") + \
         (f" -d {opts.destination}" if opts.destination else "")
     policy = load_policy()
-    report = evaluate(opts.config_file, opts.destination, policy, live=not opts.offline)
+    certify = None if opts.offline else certify_in_memory("doctor", policy.certificates,
+                                                          os.environ)
+    report = evaluate(opts.config_file, opts.destination, policy, live=not opts.offline,
+                      certify=certify)
     steps = plan(report, policy.fail_on, not opts.offline, extra)
     out = sys.stdout
     if not steps and report.exit_code(policy.fail_on) == 0:

@@ -7,6 +7,7 @@ differs from the approved state is listed on stderr. With ``--approve`` it is wr
 
 from __future__ import annotations
 
+import os
 import sys
 
 from kamal_secure.audit import drift
@@ -14,6 +15,7 @@ from kamal_secure.commands import Parser
 from kamal_secure.config.inventory import build_inventory
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.errors import EXIT_CLEAN, EXIT_INCOMPLETE
+from kamal_secure.gate.certificate import certify_in_memory
 from kamal_secure.policy.file import policy_for
 from kamal_secure.remote.drift_facts import HostState
 from kamal_secure.report.model import Location
@@ -81,7 +83,10 @@ def _read_hosts(projects: list[Project], hosts: list[str], roles: list[str],
     from kamal_secure.remote.fleet import check_fleet
 
     root = projects[0].root
-    policy = policy_for(root).hosts
+    full = policy_for(root)
+    policy = full.hosts
+    # certificate mode: log in first with a certificate held in memory (as scan does)
+    certify = certify_in_memory("snapshot", full.certificates, os.environ)
     live: dict[str, HostState] = {}
     failed: list[str] = []
     for project in projects:
@@ -92,7 +97,8 @@ def _read_hosts(projects: list[Project], hosts: list[str], roles: list[str],
         result = check_fleet(type(inventory)(todo, inventory.ssh), root, policy.concurrency,
                              policy.timeout, collect=drift.Watch.collect,
                              allow_proxy_command=allow_proxy_command
-                             or policy.allow_proxy_command)
+                             or policy.allow_proxy_command,
+                             first_keys=certify(inventory.ssh) if certify else ())
         for target, _ in result.facts:
             state = result.collected.get(target.name)
             if isinstance(state, HostState):

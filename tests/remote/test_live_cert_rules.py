@@ -150,6 +150,13 @@ def test_scan_checks_a_certificate_only_host_with_a_certificate_in_memory(
     assert "PRIVATE KEY" not in scanned.stdout + scanned.stderr
     assert not (client.key.parent / f"{client.key.name}-cert.pub").exists()
     assert ":scan (serial" in host.log()  # the key id sshd logged
+    if where == "policy":  # the other commands that read the hosts log in the same way
+        for command in (["doctor"], ["snapshot", "--approve"]):
+            done = run_cli(command, app, env)
+            assert "KS804" not in done.stdout + done.stderr, done.stdout + done.stderr
+            assert done.code == 0, done.stdout + done.stderr
+            assert f":{command[0]} (serial" in host.log()
+        assert not (client.key.parent / f"{client.key.name}-cert.pub").exists()
     key_mode = run_cli(["scan", "--format", "json"], host_project(
         tmp_path / "key-mode", client, [addr]), {"HOME": str(client.home)})
     assert key_mode.code == 3

@@ -25,6 +25,8 @@ from kamal_secure.gate.kamal import (
     Invocation,
     exec_kamal,
     fast_path,
+    forget_secrets,
+    hold_ca_secret,
     own_typo,
 )
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as err:
         return report_crash(err)
+    finally:
+        forget_secrets()  # the CA key held for this command (hold_ca_secret)
 
 
 def route(args: list[str]) -> int:
@@ -106,6 +110,7 @@ def route(args: list[str]) -> int:
     if args == ["--version"]:
         sys.stdout.write(f"kamal-secure {__version__}\n")
         return EXIT_CLEAN
+    hold_ca_secret()  # nothing this process starts from here on inherits the CA key
     if args and args[0] in OWN_COMMANDS:
         from kamal_secure.commands import dispatch
 

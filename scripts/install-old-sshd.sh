@@ -29,11 +29,11 @@ for lib in "$ROOT"/usr/lib/*/libssl.so.1.1; do [ -f "$lib" ] && libdir=$(dirname
 [ -x "$ROOT/usr/sbin/sshd" ] || die "openssh-server did not unpack usr/sbin/sshd"
 
 mkdir -p "$ROOT/bin"
-cat > "$WRAPPER" <<WRAP
-#!/bin/sh
-# Debian bullseye's OpenSSH sshd, unpacked privately by scripts/install-old-sshd.sh.
-LD_LIBRARY_PATH="$libdir" exec "$ROOT/usr/sbin/sshd" "\$@"
-WRAP
+{
+  echo '#!/bin/sh'
+  echo "# Debian bullseye's OpenSSH sshd, unpacked privately by scripts/install-old-sshd.sh."
+  printf 'LD_LIBRARY_PATH=%q exec %q "$@"\n' "$libdir" "$ROOT/usr/sbin/sshd"
+} > "$WRAPPER"
 chmod 755 "$WRAPPER"
 # sshd 8.4 has no -V: its usage message names the version. A missing library stops the
 # loader before that.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kamal_secure.gate.kamal import forget_secrets
 from testing.cli import Main, clean_env
 from testing.project import INSECURE_CONFIG
 from testing.sshd import (
@@ -67,6 +68,13 @@ def project(tmp_path: Path) -> Path:
     (root / "config" / "deploy.yml").write_text(INSECURE_CONFIG)
     (root / "config" / "deploy.secure.yml").write_text("")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_key_held() -> Iterator[None]:
+    """A CA key one test took out of the environment is not another test's."""
+    yield
+    forget_secrets()
 
 
 @pytest.fixture(scope="session", autouse=True)

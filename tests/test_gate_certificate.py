@@ -17,7 +17,7 @@ from kamal_secure.facts.keys import gather_ca
 from kamal_secure.gate.certificate import ca_source, interactive_flag, needs_pty
 from kamal_secure.remediate import ca
 from kamal_secure.remediate.certs import CaSource
-from testing.cli import clean_env
+from testing.cli import clean_env, run_cli
 from testing.project import SECURE_CONFIG
 from testing.sshd import DEPLOY_USER, keygen
 from testing.standin import Run, run_ks
@@ -55,6 +55,7 @@ def test_the_gate_takes_the_ca_out_of_the_environment_and_the_checks_still_know_
     assert CA_SECRET_ENV not in environ
     assert CA_SECRET_ENV not in os.environ
     assert "PRIVATE KEY" not in repr(source)
+    assert "hunter2" not in repr(CaSource(path=path, passphrase=b"hunter2"))
     facts = gather_ca(None, tmp_path, environ)
     assert facts is not None
     assert facts.fingerprint == made.fingerprint
@@ -225,3 +226,27 @@ def test_a_refused_command_leaves_no_certificate(fail_on: str, code: int, tmp_pa
     assert run.record is None
     assert not cert_of(home).exists()
 
+
+
+def test_no_process_the_gate_starts_sees_the_ca_key(tmp_path: Path, home: Path,
+                                                    ca_key: Path) -> None:
+    """A kamal that is a shell wrapper (rbenv, asdf, Docker): the gate probes it (`kamal
+    version`), then runs it; neither run, nor anything else started, gets the CA key."""
+    app = app_with(tmp_path / "app", None)
+    bin_dir = tmp_path / "wrapper-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "environments.log"
+    wrapper = bin_dir / "kamal"
+    wrapper.write_text(f'#!/bin/sh\nenv >> "{log}"\necho "-- $*" >> "{log}"\n')
+    wrapper.chmod(0o755)
+    done = run_cli(["server", "exec", "whoami"], app, {
+        "HOME": str(home), "USER": "alice", "KAMAL_SECURE_OFFLINE": "1",
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "KAMAL_SECURE_CA_ENV": CA_SECRET_ENV,
+        CA_SECRET_ENV: ca_key.read_text()})
+    assert done.code == 0, done.stderr
+    seen = log.read_text()
+    assert "-- version" in seen  # the probe ran it
+    assert "-- server exec whoami" in seen  # and then the command
+    assert "PRIVATE KEY" not in seen
+    assert not [line for line in seen.splitlines() if line.startswith(f"{CA_SECRET_ENV}=")]
+    assert "kamal-secure:alice@" in listed(cert_of(home))  # minted all the same

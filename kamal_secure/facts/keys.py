@@ -15,7 +15,7 @@ import re
 import stat
 import struct
 import warnings
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,25 +380,6 @@ def ca_choice(policy_ca: Path | None, environ: Mapping[str, str]) -> CaChoice | 
     return CaChoice("certificates.ca", path=policy_ca) if policy_ca is not None else None
 
 
-# The CA keys this process took out of its environment (variable name -> what the key
-# is): the gate takes the secret before its own checks run, and they still judge it.
-_taken: dict[str, KeyInfo | None] = {}
-
-
-def take_secret(name: str, environ: MutableMapping[str, str] | None = None) -> bytes | None:
-    """The CA private key text in the variable ``name``, removed from ``environ`` and from
-    this process's environment (nothing started later inherits it); None when unset or
-    empty. What key it is (never the key) stays known to :func:`gather_ca`."""
-    value = os.environ.pop(name, None)
-    if environ is not None and environ is not os.environ:
-        value = environ.pop(name, None) or value
-    if not value:
-        return None
-    data = value.encode()
-    _taken[name] = read_private(data)[0]
-    return data
-
-
 def gather_ca(policy_ca: Path | None, root: Path, environ: Mapping[str, str] | None = None,
               home: Path | None = None) -> CaFacts | None:
     """The CA in certificate mode (:func:`ca_choice` decides, as for the gate), None when
@@ -408,8 +389,11 @@ def gather_ca(policy_ca: Path | None, root: Path, environ: Mapping[str, str] | N
     if choice is None:
         return None
     if choice.env is not None:
-        data = environ.get(choice.env, "").encode()
-        info = read_private(data)[0] if data else _taken.get(choice.env)
+        from kamal_secure.gate.kamal import take_secret
+
+        # taken out of the environment before anything ran (gate.kamal.hold_ca_secret)
+        data = environ.get(choice.env, "").encode() or take_secret(choice.env) or b""
+        info = read_private(data)[0] if data else None
         return CaFacts(choice.how, None, env_info=info)
     path = str(choice.path) if choice.path is not None else DEFAULT_CA_PATH
     key = gather_one(0, path, root, home or Path.home(), {})

@@ -39,8 +39,9 @@ INTERACTIVE = frozenset({"-i", "--interactive"})
 
 def ca_source(policy_ca: Path | None, environ: MutableMapping[str, str]) -> CaSource | None:
     """The CA (a ``remediate.certs.CaSource``) when in certificate mode, else None. A CA
-    in a variable is taken out of the environment here (``facts.keys.take_secret``)."""
-    from kamal_secure.facts.keys import ca_choice, take_secret
+    in a variable is taken out of the environment here (``gate.kamal.take_secret``)."""
+    from kamal_secure.facts.keys import ca_choice
+    from kamal_secure.gate.kamal import take_secret
     from kamal_secure.remediate.certs import CaSource
 
     choice = ca_choice(policy_ca, environ)
@@ -73,8 +74,9 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
 
     ``ssh``: how the command reaches its hosts (as Kamal resolved it where known).
     ``command``: the command words for the key id (never its arguments: no secrets).
-    The CA variable is removed from ``environ`` (and ``os.environ``) as it is read; what
-    key it held stays known to the checks that follow (``facts.keys.gather_ca``)."""
+    The CA variable was taken out of the environment when the command started
+    (``gate.kamal.hold_ca_secret``); what key it held stays known to the checks that
+    follow (``facts.keys.gather_ca``)."""
     from kamal_secure.remediate import certs
 
     signed = _signed(list(ssh), command, pty, environ)
@@ -114,7 +116,7 @@ def _signed(ssh: list[SshSettings], command: list[str], pty: bool,
             policy: CertificatePolicy | None = None) -> tuple[Path, bytes] | None:
     """(the deploy key, its certificate) in certificate mode; None in key mode or with no
     host. Any failure is CheckIncomplete (exit 3): nothing runs without the certificate."""
-    from kamal_secure.facts.keys import take_secret
+    from kamal_secure.gate.kamal import take_secret
     from kamal_secure.policy.file import load_policy
 
     policy = policy or load_policy().certificates

@@ -6,6 +6,7 @@ This module sits on the passthrough path: it imports nothing but ``os`` and
 
 import os
 import sys
+from collections.abc import MutableMapping
 
 from kamal_secure.errors import UsageError
 
@@ -262,6 +263,33 @@ def _check_explicit(path: str, skip: set[str]) -> str:
 # certificate mode (gate/certificate.py): the name of the variable holding the CA key
 CA_ENV = "KAMAL_SECURE_CA_ENV"
 CA_AGENT = "KAMAL_SECURE_CA_AGENT"  # "1": the ssh-agent signs
+_HELD: dict[str, bytes] = {}  # CA keys taken out of the environment: variable -> key text
+
+
+def take_secret(name: str, environ: MutableMapping[str, str] | None = None) -> bytes | None:
+    """The CA private key text in the variable ``name``, taken out of ``environ`` and of
+    this process's environment (no child started later inherits it: Kamal, the probe of
+    a wrapper, a ProxyCommand) and held in this process (and the verdict process forked
+    from it); None when it was never set or empty."""
+    value = os.environ.pop(name, None)
+    if environ is not None and environ is not os.environ:
+        value = environ.pop(name, None) or value
+    if value:
+        _HELD[name] = value.encode()
+    return _HELD.get(name)
+
+
+def forget_secrets() -> None:
+    """Drop every CA key this process holds (its command is done; tests between cases)."""
+    _HELD.clear()
+
+
+def hold_ca_secret(environ: MutableMapping[str, str] | None = None) -> None:
+    """Take certificate mode's CA key (``KAMAL_SECURE_CA_ENV`` names its variable) out of
+    the environment before anything is started; the name stays (it says which mode)."""
+    named = (os.environ if environ is None else environ).get(CA_ENV) or os.environ.get(CA_ENV)
+    if named and "=" not in named:
+        take_secret(named, environ)
 
 
 def exec_kamal(args: list[str], env: dict[str, str] | None = None,

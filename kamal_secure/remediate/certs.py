@@ -60,7 +60,8 @@ class CaSource:
     path: Path | None = None
     env: str | None = None  # the name of a variable holding the private key text
     agent: Path | None = None  # the CA's .pub: its private key is in the ssh-agent
-    passphrase: bytes | None = None  # for an encrypted key (from the environment, never argv)
+    # for an encrypted key (from the environment, never argv; never shown by repr)
+    passphrase: bytes | None = field(default=None, repr=False)
     # the key text ``env`` held, once taken from the environment (never shown by repr)
     secret: bytes | None = field(default=None, repr=False)
 
@@ -72,7 +73,7 @@ class CaSource:
 
 def _private_bytes(source: CaSource) -> bytes:
     if source.env is not None:
-        from kamal_secure.facts.keys import take_secret
+        from kamal_secure.gate.kamal import take_secret
 
         # read once; nothing started later sees it
         value = source.secret if source.secret is not None else take_secret(source.env)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from testing.harden import SUDO
 from testing.live import USER_FILE, keys_file, logs_in
-from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, next_addr
+from testing.sshd import DEPLOY_USER, HARDENED, Client, Host, Lab, fingerprint, next_addr
 
 TRUST = ("TrustedUserCAKeys /etc/ssh/kamal-secure-ca.pub\n"
          "AuthorizedPrincipalsFile /etc/ssh/kamal-secure-principals/%u\n")
@@ -21,12 +21,6 @@ CA_FILE = "kamal-secure-ca.pub"  # in the host's /etc/ssh
 def line(pub: Path) -> str:
     """A public key as the hosts hold it: type and base64."""
     return " ".join(pub.read_text().split()[:2])
-
-
-def fingerprint(pub: Path) -> str:
-    out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True,
-                         check=True).stdout
-    return out.split()[1]
 
 
 def ca_host(lab: Lab, client: Client, ca_pub: Path) -> Host:

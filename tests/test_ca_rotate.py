@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kamal_secure.remediate.ca_rotate import STEPS
-from testing.ca_hosts import ca_host, cert_logs_in, fingerprint, line, trusted
+from testing.ca_hosts import ca_host, cert_logs_in, line, trusted
 from testing.cli import Result, run_cli
 from testing.harden import harden, key_host
 from testing.live import host_project, logs_in
@@ -23,6 +23,7 @@ from testing.sshd import (
     Client,
     Host,
     Lab,
+    fingerprint,
     keygen,
     next_addr,
     wait_sessions_done,

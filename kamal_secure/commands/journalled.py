@@ -1,83 +1,16 @@
-"""What the journalled rotations (``rotate-key``, ``ca rotate``) share in how they walk the
-hosts: serial, stopping at the first failure; the steps up to ``verified`` rolled back
-automatically on any failure; a line per host saying what holds there after a rollback."""
+"""What the journalled rotations' commands (``rotate-key``, ``ca rotate``) share: the
+--resume/--abort check, and running the steps with what holds at the end printed. How they
+walk the hosts (:class:`JournalledSteps`) is in :mod:`kamal_secure.remediate.journal`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import ClassVar
+from collections.abc import Callable
 
-from kamal_secure.config.inventory import Inventory, Target
 from kamal_secure.errors import EXIT_CLEAN, EXIT_INCOMPLETE, UsageError
-from kamal_secure.remediate.journal import StepJournal
+from kamal_secure.remediate.journal import Failed, JournalledSteps, Paused, StepJournal
 
-
-class Failed(Exception):
-    pass
-
-
-class Paused(Exception):
-    """The user must change something by hand before the run can go on (--resume)."""
-
-
-class JournalledSteps:
-    COMMAND: ClassVar[str]  # "rotate-key": how to run it again, for messages
-    ROLLED_BACK: ClassVar[str]  # what holds once an automatic rollback finished
-
-    def __init__(self, journal: StepJournal, inventory: Inventory, root: Path) -> None:
-        self.journal, self.inv, self.root = journal, inventory, root
-        self.state: dict[str, str] = {}  # host label -> what holds there now (for messages)
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-    def refuse_if_aborting(self, aborting: bool) -> None:
-        if aborting:
-            raise Failed("an --abort (or an automatic rollback) was started and did not "
-                         f"finish: run `kamal-secure {self.COMMAND} --abort` again")
-
-    def _each(self, title: str, work: Callable[[Target], None],
-              targets: Sequence[Target] | None = None) -> None:
-        """``work`` on every host in order, stopping at the first that fails (its error is
-        raised here). Serial on purpose (concurrency 1): the journal names each host's
-        change before it is made, and a failure must stop the rotation, or the rollback,
-        before another host is touched: never a moment without a working way in."""
-        from kamal_secure.remote.each_host import for_each_host
-
-        for outcome in for_each_host(self.inv.targets if targets is None else targets, work,
-                                     1, name=lambda t: t.label, title=title,
-                                     stop_on_error=True):
-            outcome.result()
-
-    def _until_verified(self, add: Callable[[], None], verify: Callable[[], None]) -> None:
-        """Steps ``added`` and ``verified`` (``verify`` again on --resume: right before the
-        switch); any failure rolls everything back (and is raised, with what holds)."""
-        j = self.journal
-        if j.done("switched"):
-            return
-        try:
-            if not j.done("added"):
-                add()
-                j.advance(self.root, "added")
-            verify()
-            if not j.done("verified"):
-                j.advance(self.root, "verified")
-        except Failed as err:
-            self._rollback(str(err))
-
-    def _rollback(self, why: str) -> None:
-        try:
-            self.abort()
-        except Failed as err:
-            raise Failed(f"{why}\nthe automatic rollback did not finish: {err}\n"
-                         f"{self.describe()}\nrun `kamal-secure {self.COMMAND} --abort` "
-                         "again once the host is back") from None
-        raise Failed(f"{why}\nrolled back: {self.ROLLED_BACK}\n{self.describe()}")
-
-    def describe(self) -> str:
-        return "\n".join(f"  {label}: {state}" for label, state in self.state.items())
+__all__ = ["Failed", "JournalledSteps", "Paused", "check_progress", "drive"]
 
 
 def check_progress(journal: StepJournal | None, resume: bool, abort: bool, what: str,

@@ -16,17 +16,28 @@ The rules held at every step, per host: a CA line is only removed over a session
 logged in with a certificate of the CA that stays, and that CA's certificate is proven to
 log in again right after (or the line comes back); the policy never names a CA whose
 certificate has not just been proven on every host.
+
+Here: the journal, the TrustedUserCAKeys file's lines, the file's edit on one host
+(:class:`HostFile`) and the policy's switch (:class:`PolicySwitch`); the steps that walk
+the hosts are in :mod:`kamal_secure.remediate.ca_rotate_steps`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from kamal_secure.remediate.journal import StepJournal
+from kamal_secure.remediate import harden as ops
+from kamal_secure.remediate.journal import Failed, StepJournal, kill_point
+
+if TYPE_CHECKING:
+    from kamal_secure.config.inventory import Target
+    from kamal_secure.remote.session import Session
 
 JOURNAL = Path(".kamal/secure-ca-rotation.json")
+POLICY = Path(".kamal/secure.yml")
 STEPS = ("started", "generated", "added", "verified", "switched", "removed", "retired")
 # where certificate mode found the old CA: the policy's certificates.ca, nothing named (the
 # default ~/.ssh/kamal_ca), KAMAL_SECURE_CA_ENV's variable, or the ssh-agent
@@ -81,3 +92,116 @@ def without_line(current: str, line: str) -> str:
 
 def holds(current: str | None, line: str) -> bool:
     return current is not None and any(ca_line(ln) == line for ln in current.splitlines())
+
+
+class HostFile:
+    """The host's TrustedUserCAKeys file, root's, read and replaced compare-and-swap."""
+
+    def __init__(self, sess: Session, target: Target) -> None:
+        self.sess, self.target = sess, target
+        self.prefix: list[str] = []
+        if sess.endpoint.user != "root":
+            if sess.run(["sudo", "-n", "true"])[0] != 0:
+                raise Failed(f"{target.label}: needs root or passwordless sudo (sudo -n) for "
+                             "the deploy user")
+            self.prefix = ["sudo", "-n"]
+
+    def read(self) -> str | None:
+        _, out = self.sess.run([*self.prefix, "sh", "-c", ops.READ, "sh", ops.CA_FILE])
+        return out.split("\n", 1)[1] if out.startswith("present") else None
+
+    def put(self, text: str, before: str) -> tuple[int, str]:
+        from kamal_secure.remote import actions
+
+        return actions.put(self.sess, ops.CA_FILE, text.encode(), "644", before.encode(), "",
+                           self.prefix)
+
+    def change(self, change: str, line: str, keep: str,
+               proof: Callable[[], tuple[bool, str]]) -> None:
+        label = self.target.label
+        current = self.read()
+        if current is None:
+            raise Failed(f"{label}: {ops.CA_FILE} does not exist: the host trusts no CA "
+                         "(kamal-secure harden --trust-ca first)")
+        after = with_line(current, line) if change == "add" else without_line(current, line)
+        if after == current:
+            return
+        if not holds(after, keep):  # never remove the CA whose certificate we log in with
+            raise Failed(f"{label}: {ops.CA_FILE} would not trust the CA that stays")
+        code, out = self.put(after, current)
+        if code != 0:
+            raise Failed(f"{label}: {ops.CA_FILE} not changed: {out.strip()[:200]}")
+        kill_point()
+        ok, why = proof()
+        if ok:
+            return
+        back, out = self.put(current, after)
+        raise Failed(f"{label}: with the CA {'added' if change == 'add' else 'removed'}, a "
+                     f"certificate alone did not log in ({why}): "
+                     + ("the file is back as it was" if back == 0 else
+                        f"putting it back failed ({out.strip()[:200]}): check the host"))
+
+
+class PolicySwitch:
+    """What certificate mode names: ``certificates.ca`` in .kamal/secure.yml is rewritten
+    (the rest of the file kept); a CA from the environment or the agent is said, never
+    touched, and never printed."""
+
+    def __init__(self, root: Path, journal: CaJournal,
+                 policy_ca: Callable[[], Path | None]) -> None:
+        self.root, self.j, self.path = root, journal, root / POLICY
+        self.policy_ca = policy_ca  # the policy's certificates.ca, read anew at every call
+
+    def _names(self, path: str) -> bool:
+        ca = self.policy_ca()
+        return ca is not None and ca.expanduser() == Path(path)
+
+    def _write(self, text: str) -> None:
+        from kamal_secure.fileio import write_atomic
+
+        write_atomic(self.path, text)
+        kill_point()
+
+    def _set(self, text: str, path: str) -> str:
+        from kamal_secure.config.edit import set_section
+
+        home = str(Path.home()) + "/"
+        written = "~/" + path[len(home):] if path.startswith(home) else path
+        return set_section(text, "certificates", {"ca": written}, str(POLICY)).after
+
+    def switch(self) -> str:
+        """Make the policy name the new CA; returns what the user must change by hand."""
+        from kamal_secure.config.load import read_text
+
+        if self._names(self.j.old_ca):
+            text = read_text(self.path, str(POLICY))
+            if self.j.policy_before is None:
+                self.j.policy_before = text
+                self.j.save(self.root)
+            self._write(self._set(text, self.j.new_ca))
+        new = self.j.new_ca
+        if self.j.source == "env":
+            return (f"the CA comes from ${self.j.env_name}: put the new CA's private key "
+                    f"{new} there instead (for GitHub: gh secret set {self.j.env_name} < "
+                    f"{new})")
+        if self.j.source == "agent":
+            return (f"the CA is in the ssh-agent: ssh-add {new} (and ssh-add -d the old "
+                    f"CA), and keep certificates.ca naming {new}")
+        if self.j.source == "default":
+            return (f"nothing names the CA: name the new one, certificates.ca: {new} in "
+                    f"{POLICY} (or KAMAL_SECURE_CA_ENV / KAMAL_SECURE_CA_AGENT)")
+        return ""
+
+    def switch_back(self) -> None:
+        """The policy as it was before the switch, byte for byte, when nobody edited it
+        since; else only its certificates.ca pointed back at the old CA."""
+        from kamal_secure.config.load import read_text
+
+        before = self.j.policy_before
+        if before is None or not self.path.exists() or not self._names(self.j.new_ca):
+            return  # never switched, or switched back already
+        text = read_text(self.path, str(POLICY))
+        switched = self._set(before, self.j.new_ca)
+        after = before if switched == text else self._set(text, self.j.old_ca)
+        if after != text:
+            self._write(after)

@@ -150,6 +150,25 @@ def test_crash_then_abort(step: str, lab: Lab, client: Client, tmp_path: Path) -
     assert not (app / JOURNAL).exists()
 
 
+def test_a_third_ca_named_after_the_switch_keeps_the_old_one(lab: Lab, client: Client,
+                                                              tmp_path: Path) -> None:
+    """The old CA leaves the hosts only once certificate mode names the new one: a CA the
+    hosts were never shown to trust is refused, and the old CA still logs in."""
+    app, hosts, old = setup(lab, client, tmp_path, n=1)
+    assert rotate(app, client, "--yes", crash="switched").code == 99
+    other = client.home / ".ssh" / "other_ca"
+    keygen(other, "kamal-secure-ca:other")
+    policy = app / ".kamal" / "secure.yml"
+    policy.write_text(re.sub(r"^  ca: \S+", f"  ca: {other}", policy.read_text(), flags=re.M))
+    resumed = rotate(app, client, "--resume")
+    assert resumed.code == 3, resumed.stdout + resumed.stderr
+    assert "names a CA that is neither the old nor the new one" in resumed.stderr
+    assert line(old.with_name("kamal_ca.pub")) in trusted(hosts[0])
+    assert cert_logs_in(client, old, hosts[0], tmp_path)
+    assert old.exists()
+    assert json.loads((app / JOURNAL).read_text())["step"] == "switched"
+
+
 def test_abort_after_retirement_is_refused(lab: Lab, client: Client, tmp_path: Path) -> None:
     app, hosts, _ = setup(lab, client, tmp_path, n=1)
     assert rotate(app, client, "--yes", crash="retired").code == 99

@@ -201,6 +201,10 @@ class Steps(JournalledSteps):
             if named == j.old_line:
                 raise Failed("certificate mode still names the old CA: name the new one "
                              f"({j.new_ca}) first, then --resume (or --abort)")
+            if named is not None and named != self.line("new"):  # unproven on the hosts
+                raise Failed("certificate mode names a CA that is neither the old nor the "
+                             f"new one: name the new one ({j.new_ca}), then --resume (or "
+                             "--abort)")
             self._each("removing the old CA", lambda target: self._edit(
                 target, ["new"], "remove", "old", "new"))
             j.advance(self.root, "removed")

@@ -218,6 +218,13 @@ def test_a_ca_from_the_environment_is_said_never_printed(lab: Lab, client: Clien
     assert still_old.code == 3
     assert "certificate mode still names the old CA" in still_old.stderr
     assert cert_logs_in(client, old, hosts[0], tmp_path)
+    # resumed where the variable is not set (a laptop, not CI): nothing shows that the
+    # deploys sign with the new CA, so the old one stays on the hosts
+    unnamed = rotate(app, client, "--resume")
+    assert unnamed.code == 3, unnamed.stdout + unnamed.stderr
+    assert "certificate mode names no CA here" in unnamed.stderr
+    assert len(trusted(hosts[0])) == 2
+    assert old.exists()
     done = rotate(app, client, "--resume", env={"KAMAL_SECURE_CA_ENV": "KSCA",
                                                 "KSCA": new.read_text()})
     assert done.code == 0, done.stdout + done.stderr
@@ -279,3 +286,17 @@ def test_after_harden_trust_ca_and_again_after(lab: Lab, client: Client,
     again = harden(app, client, "--yes", "--trust-ca", f"{new}.pub")
     assert again.code == 0, again.stdout + again.stderr
     assert "already hardened (unchanged)" in again.stdout
+
+
+def test_a_passphrase_only_for_a_ca_in_the_agent(lab: Lab, client: Client,
+                                                 tmp_path: Path) -> None:
+    """The gate cannot decrypt a CA file or variable: an encrypted new CA would sign no
+    deploy once the policy names it. Refused before anything changes."""
+    app, hosts, old = setup(lab, client, tmp_path, n=1)
+    refused = rotate(app, client, "--yes", "--passphrase-from-env", "CA_PASS",
+                     env={"CA_PASS": "correct horse"})
+    assert refused.code == 2, refused.stdout + refused.stderr
+    assert "ssh-agent" in refused.stderr
+    assert "correct horse" not in refused.stdout + refused.stderr
+    assert not (app / JOURNAL).exists()
+    assert trusted(hosts[0]) == [line(old.with_name("kamal_ca.pub"))]

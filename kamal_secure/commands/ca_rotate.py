@@ -64,6 +64,11 @@ def run(opts: argparse.Namespace) -> int:
         named = None
     if journal is None:
         journal = _start(root, named, opts.path)
+        if opts.passphrase_from_env and journal.source != "agent":
+            raise UsageError("--passphrase-from-env: the gate cannot decrypt a CA in a file "
+                             "or in a variable, so the new CA could not sign any deploy",
+                             hint="keep an encrypted CA in an ssh-agent "
+                             "(KAMAL_SECURE_CA_AGENT=1), or rotate without a passphrase")
         sys.stdout.write(f"would trust a new CA, {journal.new_ca}, beside the old one "
                          f"({_fingerprint(journal.old_line)}, {journal.source}) on "
                          f"{len(inventory.targets)} host(s), prove it, then remove the old "
@@ -93,9 +98,9 @@ def _named_source(root: Path) -> CaSource | None:
 
 def _drive(steps: Steps, abort: bool) -> int:
     return drive(steps, steps.forward, abort,
-                 lambda: "CA rotation aborted: every host trusts the old CA again (its "
-                 "certificate proven), the new CA is removed from the hosts and its key "
-                 "moved aside",
+                 lambda: "CA rotation aborted: every host the rotation changed trusts the "
+                 "old CA again (proven with its certificate), the new CA is removed from "
+                 "the hosts and its key moved aside",
                  lambda: f"CA rotated: every host trusts only {steps.j.new_ca}; the old CA "
                  f"key is {steps.j.retired_as}")
 

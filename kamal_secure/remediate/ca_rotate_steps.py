@@ -197,11 +197,16 @@ class Steps(JournalledSteps):
                 raise Paused(told + "\nthen run `kamal-secure ca rotate --resume` to remove "
                              "the old CA from the hosts (or --abort)")
         if not j.done("removed"):
-            named = self.signer.named()
+            named = self.signer.named()  # only the proven new CA may be the one left
             if named == j.old_line:
                 raise Failed("certificate mode still names the old CA: name the new one "
                              f"({j.new_ca}) first, then --resume (or --abort)")
-            if named is not None and named != self.line("new"):  # unproven on the hosts
+            if named is None:
+                raise Failed("certificate mode names no CA here, so nothing shows that "
+                             "deploys sign with the new one: name it (certificates.ca, "
+                             "KAMAL_SECURE_CA_ENV or KAMAL_SECURE_CA_AGENT) as the gate "
+                             f"will ({j.new_ca}), then --resume (or --abort)")
+            if named != self.line("new"):  # unproven on the hosts
                 raise Failed("certificate mode names a CA that is neither the old nor the "
                              f"new one: name the new one ({j.new_ca}), then --resume (or "
                              "--abort)")

@@ -19,7 +19,8 @@ the certificate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,14 +83,8 @@ def mint_for(ssh: Iterable[SshSettings], command: list[str], pty: bool,
     signed = _signed(list(ssh), command, pty, environ)
     if signed is None:
         return None
-    try:
+    with _refused_when_unminted():
         return certs.write_cert(*signed)
-    except KamalSecureError as err:
-        raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
-                              hint=err.hint or "Kamal was not started") from None
-    except OSError as err:
-        raise CheckIncomplete(f"certificate mode: no certificate was minted: "
-                              f"{err.strerror or err}") from None
 
 
 def certify_in_memory(command: str, policy: CertificatePolicy,
@@ -124,18 +119,26 @@ def _signed(ssh: list[SshSettings], command: list[str], pty: bool,
     if source is None:
         return None
     try:
-        return _sign(source, ssh, command, pty, policy.validity, policy.minimum,
-                     policy.source_address)
+        with _refused_when_unminted():
+            return _sign(source, ssh, command, pty, policy.validity, policy.minimum,
+                         policy.source_address)
+    finally:
+        named = environ.get(CA_ENV)
+        if named:  # taken even when nothing was minted; exec_kamal drops the name too
+            take_secret(named, environ)
+
+
+@contextmanager
+def _refused_when_unminted() -> Iterator[None]:
+    """Any failure to mint or write the certificate refuses (exit 3)."""
+    try:
+        yield
     except KamalSecureError as err:
         raise CheckIncomplete(f"certificate mode: no certificate was minted: {err.message}",
                               hint=err.hint or "Kamal was not started") from None
     except OSError as err:
         raise CheckIncomplete(f"certificate mode: no certificate was minted: "
                               f"{err.strerror or err}") from None
-    finally:
-        named = environ.get(CA_ENV)
-        if named:  # taken even when nothing was minted; exec_kamal drops the name too
-            take_secret(named, environ)
 
 
 def _sign(source: CaSource, ssh: list[SshSettings], command: list[str], pty: bool,

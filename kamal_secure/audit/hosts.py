@@ -5,16 +5,11 @@ Importing this module costs no paramiko; only ``audit_hosts`` pulls it in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kamal_secure.config.inventory import (
-    SshSettings,
-    build_inventory,
-    exact_hosts,
-    local_registry,
-)
+from kamal_secure.config.inventory import build_inventory, exact_hosts, local_registry
 from kamal_secure.config.load import Project, load_project
 from kamal_secure.facts.keys import CaFacts, gather_ca
 from kamal_secure.policy.file import HostPolicy, policy_for
@@ -24,14 +19,10 @@ from kamal_secure.rules.host_access import unchecked_rule
 from kamal_secure.rules.registry import get
 
 if TYPE_CHECKING:
-    import paramiko
-
     from kamal_secure.audit.drift import Watch
-    from kamal_secure.remote.fleet import FleetResult
+    from kamal_secure.remote.fleet import Certify, FleetResult
 
 OFFLINE_ENV = "KAMAL_SECURE_OFFLINE"
-# certificate mode: the keys (with a certificate loaded) to log in with, given ssh settings
-Certify = Callable[[SshSettings], Sequence["paramiko.PKey"]]
 
 
 def audit_hosts(

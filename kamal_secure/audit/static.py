@@ -17,7 +17,7 @@ from kamal_secure.rules.base import Context, run_checks
 from kamal_secure.rules.registry import ALL_RULES
 
 if TYPE_CHECKING:
-    from kamal_secure.audit.hosts import Certify
+    from kamal_secure.remote.fleet import Certify
 
 
 def run_static(

@@ -19,7 +19,7 @@ the certificate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,11 +29,9 @@ from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
 from kamal_secure.gate.kamal import CA_ENV
 
 if TYPE_CHECKING:
-    import paramiko
-
-    from kamal_secure.audit.hosts import Certify
     from kamal_secure.policy.file import CertificatePolicy
     from kamal_secure.remediate.certs import CaSource
+    from kamal_secure.remote.fleet import Certify, LoginKeys
 
 INTERACTIVE = frozenset({"-i", "--interactive"})
 
@@ -98,7 +96,7 @@ def certify_in_memory(command: str, policy: CertificatePolicy,
     if ca_choice(policy.ca, environ) is None:
         return None
 
-    def certify(ssh: SshSettings) -> Sequence[paramiko.PKey]:
+    def certify(ssh: SshSettings) -> LoginKeys:
         from kamal_secure.remote.actions import certified
 
         signed = _signed([ssh], [command], False, environ, policy)

@@ -23,6 +23,11 @@ from kamal_secure.remote.each_host import for_each_host
 if TYPE_CHECKING:
     import paramiko
 
+# keys (a certificate loaded) to log in with before ssh.keys; certificate mode's
+# ``gate/certificate.py: certify_in_memory`` makes them for the given ssh settings
+LoginKeys = Sequence["paramiko.PKey"]
+Certify = Callable[[SshSettings], LoginKeys]
+
 
 @dataclass(frozen=True)
 class HostProblem:
@@ -49,7 +54,7 @@ def check_fleet(inventory: Inventory, root: Path, concurrency: int = 30,
                 timeout: float = 20.0, progress: bool | None = None,
                 allow_proxy_command: bool = False,
                 collect: Collect | None = None,
-                first_keys: Sequence[paramiko.PKey] = ()) -> FleetResult:
+                first_keys: LoginKeys = ()) -> FleetResult:
     """``first_keys``: offered before ``ssh.keys`` (certificate mode's in-memory
     certificate for ``scan``)."""
     connector = session.Connector(

@@ -58,7 +58,7 @@ typecheck: venv
 # if it cannot be installed, `make test` fails (the old_sshd fixture also fails with CI=true).
 unit: venv
 	@old=$$(bash scripts/install-old-sshd.sh $(OLD_SSHD_ROOT)) || { echo "unit: the old sshd could not be installed (see above)"; exit 1; }; \
-	KAMAL_SECURE_TEST_OLD_SSHD=$$old $(VENV)/bin/pytest -q -m "not e2e"
+	KAMAL_SECURE_TEST_OLD_SSHD=$$old $(VENV)/bin/pytest -q -m "not e2e" --durations=15
 
 # A long fuzz campaign (tests/test_fuzz.py; `make test` runs 1000 cases with a fixed seed):
 # FUZZ_CASES projects through `scan --offline`, a fresh seed unless FUZZ_SEED is given.
@@ -70,7 +70,7 @@ fuzz: venv
 # The real Kamal from Debian's registry (scripts/install-kamal.sh), then the e2e tier.
 e2e: deps venv
 	@kamal=$$(bash scripts/install-kamal.sh $(E2E_ROOT)) || { echo "e2e: the real Kamal could not be installed (see above)"; exit 1; }; \
-	KAMAL_E2E_BIN=$$kamal $(VENV)/bin/pytest -q -m e2e tests/e2e
+	KAMAL_E2E_BIN=$$kamal $(VENV)/bin/pytest -q -m e2e tests/e2e --durations=10
 
 demo: venv
 	$(PY) examples/demo.py

@@ -6,7 +6,7 @@ policy write, every host file write). After every run, killed or not, the OpenSS
 checks on every host, with certificates made by ssh-keygen: the CA the policy names signs a
 certificate that logs in, and some CA key we hold does (never neither CA). Every scenario
 is then driven to an end: rotated (the new CA only) or aborted (the old CA only, the policy
-as it was). By default every third kill point; ``KAMAL_SECURE_FULL_KILLS=1``: every one,
+as it was). By default every fifth kill point; ``KAMAL_SECURE_FULL_KILLS=1``: every one,
 each with both follow-ups.
 """
 
@@ -102,7 +102,7 @@ def test_every_kill_point_then_abort_or_resume_never_locks_out(
     problems: list[str] = []
     outcomes: dict[str, int] = {}
     inner = itertools.cycle(range(1, 9))  # where the follow-up run is killed in turn
-    point, stride, scenarios, runs = 0, 1 if FULL else 3, 0, 0
+    point, stride, scenarios, runs = 0, 1 if FULL else 5, 0, 0
     while True:
         point += stride
         follow_ups = ["--abort", "--resume"] if FULL else [("--abort", "--resume")[point % 2]]

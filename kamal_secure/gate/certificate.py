@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from kamal_secure.config.inventory import SshSettings
 from kamal_secure.errors import CheckIncomplete, KamalSecureError, UsageError
-from kamal_secure.gate.kamal import CA_ENV
 
 if TYPE_CHECKING:
     from kamal_secure.policy.file import CertificatePolicy
@@ -109,21 +108,15 @@ def _signed(ssh: list[SshSettings], command: list[str], pty: bool,
             policy: CertificatePolicy | None = None) -> tuple[Path, bytes] | None:
     """(the deploy key, its certificate) in certificate mode; None in key mode or with no
     host. Any failure is CheckIncomplete (exit 3): nothing runs without the certificate."""
-    from kamal_secure.gate.kamal import take_secret
     from kamal_secure.policy.file import load_policy
 
     policy = policy or load_policy().certificates
-    source = ca_source(policy.ca, environ)
+    source = ca_source(policy.ca, environ)  # a CA in a variable was taken at the start
     if source is None:
         return None
-    try:
-        with _refused_when_unminted():
-            return _sign(source, ssh, command, pty, policy.validity, policy.minimum,
-                         policy.source_address)
-    finally:
-        named = environ.get(CA_ENV)
-        if named:  # taken even when nothing was minted; exec_kamal drops the name too
-            take_secret(named, environ)
+    with _refused_when_unminted():
+        return _sign(source, ssh, command, pty, policy.validity, policy.minimum,
+                     policy.source_address)
 
 
 @contextmanager

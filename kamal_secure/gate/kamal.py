@@ -284,12 +284,12 @@ def forget_secrets() -> None:
     _HELD.clear()
 
 
-def hold_ca_secret(environ: MutableMapping[str, str] | None = None) -> None:
+def hold_ca_secret() -> None:
     """Take certificate mode's CA key (``KAMAL_SECURE_CA_ENV`` names its variable) out of
     the environment before anything is started; the name stays (it says which mode)."""
-    named = (os.environ if environ is None else environ).get(CA_ENV) or os.environ.get(CA_ENV)
+    named = os.environ.get(CA_ENV)
     if named and "=" not in named:
-        take_secret(named, environ)
+        take_secret(named)
 
 
 def exec_kamal(args: list[str], env: dict[str, str] | None = None,
